@@ -1,0 +1,48 @@
+#include "common/log.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <string>
+
+#include "common/time_format.h"
+
+namespace openimds::common {
+namespace {
+std::atomic<int> g_level{static_cast<int>(LogLevel::kInfo)};
+}
+
+void SetLogLevel(LogLevel level) { g_level.store(static_cast<int>(level)); }
+LogLevel GetLogLevel() { return static_cast<LogLevel>(g_level.load()); }
+
+bool ParseLogLevel(std::string_view text, LogLevel& out) {
+  if (text == "debug") out = LogLevel::kDebug;
+  else if (text == "info") out = LogLevel::kInfo;
+  else if (text == "warn") out = LogLevel::kWarn;
+  else if (text == "error") out = LogLevel::kError;
+  else return false;
+  return true;
+}
+
+void Log(LogLevel level, std::string_view component, std::string_view message) {
+  if (static_cast<int>(level) < g_level.load(std::memory_order_relaxed)) return;
+  static constexpr const char* kNames[] = {"DEBUG", "INFO", "WARN", "ERROR"};
+  std::string line = FormatRfc3339(std::chrono::system_clock::now());
+  line += ' ';
+  line += kNames[static_cast<int>(level)];
+  line += ' ';
+  line += component;
+  line += ": ";
+  // One line per event: newlines in messages (e.g. echoing bad input) are escaped.
+  for (char c : message) {
+    if (c == '\n') line += "\\n";
+    else if (c == '\r') line += "\\r";
+    else line += c;
+  }
+  line += '\n';
+  ssize_t ignored = ::write(STDERR_FILENO, line.data(), line.size());
+  (void)ignored;
+}
+
+}  // namespace openimds::common

@@ -1,0 +1,23 @@
+#pragma once
+
+#include <string_view>
+
+namespace openimds::common {
+
+enum class LogLevel { kDebug = 0, kInfo = 1, kWarn = 2, kError = 3 };
+
+// One line to stderr: "2026-11-25T13:31:53Z WARN component: message".
+// The minimum level is process-wide state set once by app/ at start-up; it is
+// the one global in the project, kept because threading a logger through every
+// constructor buys nothing here (stderr is already process-wide). Thread-safe:
+// each line is one write(2).
+void SetLogLevel(LogLevel level);
+LogLevel GetLogLevel();
+bool ParseLogLevel(std::string_view text, LogLevel& out);
+void Log(LogLevel level, std::string_view component, std::string_view message);
+
+inline void LogInfo(std::string_view c, std::string_view m) { Log(LogLevel::kInfo, c, m); }
+inline void LogWarn(std::string_view c, std::string_view m) { Log(LogLevel::kWarn, c, m); }
+inline void LogError(std::string_view c, std::string_view m) { Log(LogLevel::kError, c, m); }
+
+}  // namespace openimds::common
