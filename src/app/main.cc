@@ -1,0 +1,34 @@
+// openimds: one binary for the metadata service and its tools.
+#include <CLI/CLI.hpp>
+#include <exception>
+#include <iostream>
+
+#include "app/instance_command.h"
+#include "app/serve_command.h"
+
+int main(int argc, char** argv) {
+  try {
+    CLI::App app{
+        "OpenIMDS: an instance metadata service (EC2-compatible) for your own compute.\n"
+        "Run `openimds serve --demo` and ask http://127.0.0.1:8169/latest/meta-data/"};
+    app.require_subcommand(1);
+    app.set_version_flag("--version", "openimds 0.1.0");
+    app.set_config("--config", "", "Read options from a TOML/INI file.");
+
+    openimds::app::ServeOptions serve;
+    openimds::app::RegisterServeCommand(app, serve);
+    int instance_exit = 0;
+    openimds::app::RegisterInstanceCommand(app, instance_exit);
+
+    try {
+      app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+      return app.exit(e);
+    }
+    if (serve.selected) return openimds::app::RunServe(serve);
+    return instance_exit;
+  } catch (const std::exception& e) {
+    std::cerr << "openimds: " << e.what() << "\n";
+    return 1;
+  }
+}

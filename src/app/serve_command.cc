@@ -1,0 +1,368 @@
+#include "app/serve_command.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <boost/json.hpp>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "admin/admin_api.h"
+#include "admin/catalog_loader.h"
+#include "auth/token_authority.h"
+#include "catalog/catalog.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "common/time_format.h"
+#include "flavour/ec2/ec2_flavour.h"
+#include "flavour/flavour.h"
+#include "http/bearer_auth.h"
+#include "http/server.h"
+#include "identity/resolver.h"
+#include "model/instance_json.h"
+#include "service/metadata_service.h"
+#include "store/sqlite_store.h"
+
+namespace openimds::app {
+namespace {
+
+// The demo instance answers callers from loopback in network "default", so
+// `curl http://127.0.0.1:8169/latest/meta-data/instance-id` works at once.
+// Credentials and keys are obviously fake.
+std::string DemoInstanceJson(common::TimePoint now) {
+  const std::string expires = common::FormatRfc3339(now + std::chrono::hours(6));
+  const std::string updated = common::FormatRfc3339(now);
+  return R"({
+  "id": "i-0123456789abcdef0",
+  "network": "default",
+  "name": "demo",
+  "hostname": "ip-127-0-0-1.ec2.internal",
+  "local_hostname": "ip-127-0-0-1.ec2.internal",
+  "account_id": "123456789012",
+  "image_id": "ami-0abcdef1234567890",
+  "instance_type": "t3.micro",
+  "reservation_id": "r-0123456789abcdef0",
+  "region": "us-east-1",
+  "availability_zone": "us-east-1a",
+  "availability_zone_id": "use1-az4",
+  "launch_time": ")" + updated + R"(",
+  "nics": [{
+    "mac": "02:00:00:00:00:01",
+    "device_number": 0,
+    "interface_id": "eni-0123456789abcdef0",
+    "private_ipv4s": ["127.0.0.1"],
+    "ipv6s": ["::1"],
+    "subnet_id": "subnet-0123456789abcdef0",
+    "subnet_ipv4_cidr": "127.0.0.0/8",
+    "vpc_id": "vpc-0123456789abcdef0",
+    "vpc_ipv4_cidr": "127.0.0.0/8",
+    "security_groups": ["default"],
+    "security_group_ids": ["sg-0123456789abcdef0"]
+  }],
+  "ssh_keys": [{"name": "demo-key", "key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDemoDemoDemoDemoDemoDemoDemoDemoDemoDemoDemo demo-key"}],
+  "user_data": "I2Nsb3VkLWNvbmZpZwpob3N0bmFtZTogZGVtbwo=",
+  "tags": {"Name": "demo", "Environment": "dev"},
+  "iam": {
+    "role": "demo-role",
+    "instance_profile_arn": "arn:aws:iam::123456789012:instance-profile/demo-role",
+    "instance_profile_id": "AIPAEXAMPLEDEMO00001",
+    "credentials": {
+      "access_key_id": "ASIADEMOEXAMPLE00001",
+      "secret_access_key": "demo/secret/key/not/real/EXAMPLEKEY000000",
+      "token": "demo-session-token-not-real",
+      "expiration": ")" + expires + R"(",
+      "last_updated": ")" + updated + R"("
+    }
+  },
+  "block_devices": {"ami": "/dev/xvda", "root": "/dev/xvda"},
+  "metadata_options": {"http_tokens": "optional", "hop_limit": 1, "instance_metadata_tags": "enabled"}
+})";
+}
+
+struct GuestListener {
+  std::string endpoint;
+  std::string network = "default";
+};
+
+// "127.0.0.1:8169" or "169.254.169.254:80,network=tenant-a".
+common::Result<GuestListener> ParseListen(const std::string& spec) {
+  GuestListener l;
+  size_t comma = spec.find(',');
+  l.endpoint = spec.substr(0, comma);
+  while (comma != std::string::npos) {
+    size_t next = spec.find(',', comma + 1);
+    std::string opt = spec.substr(comma + 1, next == std::string::npos ? next : next - comma - 1);
+    if (opt.rfind("network=", 0) == 0 && opt.size() > 8) {
+      l.network = opt.substr(8);
+    } else {
+      return common::InvalidArgument("--listen " + spec + ": unknown option '" + opt +
+                                     "' (known: network=NAME)");
+    }
+    comma = next;
+  }
+  if (l.endpoint.empty()) return common::InvalidArgument("--listen needs ADDRESS:PORT");
+  return l;
+}
+
+common::Result<std::string> ReadSecretFile(const std::string& path) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) {
+    return common::InvalidArgument("cannot read " + path + ": " + std::strerror(errno));
+  }
+  if ((st.st_mode & 077) != 0) {
+    return common::PermissionDenied(path + " is readable by group or others (mode " +
+                                    std::to_string(st.st_mode & 0777) +
+                                    "); chmod 600 it: it holds a secret");
+  }
+  std::ifstream in(path);
+  std::string token((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) {
+    token.pop_back();
+  }
+  if (token.size() < 16) {
+    return common::InvalidArgument(path + " holds fewer than 16 characters; use a long random token");
+  }
+  return token;
+}
+
+// Blocks SIGINT/SIGTERM in every thread and waits for them on one thread that
+// starts the server's two-phase shutdown.
+class SignalWatcher {
+ public:
+  SignalWatcher() {
+    sigemptyset(&set_);
+    sigaddset(&set_, SIGINT);
+    sigaddset(&set_, SIGTERM);
+    sigaddset(&set_, SIGUSR2);  // used only to wake the watcher at exit
+    pthread_sigmask(SIG_BLOCK, &set_, nullptr);
+  }
+  void Start(http::Server& server) {
+    thread_ = std::thread([this, &server] {
+      int sig = 0;
+      sigwait(&set_, &sig);
+      if (sig == SIGUSR2) return;  // our own wake-up at exit
+      common::LogInfo("serve", std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") +
+                                   ", draining connections");
+      server.Shutdown();
+    });
+  }
+  ~SignalWatcher() {
+    if (thread_.joinable()) {
+      pthread_kill(thread_.native_handle(), SIGUSR2);
+      thread_.join();
+    }
+  }
+
+ private:
+  sigset_t set_;
+  std::thread thread_;
+};
+
+}  // namespace
+
+void RegisterServeCommand(CLI::App& app, ServeOptions& o) {
+  CLI::App* serve = app.add_subcommand("serve", "Run the metadata service and its admin API.");
+  serve->add_option("--listen", o.listen,
+                    "Guest listener ADDRESS:PORT[,network=NAME]; repeatable. Port 0 picks a free "
+                    "port (see --ready-file).")
+      ->default_str("127.0.0.1:8169,network=default");
+  serve->add_option("--admin", o.admin,
+                    "Admin API endpoint: unix:/path (default) or ADDRESS:PORT (needs "
+                    "--admin-token-file).")
+      ->capture_default_str();
+  serve->add_option("--admin-token-file", o.admin_token_file,
+                    "File (mode 0600) holding the bearer token for a TCP admin listener.");
+  serve->add_option("--store", o.store, "Store: sqlite:PATH.")->capture_default_str();
+  serve->add_flag("--demo", o.demo,
+                  "Seed a demo instance reachable from 127.0.0.1 in network 'default'.");
+  serve->add_option("--threads", o.threads, "I/O threads (0 = one per core).")
+      ->capture_default_str();
+  serve->add_option("--log-level", o.log_level, "debug, info, warn or error.")
+      ->capture_default_str();
+  serve->add_option("--ready-file", o.ready_file,
+                    "Write the bound endpoints as JSON here once listening (for scripts/tests).");
+  serve->footer(
+      "\nExamples:\n"
+      "  openimds serve --demo --store sqlite:./demo.db --admin unix:./admin.sock\n"
+      "  curl http://127.0.0.1:8169/latest/meta-data/instance-id\n"
+      "  openimds serve --listen 169.254.169.254:80,network=tenant-a \\\n"
+      "                 --store sqlite:/var/lib/openimds/openimds.db\n");
+  serve->callback([&o] { o.selected = true; });
+}
+
+int RunServe(const ServeOptions& o) {
+  common::LogLevel level;
+  if (!common::ParseLogLevel(o.log_level, level)) {
+    common::LogError("serve", "--log-level must be debug, info, warn or error");
+    return 2;
+  }
+  common::SetLogLevel(level);
+  SignalWatcher signals;  // before any thread starts, so all inherit the mask
+
+  if (o.store.rfind("sqlite:", 0) != 0) {
+    common::LogError("serve", "--store must be sqlite:PATH (got '" + o.store + "')");
+    return 2;
+  }
+  std::vector<GuestListener> guests;
+  for (const auto& spec : o.listen.empty() ? std::vector<std::string>{"127.0.0.1:8169"} : o.listen) {
+    auto l = ParseListen(spec);
+    if (!l.ok()) {
+      common::LogError("serve", l.status().message());
+      return 2;
+    }
+    guests.push_back(*l);
+  }
+
+  const std::string db_path = o.store.substr(7);
+  std::error_code fs_ec;
+  auto parent = std::filesystem::path(db_path).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent, fs_ec);
+  store::SqliteStore::Options store_options;
+  store_options.path = db_path;
+  auto store = store::SqliteStore::Open(store_options);
+  if (!store.ok()) {
+    common::LogError("serve", "cannot open store " + db_path + ": " + store.status().message());
+    return 1;
+  }
+
+  common::SystemClock clock;
+  common::MetricsRegistry metrics;
+
+  // IMDSv2 token key: one per store, so every `serve` on the same store
+  // accepts the others' tokens.
+  auto candidate = auth::TokenAuthority::NewKeyMaterial();
+  if (!candidate.ok()) {
+    common::LogError("serve", candidate.status().ToString());
+    return 1;
+  }
+  auto key = (*store)->GetOrCreateSecret("imds_token_key/1", *candidate);
+  if (!key.ok()) {
+    common::LogError("serve", "cannot read token key from store: " + key.status().message());
+    return 1;
+  }
+  auto tokens = auth::TokenAuthority::Create({auth::TokenKey{1, *key}}, clock);
+  if (!tokens.ok()) {
+    common::LogError("serve", tokens.status().ToString());
+    return 1;
+  }
+
+  if (o.demo) {
+    auto demo = model::FromJsonText(DemoInstanceJson(clock.Now()));
+    if (!demo.ok()) {
+      common::LogError("serve", "demo instance invalid: " + demo.status().message());
+      return 1;
+    }
+    auto existing = (*store)->Get(demo->id);
+    if (!existing.ok()) {
+      auto put = (*store)->Put(*demo, store::Precondition{0});
+      if (!put.ok() && put.status().code() != common::Code::kFailedPrecondition) {
+        common::LogError("serve", "cannot seed demo instance: " + put.status().message());
+        return 1;
+      }
+      common::LogInfo("serve", "seeded demo instance " + demo->id);
+    }
+  }
+
+  catalog::Catalog catalog;
+  common::Status loaded = admin::LoadCatalog(**store, catalog);
+  if (!loaded.ok()) {
+    common::LogError("serve", "cannot load instances: " + loaded.message());
+    return 1;
+  }
+  metrics.AddGauge("catalog_instances", "Instances in the served snapshot.",
+                   [&catalog] { return static_cast<double>(catalog.Current()->size()); });
+
+  flavour::Registry flavours;
+  flavours.Add(std::make_unique<flavour::ec2::Ec2Flavour>(flavour::ec2::Ec2Flavour::Options{},
+                                                           *tokens, clock, metrics));
+  identity::Resolver resolver;
+  service::MetadataService metadata(resolver, catalog, flavours, metrics);
+
+  admin::AdminApi::Options admin_options;
+  admin_options.render_preview = [&metadata](const model::Instance& i, const common::Request& r,
+                                             common::Response& out) {
+    return metadata.RenderPreview(i, r, out);
+  };
+  store::Store* store_ptr = store->get();
+  admin_options.store_healthy = [store_ptr] { return store_ptr->LatestRevision().ok(); };
+  admin::AdminApi admin_api(admin_options, **store, catalog, metrics);
+
+  std::unique_ptr<http::BearerAuthHandler> admin_guard;
+  http::Handler* admin_handler = &admin_api;
+  const bool admin_unix = o.admin.rfind("unix:", 0) == 0;
+  if (!admin_unix) {
+    if (o.admin_token_file.empty()) {
+      common::LogError("serve", "a TCP admin listener (--admin " + o.admin +
+                                    ") needs --admin-token-file; use unix:/path otherwise");
+      return 2;
+    }
+    auto token = ReadSecretFile(o.admin_token_file);
+    if (!token.ok()) {
+      common::LogError("serve", token.status().message());
+      return 2;
+    }
+    admin_guard = std::make_unique<http::BearerAuthHandler>(admin_api, *token, metrics);
+    admin_handler = admin_guard.get();
+  } else {
+    std::filesystem::path sock(o.admin.substr(5));
+    if (!sock.parent_path().empty()) std::filesystem::create_directories(sock.parent_path(), fs_ec);
+  }
+
+  std::vector<http::ListenerConfig> listeners;
+  for (const auto& g : guests) {
+    http::ListenerConfig l;
+    l.endpoint = g.endpoint;
+    l.network = g.network;
+    l.handler = &metadata;
+    l.name = "guest";
+    listeners.push_back(std::move(l));
+  }
+  {
+    http::ListenerConfig l;
+    l.endpoint = o.admin;
+    l.handler = admin_handler;
+    l.name = "admin";
+    l.dedicated_thread = true;  // store writes block; keep them off guest threads
+    l.limits.max_body_bytes = 64 * 1024 * 1024;  // bulk imports
+    l.limits.header_timeout = std::chrono::seconds(60);
+    listeners.push_back(std::move(l));
+  }
+
+  http::ServerOptions server_options;
+  server_options.threads = o.threads;
+  http::Server server(server_options, std::move(listeners), metrics);
+  common::Status started = server.Start();
+  if (!started.ok()) {
+    common::LogError("serve", started.message());
+    return 1;
+  }
+  auto bound = server.BoundEndpoints();
+  boost::json::object ready;
+  boost::json::array guest_json;
+  for (size_t i = 0; i < guests.size(); ++i) {
+    guest_json.push_back(boost::json::object{{"endpoint", bound[i]}, {"network", guests[i].network}});
+    common::LogInfo("serve", "guest listener " + bound[i] + " serves network " + guests[i].network);
+  }
+  ready["guest"] = std::move(guest_json);
+  ready["admin"] = bound.back();
+  ready["pid"] = static_cast<int64_t>(getpid());
+  common::LogInfo("serve", "admin API on " + bound.back() + "; " +
+                               std::to_string(catalog.Current()->size()) + " instances loaded");
+  if (!o.ready_file.empty()) {
+    const std::string tmp = o.ready_file + ".tmp";
+    {
+      std::ofstream f(tmp);
+      f << boost::json::serialize(ready) << "\n";
+    }
+    std::filesystem::rename(tmp, o.ready_file, fs_ec);
+  }
+  signals.Start(server);
+  server.Run();
+  common::LogInfo("serve", "stopped");
+  return 0;
+}
+
+}  // namespace openimds::app

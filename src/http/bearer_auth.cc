@@ -1,0 +1,44 @@
+#include "http/bearer_auth.h"
+
+#include "common/log.h"
+
+namespace openimds::http {
+namespace {
+
+bool ConstantTimeEquals(std::string_view a, std::string_view b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  const size_t n = a.size() < b.size() ? a.size() : b.size();
+  for (size_t i = 0; i < n; ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+}  // namespace
+
+BearerAuthHandler::BearerAuthHandler(Handler& inner, std::string token,
+                                     common::MetricsRegistry& metrics)
+    : inner_(inner),
+      token_(std::move(token)),
+      rejected_(metrics.GetCounter("admin_auth_rejected_total",
+                                   "Admin requests refused for a missing or wrong bearer token.")) {}
+
+void BearerAuthHandler::Handle(const common::Request& request, common::Response& out) {
+  auto auth = request.Header("Authorization");
+  constexpr std::string_view kPrefix = "Bearer ";
+  const bool ok = auth && auth->size() > kPrefix.size() &&
+                  common::EqualsIgnoreCase(auth->substr(0, kPrefix.size()), kPrefix) &&
+                  ConstantTimeEquals(auth->substr(kPrefix.size()), token_);
+  if (!ok) {
+    rejected_.Inc();
+    common::LogWarn("admin", std::string(auth ? "wrong" : "missing") + " bearer token from " +
+                                 request.peer.ToString());
+    out.status = 401;
+    out.content_type = "application/json";
+    out.body = R"({"error":{"code":"unauthenticated","message":"missing or wrong bearer token"}})";
+    out.body += '\n';
+    out.AddHeader("WWW-Authenticate", "Bearer realm=\"openimds-admin\"");
+    return;
+  }
+  inner_.Handle(request, out);
+}
+
+}  // namespace openimds::http

@@ -1,0 +1,26 @@
+#pragma once
+
+#include <string>
+
+#include "common/metrics.h"
+#include "http/handler.h"
+
+namespace openimds::http {
+
+// Wraps a handler so that only requests with `Authorization: Bearer <token>`
+// reach it (the admin API on TCP). Everything else gets 401 with a
+// WWW-Authenticate header, a counter and a log line. The comparison takes
+// time independent of where the tokens differ. Thread-safe.
+class BearerAuthHandler final : public Handler {
+ public:
+  // `token` must not be empty.
+  BearerAuthHandler(Handler& inner, std::string token, common::MetricsRegistry& metrics);
+  void Handle(const common::Request& request, common::Response& out) override;
+
+ private:
+  Handler& inner_;
+  const std::string token_;
+  common::Counter& rejected_;
+};
+
+}  // namespace openimds::http

@@ -1,0 +1,18 @@
+#pragma once
+
+#include "common/http_message.h"
+
+namespace openimds::http {
+
+// What a listener hands each parsed request to. Called on an I/O thread, so
+// implementations must not block on the network; several threads call
+// Handle concurrently, so implementations must be thread-safe.
+class Handler {
+ public:
+  virtual ~Handler() = default;
+  // Fills `out` (already cleared) for `request`. Must not throw; an exception
+  // that escapes anyway is caught by the session and becomes a 500.
+  virtual void Handle(const common::Request& request, common::Response& out) = 0;
+};
+
+}  // namespace openimds::http

@@ -1,0 +1,795 @@
+#include "http/server.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ip/v6_only.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/basic_parser.hpp>
+#include <boost/beast/http/error.hpp>
+#include <charconv>
+#include <cstring>
+#include <ctime>
+#include <list>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "common/log.h"
+
+namespace openimds::http {
+namespace {
+
+namespace asio = boost::asio;
+namespace bhttp = boost::beast::http;
+using tcp = asio::ip::tcp;
+using unix_socket = asio::local::stream_protocol;
+using Clock = std::chrono::steady_clock;
+constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+
+// How much to ask the kernel for per read. Guest requests are ~200 bytes; a
+// pipelined burst or an admin import fills several reads.
+constexpr size_t kReadChunk = 16 * 1024;
+
+// ---------------------------------------------------------------------------
+// Request parsing: Beast's basic_parser, with every piece copied into
+// per-connection storage whose capacity is reused across requests, so a
+// steady keep-alive connection parses without allocating.
+
+struct Span {
+  uint32_t offset = 0;
+  uint32_t length = 0;
+};
+
+struct ParsedRequest {
+  std::string arena;  // method, target, header names and values, back to back
+  Span method, target;
+  std::vector<std::pair<Span, Span>> fields;
+  std::string body;
+  int version = 11;
+  bool expect_continue = false;
+
+  void Clear() {
+    arena.clear();
+    fields.clear();
+    body.clear();
+    expect_continue = false;
+  }
+  Span Append(std::string_view s) {
+    Span sp{static_cast<uint32_t>(arena.size()), static_cast<uint32_t>(s.size())};
+    arena.append(s.data(), s.size());
+    return sp;
+  }
+  std::string_view View(Span s) const { return std::string_view(arena).substr(s.offset, s.length); }
+};
+
+std::string_view SV(boost::beast::string_view s) { return std::string_view(s.data(), s.size()); }
+
+class RequestParser final : public bhttp::basic_parser<true> {
+ public:
+  explicit RequestParser(ParsedRequest& out) : out_(out) {}
+
+ private:
+  void on_request_impl(bhttp::verb, boost::beast::string_view method, boost::beast::string_view target, int version,
+                       boost::system::error_code&) override {
+    out_.method = out_.Append(SV(method));
+    out_.target = out_.Append(SV(target));
+    out_.version = version;
+  }
+  void on_response_impl(int, boost::beast::string_view, int, boost::system::error_code&) override {}
+  void on_field_impl(bhttp::field f, boost::beast::string_view name, boost::beast::string_view value,
+                     boost::system::error_code&) override {
+    if (f == bhttp::field::expect && common::EqualsIgnoreCase(SV(value), "100-continue")) {
+      out_.expect_continue = true;
+    }
+    Span n = out_.Append(SV(name));
+    Span v = out_.Append(SV(value));
+    out_.fields.emplace_back(n, v);
+  }
+  void on_header_impl(boost::system::error_code&) override {}
+  void on_body_init_impl(const boost::optional<std::uint64_t>& length,
+                         boost::system::error_code&) override {
+    // body_limit() has already refused lengths over the limit.
+    if (length) out_.body.reserve(static_cast<size_t>(*length));
+  }
+  size_t on_body_impl(boost::beast::string_view body, boost::system::error_code&) override {
+    out_.body.append(body.data(), body.size());
+    return body.size();
+  }
+  void on_chunk_header_impl(std::uint64_t, boost::beast::string_view, boost::system::error_code&) override {}
+  size_t on_chunk_body_impl(std::uint64_t, boost::beast::string_view body,
+                            boost::system::error_code&) override {
+    out_.body.append(body.data(), body.size());
+    return body.size();
+  }
+  void on_finish_impl(boost::system::error_code&) override {}
+
+  ParsedRequest& out_;
+};
+
+// ---------------------------------------------------------------------------
+// Response serialisation into one buffer: headers and body leave in one
+// write (with TCP_NODELAY), avoiding the Nagle/delayed-ACK stall clients.md
+// describes.
+
+std::string_view Reason(int status) {
+  switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 411: return "Length Required";
+    case 412: return "Precondition Failed";
+    case 413: return "Payload Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 507: return "Insufficient Storage";
+    default: return "Unknown";
+  }
+}
+
+// "Wed, 25 Nov 2026 13:31:53 GMT", formatted at most once a second per thread.
+std::string_view HttpDate() {
+  thread_local char buf[40];
+  thread_local std::time_t last = 0;
+  thread_local size_t len = 0;
+  std::time_t now = std::time(nullptr);
+  if (now != last) {
+    std::tm tm{};
+    gmtime_r(&now, &tm);
+    len = std::strftime(buf, sizeof(buf), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    last = now;
+  }
+  return std::string_view(buf, len);
+}
+
+bool SafeHeaderText(std::string_view s) {
+  for (char c : s) {
+    if (c == '\r' || c == '\n' || c == '\0') return false;
+  }
+  return true;
+}
+
+void AppendNumber(std::string& out, size_t n) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof(buf), n);
+  out.append(buf, r.ptr);
+}
+
+void Serialize(const common::Response& r, int version, bool keep_alive, std::string& out) {
+  out.clear();
+  out += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+  AppendNumber(out, static_cast<size_t>(r.status));
+  out += ' ';
+  out += Reason(r.status);
+  out += "\r\nDate: ";
+  out += HttpDate();
+  if (r.status != 204 && r.status != 304) {
+    out += "\r\nContent-Type: ";
+    out += r.content_type;
+    out += "\r\nContent-Length: ";
+    AppendNumber(out, r.body.size());
+  }
+  for (const auto& [name, value] : r.headers) {
+    out += "\r\n";
+    out += name;
+    out += ": ";
+    out += value;
+  }
+  if (!keep_alive) {
+    out += "\r\nConnection: close";
+  } else if (version == 10) {
+    out += "\r\nConnection: keep-alive";
+  }
+  out += "\r\n\r\n";
+  if (!r.head && r.status != 204 && r.status != 304) out += r.body;
+}
+
+void SimpleError(common::Response& r, int status, std::string_view message) {
+  r.Clear();
+  r.status = status;
+  r.content_type = "text/plain";
+  r.body.assign(message);
+  r.body += '\n';
+  r.close = true;
+}
+
+// ---------------------------------------------------------------------------
+
+struct ListenerState;
+
+// One I/O thread: its io_context and the connections it owns. Everything in
+// here is touched only from its own thread, except through asio::post.
+struct Worker {
+  asio::io_context ctx{1};
+  std::thread thread;
+  struct SessionHandle {
+    std::function<void()> close;
+    bool* idle;
+    Clock::time_point* deadline;
+  };
+  std::list<SessionHandle> sessions;  // owned by this thread
+  std::unique_ptr<asio::steady_timer> reaper;
+  // Each acceptor with the listener it serves.
+  std::vector<std::pair<std::unique_ptr<tcp::acceptor>, ListenerState*>> tcp_acceptors;
+  std::vector<std::pair<std::unique_ptr<unix_socket::acceptor>, ListenerState*>> unix_acceptors;
+  std::atomic<int> active{0};
+};
+
+struct ListenerState {
+  ListenerConfig config;
+  bool is_unix = false;
+  tcp::endpoint tcp_endpoint;  // resolved, with the real port once bound
+  std::string unix_path;
+  common::Counter* requests = nullptr;
+  common::Counter* connections = nullptr;
+  common::Counter* rejected_malformed = nullptr;
+  common::Counter* rejected_header_size = nullptr;
+  common::Counter* rejected_body_size = nullptr;
+  common::Counter* timeouts = nullptr;
+  common::Counter* handler_errors = nullptr;
+};
+
+common::Result<tcp::endpoint> ParseTcpEndpoint(std::string_view text) {
+  std::string_view host, port;
+  if (!text.empty() && text.front() == '[') {
+    auto close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      return common::InvalidArgument("bad endpoint '" + std::string(text) + "' (want [addr]:port)");
+    }
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else {
+    auto colon = text.rfind(':');
+    if (colon == std::string_view::npos) {
+      return common::InvalidArgument("bad endpoint '" + std::string(text) + "' (want addr:port)");
+    }
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+  }
+  unsigned p = 0;
+  auto r = std::from_chars(port.data(), port.data() + port.size(), p);
+  if (r.ec != std::errc() || r.ptr != port.data() + port.size() || p > 65535) {
+    return common::InvalidArgument("bad port in endpoint '" + std::string(text) + "'");
+  }
+  boost::system::error_code ec;
+  auto addr = asio::ip::make_address(std::string(host), ec);
+  if (ec) {
+    return common::InvalidArgument("bad address in endpoint '" + std::string(text) + "'");
+  }
+  return tcp::endpoint(addr, static_cast<unsigned short>(p));
+}
+
+common::IpAddress ToIp(const asio::ip::address& a) {
+  if (a.is_v4()) return common::IpAddress::FromV4(a.to_v4().to_uint());
+  auto b = a.to_v6().to_bytes();
+  std::array<uint8_t, 16> arr;
+  std::memcpy(arr.data(), b.data(), 16);
+  return common::IpAddress::FromV6Bytes(arr);
+}
+
+// Sets the hop limit of the socket's outgoing packets; returns the previous
+// value so it can be restored. -1 for "the system default" on IPv6.
+struct TtlGuard {
+  int fd = -1;
+  bool v6 = false;
+  int saved_v4 = -1;
+  int saved_v6 = -1;
+  bool active = false;
+
+  void Apply(int fd_in, bool is_v6, int ttl) {
+    if (!active) {
+      fd = fd_in;
+      v6 = is_v6;
+      socklen_t len = sizeof(int);
+      getsockopt(fd, IPPROTO_IP, IP_TTL, &saved_v4, &len);
+      if (v6) {
+        len = sizeof(int);
+        getsockopt(fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, &saved_v6, &len);
+      }
+    }
+    // On a dual-stack socket a v4-mapped peer's packets use IP_TTL, so set both.
+    setsockopt(fd, IPPROTO_IP, IP_TTL, &ttl, sizeof(ttl));
+    if (v6) setsockopt(fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, &ttl, sizeof(ttl));
+    active = true;
+  }
+  void Restore() {
+    if (!active) return;
+    setsockopt(fd, IPPROTO_IP, IP_TTL, &saved_v4, sizeof(saved_v4));
+    if (v6) setsockopt(fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, &saved_v6, sizeof(saved_v6));
+    active = false;
+  }
+};
+
+}  // namespace
+
+struct Server::Impl {
+  ServerOptions options;
+  common::MetricsRegistry& metrics;
+  std::vector<std::unique_ptr<ListenerState>> listeners;
+  std::vector<std::unique_ptr<Worker>> shared_workers;
+  std::vector<std::unique_ptr<Worker>> dedicated_workers;  // one per dedicated listener
+  std::atomic<bool> draining{false};
+  std::atomic<bool> started{false};
+  std::mutex shutdown_mu;
+  std::unique_ptr<std::thread> shutdown_thread;  // guarded by shutdown_mu
+
+  Impl(ServerOptions o, common::MetricsRegistry& m) : options(o), metrics(m) {}
+
+  std::vector<Worker*> AllWorkers() {
+    std::vector<Worker*> all;
+    for (auto& w : shared_workers) all.push_back(w.get());
+    for (auto& w : dedicated_workers) all.push_back(w.get());
+    return all;
+  }
+
+  common::Status BindTcp(ListenerState& ls, Worker& w, bool first);
+  common::Status BindUnix(ListenerState& ls, Worker& w);
+  void StartReaper(Worker& w);
+
+  template <typename Socket>
+  asio::awaitable<void> Session(Socket socket, ListenerState& ls, Worker& w);
+  template <typename Acceptor>
+  asio::awaitable<void> AcceptLoop(Acceptor& acceptor, ListenerState& ls, Worker& w);
+};
+
+common::Status Server::Impl::BindTcp(ListenerState& ls, Worker& w, bool first) {
+  auto acc = std::make_unique<tcp::acceptor>(w.ctx);
+  boost::system::error_code ec;
+  acc->open(ls.tcp_endpoint.protocol(), ec);
+  if (!ec) acc->set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) {
+    int one = 1;
+    if (setsockopt(acc->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+      ec.assign(errno, boost::system::system_category());
+    }
+  }
+  if (!ec && ls.tcp_endpoint.address().is_v6()) {
+    // An IPv6 listener serves IPv6 only; IPv4 gets its own listener so each
+    // can carry its own network name.
+    acc->set_option(asio::ip::v6_only(true), ec);
+  }
+  if (!ec) acc->bind(ls.tcp_endpoint, ec);
+  if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return common::Unavailable("cannot listen on " + ls.config.endpoint + ": " + ec.message());
+  }
+  if (first) ls.tcp_endpoint = acc->local_endpoint();
+  w.tcp_acceptors.emplace_back(std::move(acc), &ls);
+  return common::Status::Ok();
+}
+
+common::Status Server::Impl::BindUnix(ListenerState& ls, Worker& w) {
+  struct stat st {};
+  if (lstat(ls.unix_path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) {
+      return common::Unavailable("cannot listen on " + ls.config.endpoint +
+                                 ": path exists and is not a socket");
+    }
+    ::unlink(ls.unix_path.c_str());  // a stale socket from an earlier run
+  }
+  auto acc = std::make_unique<unix_socket::acceptor>(w.ctx);
+  boost::system::error_code ec;
+  unix_socket::endpoint ep(ls.unix_path);
+  acc->open(ep.protocol(), ec);
+  if (!ec) acc->bind(ep, ec);
+  if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return common::Unavailable("cannot listen on " + ls.config.endpoint + ": " + ec.message());
+  }
+  ::chmod(ls.unix_path.c_str(), ls.config.unix_mode);
+  w.unix_acceptors.emplace_back(std::move(acc), &ls);
+  return common::Status::Ok();
+}
+
+void Server::Impl::StartReaper(Worker& w) {
+  // One coarse timer per thread enforces every deadline of that thread's
+  // connections: the hot path only stores a time point, no timer per request.
+  w.reaper = std::make_unique<asio::steady_timer>(w.ctx);
+  auto tick = std::make_shared<std::function<void()>>();
+  *tick = [this, &w, tick]() {
+    w.reaper->expires_after(std::chrono::milliseconds(250));
+    w.reaper->async_wait([this, &w, tick](boost::system::error_code ec) {
+      if (ec) return;
+      const auto now = Clock::now();
+      const bool drain = draining.load(std::memory_order_relaxed);
+      for (auto& s : w.sessions) {
+        if (*s.deadline <= now || (drain && *s.idle)) s.close();
+      }
+      (*tick)();
+    });
+  };
+  (*tick)();
+}
+
+template <typename Acceptor>
+asio::awaitable<void> Server::Impl::AcceptLoop(Acceptor& acceptor, ListenerState& ls, Worker& w) {
+  for (;;) {
+    auto [ec, socket] = co_await acceptor.async_accept(kTuple);
+    if (ec) {
+      if (ec == asio::error::operation_aborted || draining.load()) co_return;
+      // EMFILE and friends: say so, back off briefly, keep serving.
+      common::LogWarn("http", "accept on " + ls.config.endpoint + " failed: " + ec.message());
+      asio::steady_timer t(w.ctx, std::chrono::milliseconds(50));
+      co_await t.async_wait(kTuple);
+      continue;
+    }
+    if (draining.load()) co_return;
+    asio::co_spawn(w.ctx, Session(std::move(socket), ls, w), asio::detached);
+  }
+}
+
+template <typename Socket>
+asio::awaitable<void> Server::Impl::Session(Socket socket, ListenerState& ls, Worker& w) {
+  const Limits& limits = ls.config.limits;
+  ls.connections->Inc();
+  w.active.fetch_add(1, std::memory_order_relaxed);
+
+  bool idle = true;
+  Clock::time_point deadline = Clock::now() + limits.idle_timeout;
+  bool timed_out = false;
+  w.sessions.push_front(Worker::SessionHandle{[&socket, &timed_out]() {
+                                                timed_out = true;
+                                                boost::system::error_code ignored;
+                                                socket.close(ignored);
+                                              },
+                                              &idle, &deadline});
+  auto handle_it = w.sessions.begin();
+
+  common::Request req;
+  req.listener_network = ls.config.network;
+  bool is_v6_socket = false;
+  if constexpr (std::is_same_v<Socket, tcp::socket>) {
+    boost::system::error_code ec;
+    socket.set_option(tcp::no_delay(true), ec);
+    auto remote = socket.remote_endpoint(ec);
+    if (!ec) req.peer = ToIp(remote.address());
+    auto local = socket.local_endpoint(ec);
+    if (!ec) {
+      req.local = ToIp(local.address());
+      req.local_port = local.port();
+      is_v6_socket = local.address().is_v6();
+    }
+  }
+
+  ParsedRequest parsed;
+  parsed.arena.reserve(1024);
+  parsed.fields.reserve(16);
+  req.headers.reserve(16);
+  common::Response resp;
+  std::string out;
+  out.reserve(1024);
+  boost::beast::flat_buffer buffer;
+  TtlGuard ttl;
+  uint32_t served = 0;
+
+  try {
+    for (;;) {
+      parsed.Clear();
+      std::optional<RequestParser> parser;
+      parser.emplace(parsed);
+      parser->eager(true);
+      parser->header_limit(static_cast<uint32_t>(limits.max_header_bytes));
+      parser->body_limit(limits.max_body_bytes);
+
+      idle = buffer.size() == 0;
+      deadline = Clock::now() + (idle ? limits.idle_timeout : limits.header_timeout);
+      if (idle && draining.load(std::memory_order_relaxed)) break;
+
+      boost::system::error_code perr;
+      bool sent_continue = false;
+      bool closed = false;
+      while (!parser->is_done()) {
+        if (buffer.size() > 0) {
+          perr = {};
+          size_t n = parser->put(buffer.data(), perr);
+          buffer.consume(n);
+          if (perr == bhttp::error::need_more) {
+            perr = {};
+          } else if (perr) {
+            break;
+          }
+          if (parser->is_done()) break;
+          if (parser->is_header_done() && parsed.expect_continue && !sent_continue) {
+            sent_continue = true;
+            static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+            deadline = Clock::now() + limits.write_timeout;
+            auto [wec, wn] = co_await asio::async_write(
+                socket, asio::buffer(kContinue.data(), kContinue.size()), kTuple);
+            if (wec) {
+              closed = true;
+              break;
+            }
+            deadline = Clock::now() + limits.header_timeout;
+          }
+          if (n > 0 && buffer.size() > 0) continue;
+        }
+        auto [rec, rn] = co_await socket.async_read_some(buffer.prepare(kReadChunk), kTuple);
+        if (rec) {
+          // end_of_stream between requests is the normal end of a connection.
+          if (timed_out && !idle) ls.timeouts->Inc();
+          if (timed_out && !idle) {
+            common::LogWarn("http", "closing connection from " + req.peer.ToString() + " on " +
+                                        ls.config.endpoint + ": request not complete in time");
+          }
+          closed = true;
+          break;
+        }
+        buffer.commit(rn);
+        if (idle) {
+          idle = false;
+          deadline = Clock::now() + limits.header_timeout;
+        }
+      }
+      if (closed) break;
+
+      resp.Clear();
+      bool keep_alive = false;
+      int version = parsed.version;
+      if (perr) {
+        int status = 400;
+        common::Counter* counter = ls.rejected_malformed;
+        std::string message = "bad request: " + perr.message();
+        if (perr == bhttp::error::header_limit) {
+          status = 431;
+          counter = ls.rejected_header_size;
+          message = "request header larger than " + std::to_string(limits.max_header_bytes) +
+                    " bytes";
+        } else if (perr == bhttp::error::body_limit) {
+          status = 413;
+          counter = ls.rejected_body_size;
+          message =
+              "request body larger than " + std::to_string(limits.max_body_bytes) + " bytes";
+        }
+        counter->Inc();
+        common::LogWarn("http", "refused request from " + req.peer.ToString() + " on " +
+                                    ls.config.endpoint + ": " + message);
+        SimpleError(resp, status, message);
+        version = 11;
+      } else {
+        idle = false;
+        ls.requests->Inc();
+        keep_alive = parser->keep_alive();
+        req.method = parsed.View(parsed.method);
+        req.target = parsed.View(parsed.target);
+        auto q = req.target.find('?');
+        req.path = req.target.substr(0, q);
+        req.query = q == std::string_view::npos ? std::string_view() : req.target.substr(q + 1);
+        req.headers.clear();
+        for (const auto& [n, v] : parsed.fields) {
+          req.headers.push_back(common::HeaderField{parsed.View(n), parsed.View(v)});
+        }
+        req.body = parsed.body;
+        req.version = parsed.version;
+        try {
+          ls.config.handler->Handle(req, resp);
+        } catch (const std::exception& e) {
+          ls.handler_errors->Inc();
+          common::LogError("http", "handler failed for " + std::string(req.method) + " " +
+                                       std::string(req.path) + ": " + e.what());
+          SimpleError(resp, 500, "internal error");
+        }
+        for (const auto& [name, value] : resp.headers) {
+          if (!SafeHeaderText(name) || !SafeHeaderText(value)) {
+            ls.handler_errors->Inc();
+            common::LogError("http", "handler produced an unsafe header; answering 500");
+            SimpleError(resp, 500, "internal error");
+            break;
+          }
+        }
+      }
+      ++served;
+      if (resp.close || draining.load(std::memory_order_relaxed) ||
+          (limits.max_requests_per_connection != 0 &&
+           served >= limits.max_requests_per_connection)) {
+        keep_alive = false;
+      }
+      Serialize(resp, version, keep_alive, out);
+
+      if constexpr (std::is_same_v<Socket, tcp::socket>) {
+        // The token response must leave with the instance's hop limit; any
+        // later response on this connection leaves with the default again.
+        if (resp.ip_ttl) {
+          ttl.Apply(socket.native_handle(), is_v6_socket, *resp.ip_ttl);
+        } else {
+          ttl.Restore();
+        }
+      }
+      deadline = Clock::now() + limits.write_timeout;
+      auto [wec, wn] = co_await asio::async_write(socket, asio::buffer(out), kTuple);
+      if (wec || !keep_alive) break;
+    }
+    if constexpr (std::is_same_v<Socket, tcp::socket>) {
+      boost::system::error_code ignored;
+      socket.shutdown(tcp::socket::shutdown_send, ignored);
+    }
+  } catch (const std::exception& e) {
+    // An exception escaping a detached coroutine would abort the process.
+    common::LogError("http", std::string("connection failed: ") + e.what());
+  }
+  boost::system::error_code ignored;
+  socket.close(ignored);
+  w.sessions.erase(handle_it);
+  w.active.fetch_sub(1, std::memory_order_relaxed);
+}
+
+Server::Server(ServerOptions options, std::vector<ListenerConfig> listeners,
+               common::MetricsRegistry& metrics)
+    : impl_(std::make_unique<Impl>(options, metrics)) {
+  for (auto& cfg : listeners) {
+    auto ls = std::make_unique<ListenerState>();
+    ls->config = std::move(cfg);
+    const std::string l = "listener=\"" + ls->config.name + "\"";
+    ls->requests = &metrics.GetCounter("http_requests_total", "Requests parsed, by listener.", l);
+    ls->connections =
+        &metrics.GetCounter("http_connections_total", "Connections accepted, by listener.", l);
+    const char* kRejected = "http_rejected_total";
+    const char* kRejectedHelp = "Requests refused by the HTTP core, by listener and reason.";
+    ls->rejected_malformed = &metrics.GetCounter(kRejected, kRejectedHelp, l + ",reason=\"malformed\"");
+    ls->rejected_header_size =
+        &metrics.GetCounter(kRejected, kRejectedHelp, l + ",reason=\"header_too_large\"");
+    ls->rejected_body_size =
+        &metrics.GetCounter(kRejected, kRejectedHelp, l + ",reason=\"body_too_large\"");
+    ls->timeouts = &metrics.GetCounter(kRejected, kRejectedHelp, l + ",reason=\"timeout\"");
+    ls->handler_errors = &metrics.GetCounter("http_handler_errors_total",
+                                             "Handler exceptions or unsafe responses.", l);
+    impl_->listeners.push_back(std::move(ls));
+  }
+}
+
+Server::~Server() {
+  Shutdown();
+  std::lock_guard<std::mutex> lock(impl_->shutdown_mu);
+  if (impl_->shutdown_thread && impl_->shutdown_thread->joinable()) impl_->shutdown_thread->join();
+}
+
+common::Status Server::Start() {
+  int n = impl_->options.threads;
+  if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  for (int i = 0; i < n; ++i) impl_->shared_workers.push_back(std::make_unique<Worker>());
+
+  for (auto& ls : impl_->listeners) {
+    if (ls->config.handler == nullptr) {
+      return common::InvalidArgument("listener " + ls->config.endpoint + " has no handler");
+    }
+    std::vector<Worker*> targets;
+    if (ls->config.dedicated_thread) {
+      impl_->dedicated_workers.push_back(std::make_unique<Worker>());
+      targets.push_back(impl_->dedicated_workers.back().get());
+    } else {
+      for (auto& w : impl_->shared_workers) targets.push_back(w.get());
+    }
+    if (ls->config.endpoint.rfind("unix:", 0) == 0) {
+      ls->is_unix = true;
+      ls->unix_path = ls->config.endpoint.substr(5);
+      if (ls->unix_path.empty()) return common::InvalidArgument("empty unix socket path");
+      // A unix socket cannot be shared with SO_REUSEPORT: one acceptor.
+      common::Status s = impl_->BindUnix(*ls, *targets.front());
+      if (!s.ok()) return s;
+    } else {
+      auto ep = ParseTcpEndpoint(ls->config.endpoint);
+      if (!ep.ok()) return ep.status();
+      ls->tcp_endpoint = *ep;
+      bool first = true;
+      for (Worker* w : targets) {
+        common::Status s = impl_->BindTcp(*ls, *w, first);
+        if (!s.ok()) return s;
+        first = false;
+      }
+    }
+  }
+  auto workers = impl_->AllWorkers();
+  for (Worker* w : workers) {
+    for (auto& [acc, ls] : w->tcp_acceptors) {
+      asio::co_spawn(w->ctx, impl_->AcceptLoop(*acc, *ls, *w), asio::detached);
+    }
+    for (auto& [acc, ls] : w->unix_acceptors) {
+      asio::co_spawn(w->ctx, impl_->AcceptLoop(*acc, *ls, *w), asio::detached);
+    }
+  }
+  for (Worker* w : workers) impl_->StartReaper(*w);
+  impl_->started = true;
+  return common::Status::Ok();
+}
+
+std::vector<std::string> Server::BoundEndpoints() const {
+  std::vector<std::string> out;
+  for (const auto& ls : impl_->listeners) {
+    if (ls->is_unix) {
+      out.push_back("unix:" + ls->unix_path);
+    } else if (ls->tcp_endpoint.address().is_v6()) {
+      out.push_back("[" + ls->tcp_endpoint.address().to_string() + "]:" +
+                    std::to_string(ls->tcp_endpoint.port()));
+    } else {
+      out.push_back(ls->tcp_endpoint.address().to_string() + ":" +
+                    std::to_string(ls->tcp_endpoint.port()));
+    }
+  }
+  return out;
+}
+
+void Server::Run() {
+  auto workers = impl_->AllWorkers();
+  for (size_t i = 1; i < workers.size(); ++i) {
+    workers[i]->thread = std::thread([w = workers[i]] { w->ctx.run(); });
+  }
+  if (!workers.empty()) workers[0]->ctx.run();
+  for (size_t i = 1; i < workers.size(); ++i) {
+    if (workers[i]->thread.joinable()) workers[i]->thread.join();
+  }
+  for (auto& ls : impl_->listeners) {
+    if (ls->is_unix) ::unlink(ls->unix_path.c_str());
+  }
+}
+
+void Server::Shutdown() {
+  if (impl_->draining.exchange(true)) return;
+  if (!impl_->started) return;
+  auto workers = impl_->AllWorkers();
+  // Phase 1: stop accepting; idle connections are closed by each reaper on
+  // its next tick; busy ones finish their request with Connection: close.
+  for (Worker* w : workers) {
+    asio::post(w->ctx, [w] {
+      boost::system::error_code ignored;
+      for (auto& a : w->tcp_acceptors) a.first->close(ignored);
+      for (auto& a : w->unix_acceptors) a.first->close(ignored);
+      for (auto& s : w->sessions) {
+        if (*s.idle) s.close();
+      }
+    });
+  }
+  // Phase 2 after the grace period, or as soon as every connection is gone.
+  std::lock_guard<std::mutex> lock(impl_->shutdown_mu);
+  impl_->shutdown_thread = std::make_unique<std::thread>([this, workers] {
+    const auto until = Clock::now() + impl_->options.shutdown_grace;
+    for (;;) {
+      int active = 0;
+      for (Worker* w : workers) active += w->active.load();
+      if (active == 0 || Clock::now() >= until) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    for (Worker* w : workers) {
+      asio::post(w->ctx, [w] {
+        for (auto& s : w->sessions) s.close();
+        if (w->reaper) w->reaper->cancel();
+      });
+    }
+    // Let the closes run, then stop the loops.
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    for (Worker* w : workers) w->ctx.stop();
+  });
+}
+
+}  // namespace openimds::http

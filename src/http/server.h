@@ -1,0 +1,94 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/metrics.h"
+#include "common/result.h"
+#include "http/handler.h"
+
+namespace openimds::http {
+
+// Limits and deadlines of one listener. Every field has a safe default.
+struct Limits {
+  // Request line + headers. EC2 clients send < 1 KiB; 8 KiB leaves room for
+  // long tokens and proxies while refusing header floods (431 beyond).
+  size_t max_header_bytes = 8 * 1024;
+  // Request body. Guests only PUT an empty token request; the admin listener
+  // raises this for imports (413 beyond).
+  size_t max_body_bytes = 4 * 1024;
+  // The whole request header must arrive within this time once its first
+  // byte has (slowloris defence); the body within the same time again.
+  std::chrono::milliseconds header_timeout{10'000};
+  // A kept-alive connection with no request in flight is closed after this.
+  std::chrono::milliseconds idle_timeout{60'000};
+  // A response that the peer does not read is abandoned after this.
+  std::chrono::milliseconds write_timeout{10'000};
+  // Requests served on one connection before it is closed (0 = unlimited).
+  uint32_t max_requests_per_connection = 0;
+};
+
+// One place to accept connections.
+struct ListenerConfig {
+  // "127.0.0.1:8169", "[::1]:80", "0.0.0.0:0" (port 0: the kernel picks; read
+  // it back with Server::BoundEndpoints), or "unix:/run/openimds/admin.sock".
+  std::string endpoint;
+  // The tenant network this listener serves (copied into Request::listener_network).
+  std::string network;
+  // Not owned; must outlive the Server.
+  Handler* handler = nullptr;
+  Limits limits;
+  // Run this listener's connections on a thread of their own instead of the
+  // shared per-core I/O threads (the admin API does blocking store writes).
+  bool dedicated_thread = false;
+  // Name used in logs and metrics labels ("guest", "admin").
+  std::string name = "guest";
+  // For unix sockets: file mode after bind.
+  uint32_t unix_mode = 0600;
+};
+
+struct ServerOptions {
+  // I/O threads for shared listeners, each with its own io_context and its own
+  // SO_REUSEPORT acceptor per TCP listener. 0 = one per core.
+  int threads = 0;
+  // After Shutdown(): how long in-flight requests may take before connections
+  // are closed forcibly.
+  std::chrono::milliseconds shutdown_grace{5'000};
+};
+
+// The HTTP/1.1 server core: listeners, sessions (keep-alive, pipelining one
+// request at a time, deadlines, size limits), graceful shutdown.
+// Thread-safety: Start, Run and Shutdown may be called from different threads;
+// Shutdown is async-signal-unsafe (call it from a signal-watching thread).
+class Server {
+ public:
+  Server(ServerOptions options, std::vector<ListenerConfig> listeners,
+         common::MetricsRegistry& metrics);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds every listener. Unavailable with the endpoint and OS error when a
+  // bind fails (address in use, no permission, address not on this host).
+  common::Status Start();
+
+  // The bound endpoints in listener order, with real ports ("127.0.0.1:40123").
+  std::vector<std::string> BoundEndpoints() const;
+
+  // Runs the I/O threads; returns after Shutdown() has completed.
+  void Run();
+
+  // Phase 1: stop accepting, close idle connections, let in-flight requests
+  // finish (their responses carry Connection: close). Phase 2, after
+  // shutdown_grace: close everything. Idempotent.
+  void Shutdown();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace openimds::http

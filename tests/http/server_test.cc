@@ -1,0 +1,330 @@
+// The HTTP core against real sockets on loopback: keep-alive, pipelining,
+// limits, deadlines, graceful shutdown.
+#include "http/server.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <string>
+#include <thread>
+
+#include "http/bearer_auth.h"
+
+namespace openimds::http {
+namespace {
+
+// Echoes what it saw, so tests can check the parsed request.
+class EchoHandler : public Handler {
+ public:
+  void Handle(const common::Request& r, common::Response& out) override {
+    calls.fetch_add(1);
+    if (r.path == "/throw") throw std::runtime_error("boom");
+    if (r.path == "/badheader") {
+      out.AddHeader("X-Evil", "a\r\nSet-Cookie: x=1");
+      return;
+    }
+    if (r.path == "/slow") std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    if (r.path == "/ttl") out.ip_ttl = 7;
+    out.body = std::string(r.method) + " " + std::string(r.path) + " q=" + std::string(r.query) +
+               " body=" + std::string(r.body) + " net=" + std::string(r.listener_network);
+    if (auto h = r.Header("x-test")) out.body += " x-test=" + std::string(*h);
+    if (r.method == "HEAD") out.head = true;
+  }
+  std::atomic<int> calls{0};
+};
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void StartServer(Limits limits = {}) {
+    ListenerConfig l;
+    l.endpoint = "127.0.0.1:0";
+    l.network = "net-a";
+    l.handler = &handler_;
+    l.limits = limits;
+    ServerOptions o;
+    o.threads = 2;
+    o.shutdown_grace = std::chrono::milliseconds(2000);
+    server_ = std::make_unique<Server>(o, std::vector<ListenerConfig>{l}, metrics_);
+    ASSERT_TRUE(server_->Start().ok());
+    auto ep = server_->BoundEndpoints().at(0);
+    port_ = std::stoi(ep.substr(ep.rfind(':') + 1));
+    ASSERT_GT(port_, 0);
+    runner_ = std::thread([this] { server_->Run(); });
+  }
+  void TearDown() override {
+    if (server_) server_->Shutdown();
+    if (runner_.joinable()) runner_.join();
+  }
+
+  int Connect() {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port_));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+    timeval tv{5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    return fd;
+  }
+  static void Send(int fd, const std::string& s) {
+    ASSERT_EQ(::send(fd, s.data(), s.size(), MSG_NOSIGNAL), static_cast<ssize_t>(s.size()));
+  }
+  // Reads until `n` complete responses (by Content-Length) or EOF/timeout.
+  static std::string ReadResponses(int fd, int n) {
+    std::string data;
+    char buf[4096];
+    for (;;) {
+      int complete = 0;
+      size_t pos = 0;
+      while (true) {
+        size_t hdr_end = data.find("\r\n\r\n", pos);
+        if (hdr_end == std::string::npos) break;
+        size_t cl = data.find("Content-Length: ", pos);
+        size_t len = 0;
+        if (cl != std::string::npos && cl < hdr_end) len = std::stoul(data.substr(cl + 16));
+        if (data.size() < hdr_end + 4 + len) break;
+        pos = hdr_end + 4 + len;
+        ++complete;
+      }
+      if (complete >= n) return data;
+      ssize_t r = recv(fd, buf, sizeof(buf), 0);
+      if (r <= 0) return data;
+      data.append(buf, static_cast<size_t>(r));
+    }
+  }
+  static bool PeerClosed(int fd) {
+    char c;
+    ssize_t r = recv(fd, &c, 1, 0);
+    return r == 0;
+  }
+
+  EchoHandler handler_;
+  common::MetricsRegistry metrics_;
+  std::unique_ptr<Server> server_;
+  std::thread runner_;
+  int port_ = 0;
+};
+
+TEST_F(ServerTest, ServesAndKeepsAlive) {
+  StartServer();
+  int fd = Connect();
+  for (int i = 0; i < 3; ++i) {
+    Send(fd, "GET /a?x=1 HTTP/1.1\r\nHost: h\r\nX-Test: v" + std::to_string(i) + "\r\n\r\n");
+    std::string r = ReadResponses(fd, 1);
+    EXPECT_NE(r.find("HTTP/1.1 200 OK\r\n"), std::string::npos) << r;
+    EXPECT_NE(r.find("GET /a q=x=1 body= net=net-a x-test=v" + std::to_string(i)), std::string::npos) << r;
+    EXPECT_EQ(r.find("Connection: close"), std::string::npos);
+  }
+  close(fd);
+  EXPECT_EQ(handler_.calls.load(), 3);
+}
+
+TEST_F(ServerTest, PipelinedRequestsAnsweredInOrder) {
+  StartServer();
+  int fd = Connect();
+  Send(fd, "GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\nGET /3 HTTP/1.1\r\n\r\n");
+  std::string r = ReadResponses(fd, 3);
+  auto p1 = r.find("GET /1"), p2 = r.find("GET /2"), p3 = r.find("GET /3");
+  ASSERT_NE(p3, std::string::npos) << r;
+  EXPECT_LT(p1, p2);
+  EXPECT_LT(p2, p3);
+  close(fd);
+}
+
+TEST_F(ServerTest, BodyAndChunkedBody) {
+  StartServer();
+  int fd = Connect();
+  Send(fd, "PUT /b HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello");
+  EXPECT_NE(ReadResponses(fd, 1).find("body=hello"), std::string::npos);
+  Send(fd, "PUT /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n");
+  EXPECT_NE(ReadResponses(fd, 1).find("body=abcde"), std::string::npos);
+  close(fd);
+}
+
+TEST_F(ServerTest, PutWithoutContentLength) {
+  // curl -X PUT sends neither Content-Length nor a body (clients.md).
+  StartServer();
+  int fd = Connect();
+  Send(fd, "PUT /latest/api/token HTTP/1.1\r\nHost: h\r\n\r\n");
+  EXPECT_NE(ReadResponses(fd, 1).find("PUT /latest/api/token"), std::string::npos);
+  close(fd);
+}
+
+TEST_F(ServerTest, Http10ClosesUnlessKeepAlive) {
+  StartServer();
+  int fd = Connect();
+  Send(fd, "GET /x HTTP/1.0\r\n\r\n");
+  std::string r = ReadResponses(fd, 1);
+  EXPECT_NE(r.find("HTTP/1.0 200 OK"), std::string::npos) << r;
+  EXPECT_TRUE(PeerClosed(fd));
+  close(fd);
+  fd = Connect();
+  Send(fd, "GET /x HTTP/1.1\r\nConnection: close\r\n\r\n");
+  r = ReadResponses(fd, 1);
+  EXPECT_NE(r.find("Connection: close"), std::string::npos) << r;
+  EXPECT_TRUE(PeerClosed(fd));
+  close(fd);
+}
+
+TEST_F(ServerTest, HeadSendsLengthWithoutBody) {
+  StartServer();
+  int fd = Connect();
+  Send(fd, "HEAD /h HTTP/1.1\r\nConnection: close\r\n\r\n");
+  std::string all;
+  char buf[1024];
+  ssize_t n;
+  while ((n = recv(fd, buf, sizeof(buf), 0)) > 0) all.append(buf, static_cast<size_t>(n));
+  EXPECT_NE(all.find("Content-Length: " + std::to_string(std::string("HEAD /h q= body= net=net-a").size())),
+            std::string::npos) << all;
+  EXPECT_EQ(all.substr(all.find("\r\n\r\n") + 4), "");
+  close(fd);
+}
+
+struct BadInputCase {
+  std::string name;
+  std::string request;
+  std::string status_line;
+  std::string reason_label;
+};
+
+class ServerBadInputTest : public ServerTest,
+                           public ::testing::WithParamInterface<BadInputCase> {};
+
+TEST_P(ServerBadInputTest, RefusedWithStatusBodyAndCounter) {
+  Limits limits;
+  limits.max_header_bytes = 1024;
+  limits.max_body_bytes = 64;
+  StartServer(limits);
+  int fd = Connect();
+  Send(fd, GetParam().request);
+  std::string r = ReadResponses(fd, 1);
+  EXPECT_EQ(r.rfind(GetParam().status_line, 0), 0u) << r;
+  // The body says what was wrong.
+  EXPECT_GT(r.size(), r.find("\r\n\r\n") + 5) << r;
+  EXPECT_TRUE(PeerClosed(fd));
+  close(fd);
+  EXPECT_EQ(metrics_.CounterValue("http_rejected_total",
+                                  "listener=\"guest\",reason=\"" + GetParam().reason_label + "\""),
+            1u);
+  EXPECT_EQ(handler_.calls.load(), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    All, ServerBadInputTest,
+    ::testing::Values(
+        BadInputCase{"garbage", "\x01\x02 nonsense\r\n\r\n", "HTTP/1.1 400 ", "malformed"},
+        BadInputCase{"bad_version", "GET / HTTP/9.9\r\n\r\n", "HTTP/1.1 400 ", "malformed"},
+        BadInputCase{"space_in_header_name", "GET / HTTP/1.1\r\nBad Header: x\r\n\r\n",
+                     "HTTP/1.1 400 ", "malformed"},
+        BadInputCase{"bad_content_length", "PUT / HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
+                     "HTTP/1.1 400 ", "malformed"},
+        BadInputCase{"header_too_large",
+                     "GET / HTTP/1.1\r\nX-Big: " + std::string(2000, 'a') + "\r\n\r\n",
+                     "HTTP/1.1 431 ", "header_too_large"},
+        BadInputCase{"body_too_large", "PUT / HTTP/1.1\r\nContent-Length: 65\r\n\r\n",
+                     "HTTP/1.1 413 ", "body_too_large"},
+        BadInputCase{"chunked_too_large",
+                     "PUT / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n41\r\n" +
+                         std::string(65, 'x') + "\r\n0\r\n\r\n",
+                     "HTTP/1.1 413 ", "body_too_large"}),
+    [](const auto& info) { return info.param.name; });
+
+TEST_F(ServerTest, SlowlorisIsCutOff) {
+  Limits limits;
+  limits.header_timeout = std::chrono::milliseconds(400);
+  StartServer(limits);
+  int fd = Connect();
+  Send(fd, "GET / HTTP/1.1\r\nX-A: ");  // and never finish
+  EXPECT_TRUE(PeerClosed(fd));  // closed by the server, well before SO_RCVTIMEO (5 s)
+  close(fd);
+  EXPECT_EQ(metrics_.CounterValue("http_rejected_total", "listener=\"guest\",reason=\"timeout\""), 1u);
+}
+
+TEST_F(ServerTest, IdleKeepAliveIsClosed) {
+  Limits limits;
+  limits.idle_timeout = std::chrono::milliseconds(300);
+  StartServer(limits);
+  int fd = Connect();
+  Send(fd, "GET /x HTTP/1.1\r\n\r\n");
+  ReadResponses(fd, 1);
+  EXPECT_TRUE(PeerClosed(fd));
+  close(fd);
+}
+
+TEST_F(ServerTest, HandlerExceptionIs500AndServerLives) {
+  StartServer();
+  int fd = Connect();
+  Send(fd, "GET /throw HTTP/1.1\r\n\r\n");
+  EXPECT_EQ(ReadResponses(fd, 1).rfind("HTTP/1.1 500 ", 0), 0u);
+  close(fd);
+  fd = Connect();
+  Send(fd, "GET /badheader HTTP/1.1\r\n\r\n");
+  std::string r = ReadResponses(fd, 1);
+  EXPECT_EQ(r.rfind("HTTP/1.1 500 ", 0), 0u) << r;
+  EXPECT_EQ(r.find("Set-Cookie"), std::string::npos);
+  close(fd);
+  fd = Connect();
+  Send(fd, "GET /ok HTTP/1.1\r\n\r\n");
+  EXPECT_EQ(ReadResponses(fd, 1).rfind("HTTP/1.1 200 ", 0), 0u);
+  close(fd);
+}
+
+TEST_F(ServerTest, TtlAppliedForOneResponseThenRestored) {
+  StartServer();
+  int fd = Connect();
+  // The TTL is observable end to end only across namespaces (see the netns
+  // tests); here we check the connection keeps working around the change.
+  Send(fd, "GET /ttl HTTP/1.1\r\n\r\nGET /after HTTP/1.1\r\n\r\n");
+  std::string r = ReadResponses(fd, 2);
+  EXPECT_NE(r.find("GET /after"), std::string::npos) << r;
+  close(fd);
+}
+
+TEST_F(ServerTest, GracefulShutdownFinishesInFlightRequest) {
+  StartServer();
+  int busy = Connect();
+  int idle = Connect();
+  Send(busy, "GET /slow HTTP/1.1\r\n\r\n");
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  server_->Shutdown();
+  std::string r = ReadResponses(busy, 1);
+  EXPECT_EQ(r.rfind("HTTP/1.1 200 ", 0), 0u) << r;
+  EXPECT_NE(r.find("Connection: close"), std::string::npos) << r;
+  EXPECT_TRUE(PeerClosed(idle));
+  runner_.join();
+  close(busy);
+  close(idle);
+}
+
+TEST(BearerAuthTest, RequiresExactToken) {
+  EchoHandler inner;
+  common::MetricsRegistry metrics;
+  BearerAuthHandler guard(inner, "s3cret-token-0123456789", metrics);
+  common::Request r;
+  r.method = "GET";
+  r.path = "/v1/instances";
+  common::Response out;
+  guard.Handle(r, out);
+  EXPECT_EQ(out.status, 401);
+  std::vector<common::HeaderField> wrong{{"Authorization", "Bearer s3cret-token-0123456788"}};
+  r.headers = wrong;
+  out.Clear();
+  guard.Handle(r, out);
+  EXPECT_EQ(out.status, 401);
+  std::vector<common::HeaderField> right{{"authorization", "Bearer s3cret-token-0123456789"}};
+  r.headers = right;
+  out.Clear();
+  guard.Handle(r, out);
+  EXPECT_EQ(out.status, 200);
+  EXPECT_EQ(metrics.CounterValue("admin_auth_rejected_total"), 2u);
+  EXPECT_EQ(inner.calls.load(), 1);
+}
+
+}  // namespace
+}  // namespace openimds::http

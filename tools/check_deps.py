@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""Fails when a module includes a header from a module DESIGN.md does not allow.
+
+The allowed table mirrors DESIGN.md's "Modules" section; keep both in step.
+Usage: tools/check_deps.py [repo_root]
+"""
+import os
+import re
+import sys
+
+ALLOWED = {
+    "common": set(),
+    "model": {"common"},
+    "store": {"model", "common"},
+    "catalog": {"model", "common"},
+    "auth": {"common"},
+    "identity": {"catalog", "auth", "model", "common"},
+    "flavour": {"auth", "model", "common"},
+    "http": {"common"},
+    "service": {"http", "identity", "catalog", "flavour", "common", "model"},
+    "admin": {"http", "store", "catalog", "model", "common"},
+    "proxy": {"http", "auth", "common"},
+    "netsetup": {"common"},
+    "app": None,  # the composition root may use everything
+}
+INCLUDE = re.compile(r'^\s*#\s*include\s+"([a-z_]+)/')
+
+
+def main() -> int:
+    root = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.dirname(__file__))
+    src = os.path.join(root, "src")
+    bad = []
+    for module in sorted(os.listdir(src)):
+        path = os.path.join(src, module)
+        if not os.path.isdir(path):
+            continue
+        if module not in ALLOWED:
+            bad.append(f"src/{module}: module not in DESIGN.md's table")
+            continue
+        allowed = ALLOWED[module]
+        for dirpath, _, files in os.walk(path):
+            for name in files:
+                if not name.endswith((".h", ".cc")):
+                    continue
+                file = os.path.join(dirpath, name)
+                with open(file, encoding="utf-8") as f:
+                    for lineno, line in enumerate(f, 1):
+                        m = INCLUDE.match(line)
+                        if not m or allowed is None:
+                            continue
+                        dep = m.group(1)
+                        if dep != module and dep in ALLOWED and dep not in allowed:
+                            rel = os.path.relpath(file, root)
+                            bad.append(f"{rel}:{lineno}: {module} may not include {dep}/")
+    for b in bad:
+        print(b)
+    print(f"dependency check: {len(bad)} violation(s)")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
