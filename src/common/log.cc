@@ -45,4 +45,30 @@ void Log(LogLevel level, std::string_view component, std::string_view message) {
   (void)ignored;
 }
 
+void LogRefusal(std::string_view component, std::string_view message) {
+  if (static_cast<int>(LogLevel::kWarn) < g_level.load(std::memory_order_relaxed)) return;
+  static std::atomic<int64_t> window{0};
+  static std::atomic<int> used{0};
+  static std::atomic<int64_t> suppressed{0};
+  const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count();
+  int64_t w = window.load(std::memory_order_relaxed);
+  if (w != now && window.compare_exchange_strong(w, now)) used.store(0);
+  if (used.fetch_add(1, std::memory_order_relaxed) >= kRefusalLinesPerSecond) {
+    suppressed.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  const int64_t dropped = suppressed.exchange(0);
+  if (dropped == 0) {
+    Log(LogLevel::kWarn, component, message);
+    return;
+  }
+  std::string line(message);
+  line += " (";
+  line += std::to_string(dropped);
+  line += " similar lines suppressed)";
+  Log(LogLevel::kWarn, component, line);
+}
+
 }  // namespace openimds::common

@@ -16,6 +16,15 @@ LogLevel GetLogLevel();
 bool ParseLogLevel(std::string_view text, LogLevel& out);
 void Log(LogLevel level, std::string_view component, std::string_view message);
 
+// For refusals a remote peer can trigger at line rate (bad tokens, unknown
+// callers, malformed requests): logs like Log(kWarn, ...) but at most
+// kRefusalLinesPerSecond lines a second process-wide; the next line that
+// gets through says how many were suppressed. Counters carry the exact
+// numbers; this keeps one line per refusal without letting a guest flood
+// the log.
+inline constexpr int kRefusalLinesPerSecond = 20;
+void LogRefusal(std::string_view component, std::string_view message);
+
 inline void LogInfo(std::string_view c, std::string_view m) { Log(LogLevel::kInfo, c, m); }
 inline void LogWarn(std::string_view c, std::string_view m) { Log(LogLevel::kWarn, c, m); }
 inline void LogError(std::string_view c, std::string_view m) { Log(LogLevel::kError, c, m); }

@@ -29,7 +29,7 @@ void BearerAuthHandler::Handle(const common::Request& request, common::Response&
                   ConstantTimeEquals(auth->substr(kPrefix.size()), token_);
   if (!ok) {
     rejected_.Inc();
-    common::LogWarn("admin", std::string(auth ? "wrong" : "missing") + " bearer token from " +
+    common::LogRefusal("admin", std::string(auth ? "wrong" : "missing") + " bearer token from " +
                                  request.peer.ToString());
     out.status = 401;
     out.content_type = "application/json";

@@ -541,7 +541,7 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, ListenerState& ls, Wo
           // end_of_stream between requests is the normal end of a connection.
           if (timed_out && !idle) ls.timeouts->Inc();
           if (timed_out && !idle) {
-            common::LogWarn("http", "closing connection from " + req.peer.ToString() + " on " +
+            common::LogRefusal("http", "closing connection from " + req.peer.ToString() + " on " +
                                         ls.config.endpoint + ": request not complete in time");
           }
           closed = true;
@@ -574,7 +574,7 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, ListenerState& ls, Wo
               "request body larger than " + std::to_string(limits.max_body_bytes) + " bytes";
         }
         counter->Inc();
-        common::LogWarn("http", "refused request from " + req.peer.ToString() + " on " +
+        common::LogRefusal("http", "refused request from " + req.peer.ToString() + " on " +
                                     ls.config.endpoint + ": " + message);
         SimpleError(resp, status, message);
         version = 11;

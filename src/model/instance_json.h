@@ -1,9 +1,10 @@
 #pragma once
 
+#include <boost/json/value.hpp>
+#include <cstddef>
 #include <string>
 #include <string_view>
-
-#include <boost/json/value.hpp>
+#include <vector>
 
 #include "common/result.h"
 #include "model/instance.h"
@@ -15,23 +16,39 @@ namespace openimds::model {
 //
 // FromJson is strict: an unknown field, a wrong type or an invalid value is
 // InvalidArgument whose message starts with the JSON pointer of the offender,
-// e.g. "/nics/0/mac: not a MAC address". It also runs Validate().
+// e.g. "/nics/0/mac: not a MAC address". Only "id" is required; an absent
+// "network" means "default". It canonicalises what has one obvious canonical
+// form (upper-case MACs, address and CIDR spellings), runs the checks of
+// Validate() with pointers into the input as given, then Normalize()s, so the
+// result passes Validate(). A key repeated inside one JSON object: the last
+// one wins (that is how Boost.JSON parses it).
 common::Result<Instance> FromJson(const boost::json::value& json);
 // Parses text first; a syntax error is InvalidArgument "invalid JSON: ... at offset N".
 common::Result<Instance> FromJsonText(std::string_view text);
 
-// Inverse of FromJson: FromJson(ToJson(x)) == x for any valid x. Empty optional
-// fields are omitted; user_data is base64.
+// Inverse of FromJson: FromJson(ToJson(x)) == x for any valid x. Empty strings,
+// empty arrays and maps, absent optionals and unset (epoch) times are omitted;
+// integers, "architecture" and "metadata_options" are always written; a present
+// but empty user_data is written as "". user_data is base64.
 boost::json::value ToJson(const Instance& instance);
 std::string ToJsonText(const Instance& instance);
 
 // Semantic checks beyond types (id and network charset, MAC and address syntax,
 // CIDRs, hop limit 1..64, user-data size, unique MACs and device numbers,
-// tag keys EC2 can serve when tags are enabled). The message names the JSON
-// pointer of the offender.
+// tag keys EC2 can serve when tags are enabled, valid UTF-8 everywhere and no
+// control characters in names and identifiers). The full list is in
+// docs/instance.md. It also rejects what is valid but not canonical (an
+// address not in IpAddress::ToString form, an upper-case MAC, NICs out of
+// device_number order, a time with a fraction of a second): Normalize() fixes
+// those. InvalidArgument whose message starts with the JSON pointer of the
+// offender, e.g. "/metadata_options/hop_limit: 0 not in 1..64".
 common::Status Validate(const Instance& instance);
 
-// Canonical ordering: NICs by device_number. Applied by FromJson.
+// Puts `instance` in canonical form, changing nothing else: NICs (stably)
+// ordered by device_number, MACs lower case, every address and CIDR that
+// parses in its canonical text, times truncated to whole seconds (the wire
+// format's precision). Applied by FromJson; writers that build an Instance in
+// code (and the store, before it writes) call it before Validate().
 void Normalize(Instance& instance);
 
 // Every address the instance answers from in its network (private IPv4s and

@@ -46,7 +46,7 @@ void MetadataService::Handle(const common::Request& request, common::Response& o
   const flavour::Flavour* flavour = flavours_.Find(request);
   if (flavour == nullptr) {
     no_flavour_.Inc();
-    common::LogWarn("metadata", "no flavour for " + std::string(request.path) + " from " +
+    common::LogRefusal("metadata", "no flavour for " + std::string(request.path) + " from " +
                                     request.peer.ToString());
     NoFlavour(request, out);
     return;
@@ -54,7 +54,7 @@ void MetadataService::Handle(const common::Request& request, common::Response& o
   auto who = resolver_.Resolve(request);
   if (!who.ok()) {
     unidentified_.Inc();
-    common::LogWarn("metadata", "cannot identify caller: " + who.status().message());
+    common::LogRefusal("metadata", "cannot identify caller: " + who.status().message());
     flavour->RenderError(who.status(), request, out);
     return;
   }
@@ -64,7 +64,7 @@ void MetadataService::Handle(const common::Request& request, common::Response& o
     unknown_caller_.Inc();
     std::string msg = "no instance is registered for " + who->address.ToString() +
                       " in network " + std::string(who->network);
-    common::LogWarn("metadata", msg);
+    common::LogRefusal("metadata", msg);
     flavour->RenderError(common::NotFound(std::move(msg)), request, out);
     return;
   }

@@ -1,0 +1,120 @@
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+#include "auth/token_authority.h"
+#include "common/clock.h"
+#include "common/metrics.h"
+#include "flavour/ec2/ec2_tree.h"
+#include "flavour/flavour.h"
+
+namespace openimds::flavour::ec2 {
+
+// The EC2 instance metadata service (IMDSv1 and IMDSv2), ec2.md §1–§2.
+//
+// Owns "/", "/latest[/...]" and "/<known dated version>[/...]". Serves the
+// version list, the meta-data / dynamic / user-data tree rendered from
+// model::Instance (Ec2Categories(), version-gated), and the IMDSv2 token
+// endpoint PUT /latest/api/token. Every response carries "Server: EC2ws".
+//
+// Request policy, in order:
+//  1. instance.options.http_endpoint_enabled == false → 403 for everything.
+//  2. Paths that are too long, too deep, contain '%', "." or ".." → 404.
+//  3. /latest/api/token: PUT only (else 405, "Allow: OPTIONS, PUT");
+//     X-Forwarded-For → 403; TTL header 1..21600 (else 400); 200 with the
+//     token, the TTL echoed in X-Aws-Ec2-Metadata-Token-Ttl-Seconds, and
+//     out.ip_ttl = the instance's hop limit. PUT on /<dated>/api/token → 403.
+//  4. Other paths: GET and HEAD only (else 405, "Allow: GET, HEAD").
+//  5. X-aws-ec2-metadata-token present → must verify for this instance, else
+//     401 (see Options::reject_invalid_token_when_optional); absent with
+//     http_tokens required → 401.
+//  6. Lookup: leaf → 200 (user-data application/octet-stream, all else
+//     text/plain, JSON included); directory with '/' → listing; directory
+//     without '/' → 301 to the absolute '/' URL ("/" and "/latest" answer
+//     200 both ways); absent → 404 with EC2's XHTML page (text/html).
+//
+// Immutable after construction; safe for concurrent use. Render of a leaf
+// appends to out.body and allocates nothing else (the "Server" header fits
+// std::string's small buffer).
+class Ec2Flavour final : public Flavour {
+ public:
+  struct Options {
+    // Host for absolute 301 Locations when the request has no usable Host
+    // header (absent, or with characters a host name cannot contain).
+    std::string location_host = "169.254.169.254";
+    // An invalid or expired token when http_tokens is optional: true → 401,
+    // false → served as an IMDSv1 request (still counted as rejected).
+    // ec2.md §2.2: AWS's 401 row ("the GET request uses an invalid token")
+    // has no mode qualifier, and SDKs answer a 401 by fetching a new token,
+    // so 401 is the inferred EC2 behaviour [INF].
+    bool reject_invalid_token_when_optional = true;
+    // A directory asked without its trailing '/' gets 301 to the '/' form,
+    // as EC2 does (ec2.md §1.3 [EMU]). false: answer with the listing (AEMM's
+    // behaviour), for clients that do not follow redirects.
+    bool redirect_directories = true;
+    // Longer paths are 404 without lookup. EC2's longest real path is under
+    // 150 bytes; 1 KiB leaves room for long tag keys.
+    size_t max_path_bytes = 1024;
+  };
+
+  // `tokens`, `clock` and `metrics` are borrowed and must outlive the flavour.
+  // Registers this flavour's counters in `metrics`.
+  Ec2Flavour(Options options, const auth::TokenAuthority& tokens, const common::Clock& clock,
+             common::MetricsRegistry& metrics);
+
+  std::string_view Name() const override { return "ec2"; }
+  bool Owns(const common::Request& request) const override;
+  common::Status Render(const model::Instance& instance, const common::Request& request,
+                        common::Response& out) const override;
+  // 404 without a message → EC2's XHTML page. With a message (e.g. "no
+  // instance is registered for 10.0.0.9 in network blue"), the message and a
+  // newline as text/plain, with the status mapped by common::HttpStatusFor.
+  void RenderError(const common::Status& error, const common::Request& request,
+                   common::Response& out) const override;
+
+  // Header names, as EC2 spells them (matched case-insensitively).
+  static constexpr std::string_view kTokenHeader = "X-aws-ec2-metadata-token";
+  static constexpr std::string_view kTtlHeader = "X-aws-ec2-metadata-token-ttl-seconds";
+  // Token lifetime bounds (ec2.md §2.1): 1 s to 6 h.
+  static constexpr int kMinTtlSeconds = 1;
+  static constexpr int kMaxTtlSeconds = 21600;
+
+ private:
+  // Token refusal reasons as counter slots: auth::TokenError values, then "missing".
+  static constexpr size_t kTokenMissing = 4;
+
+  common::Status Refuse(common::Code code, int http_status, std::string_view log_reason,
+                        const model::Instance& instance, const common::Request& request,
+                        common::Response& out) const;
+  common::Status IssueToken(const model::Instance& instance, const common::Request& request,
+                            common::Response& out) const;
+  // Applies the token policy; OK when the request may be served.
+  common::Status CheckToken(const model::Instance& instance, const common::Request& request,
+                            common::Response& out) const;
+  common::Status Redirect(std::span<const std::string_view> segments,
+                          const common::Request& request, common::Response& out) const;
+
+  // Constant after construction.
+  const Options options_;
+  const auth::TokenAuthority& tokens_;
+  const common::Clock& clock_;
+  const Ec2Tree tree_;
+
+  // Counters, registered once; Counter is thread-safe.
+  common::Counter& requests_v1_;
+  common::Counter& requests_v2_;
+  common::Counter& tokens_issued_;
+  std::array<common::Counter*, 5> tokens_rejected_;  // by TokenError, then kTokenMissing
+  common::Counter& put_rejected_ttl_;
+  common::Counter& put_rejected_forwarded_;
+  common::Counter& put_rejected_versioned_path_;
+  common::Counter& put_rejected_method_;
+  common::Counter& endpoint_disabled_;
+  common::Counter& not_found_;
+  common::Counter& method_not_allowed_;
+};
+
+}  // namespace openimds::flavour::ec2

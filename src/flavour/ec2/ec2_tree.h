@@ -1,0 +1,123 @@
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/clock.h"
+#include "flavour/ec2/ec2_versions.h"
+#include "model/instance.h"
+
+namespace openimds::flavour::ec2 {
+
+// What one request's walk through the tree has bound, plus what every value
+// needs. Lives on the stack for one request.
+struct RenderContext {
+  const model::Instance* instance = nullptr;
+  const common::Clock* clock = nullptr;
+  int version = kLatestVersion;  // index into kVersions
+  // Bound by '*' segments on the way down:
+  const model::Nic* nic = nullptr;     // network/interfaces/macs/<mac>
+  std::string_view key;                // block device name, tag key or role name
+  const std::string* value = nullptr;  // the block device's or tag's value
+  size_t key_index = 0;                // public-keys/<n>
+};
+
+// Where the keys of a '*' node come from.
+enum class KeySource : uint8_t {
+  kNone,
+  kNicMac,          // one per NIC, by MAC
+  kBlockDevice,     // Instance::block_devices
+  kPublicKeyIndex,  // 0..n-1 over ssh_keys; listed as "<n>=<name>"
+  kTagKey,          // Instance::tags, only when options.tags_enabled
+  kIamRole,         // the one role, when Instance::iam is set
+};
+
+// Appends a leaf's value. Appending nothing means "absent" (404).
+using LeafFn = void (*)(const RenderContext& ctx, std::string& out);
+
+enum NodeFlag : uint8_t {
+  kOctetStream = 1 << 0,   // served as application/octet-stream instead of text/plain
+  kEmptyIsValue = 1 << 1,  // an empty value is served (200, empty body), not a 404
+};
+
+// One row of a tree table.
+struct NodeSpec {
+  // Path from the version root, e.g. "meta-data/placement/region". A "*"
+  // segment stands for one key from `keys` and must be declared by its own
+  // row before rows below it. Named directories are created implicitly.
+  std::string_view path;
+  // First metadata version that serves the node (ec2.md §1.5 "since").
+  std::string_view since = "1.0";
+  LeafFn leaf = nullptr;              // null: a directory
+  KeySource keys = KeySource::kNone;  // only for "*" rows
+  uint8_t flags = 0;                  // NodeFlag bits
+};
+
+// A metadata tree built once from a table of NodeSpecs. Directory listings
+// are derived from the table and the instance, never written by hand:
+//  - a node is visible in a version at or after its `since`;
+//  - a leaf is present when its value is non-empty (or kEmptyIsValue);
+//  - a directory is present when it has a present child, so directories
+//    with nothing in them are absent (404), not empty;
+//  - listings are the present children in byte order of their names, one per
+//    line, no trailing newline; directories end in '/' except directly under
+//    the version root (EC2 lists "dynamic", "meta-data", "user-data").
+// Immutable after construction; safe for concurrent use.
+class Ec2Tree {
+ public:
+  struct Node {
+    std::string_view name;  // "*" for keyed nodes; "" for the version root
+    int since = 0;          // index into kVersions
+    LeafFn leaf = nullptr;
+    KeySource keys = KeySource::kNone;
+    uint8_t flags = 0;
+    std::vector<uint16_t> children;  // named children, sorted by name
+    int keyed_child = -1;            // the "*" child; a directory has it or named children
+
+    bool is_directory() const { return leaf == nullptr; }
+  };
+
+  // Aborts on a malformed table (unknown version, undeclared "*" parent,
+  // duplicate path, "*" beside named children): the table is code, and a
+  // broken one must fail the first test, not a guest's request.
+  explicit Ec2Tree(std::span<const NodeSpec> specs);
+
+  // The version root ("/<version>/").
+  const Node& root() const { return nodes_.front(); }
+
+  // Walks `segments` below the version root, binding keyed segments into
+  // `ctx`. Null when no node exists at that path for ctx.version and the
+  // instance's keys. Presence of the node's value is not checked here.
+  // Allocation-free.
+  const Node* Find(std::span<const std::string_view> segments, RenderContext& ctx) const;
+
+  // Appends a leaf's value; false (and `out` unchanged) when the leaf is absent.
+  bool AppendLeaf(const Node& leaf, const RenderContext& ctx, std::string& out) const;
+
+  // Appends a directory's listing; false (and `out` unchanged) when the
+  // directory is absent (no present child).
+  bool AppendListing(const Node& dir, const RenderContext& ctx, std::string& out) const;
+
+ private:
+  bool Present(const Node& node, const RenderContext& ctx, std::string& scratch) const;
+  bool AppendKeys(const Node& keyed, const RenderContext& ctx, std::string& out, bool& first) const;
+
+  std::vector<Node> nodes_;  // [0] is the version root; constant after construction
+};
+
+// The EC2 categories OpenIMDS serves (ec2.md §1.5, §1.6, §1.7, §1.8).
+std::span<const NodeSpec> Ec2Categories();
+
+// True if `key` may appear under tags/instance/: [A-Za-z0-9+-=.,_:@]+, and
+// not ".", ".." or "_index" (AWS Using_Tags.md). Other keys are not served.
+bool IsImdsTagKey(std::string_view key);
+
+// The AWS partition ("aws", "aws-cn", "aws-us-gov", "aws-iso", "aws-iso-b")
+// and its service domain, derived from the region's prefix.
+std::string_view PartitionForRegion(std::string_view region);
+std::string_view DomainForRegion(std::string_view region);
+
+}  // namespace openimds::flavour::ec2

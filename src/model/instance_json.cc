@@ -1,0 +1,906 @@
+#include "model/instance_json.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <initializer_list>
+#include <limits>
+#include <map>
+#include <set>
+#include <tuple>
+#include <utility>
+
+#include <boost/json.hpp>
+
+#include "common/encoding.h"
+#include "common/ip_address.h"
+#include "common/time_format.h"
+
+namespace openimds::model {
+namespace {
+
+namespace json = boost::json;
+using common::Status;
+
+// ---------------------------------------------------------------------------
+// JSON pointers (RFC 6901) for error messages.
+
+std::string PointerToken(std::string_view key) {
+  std::string out;
+  out.reserve(key.size());
+  for (char c : key) {
+    if (c == '~') {
+      out += "~0";
+    } else if (c == '/') {
+      out += "~1";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+std::string Child(const std::string& at, std::string_view key) {
+  return at + "/" + PointerToken(key);
+}
+std::string Child(const std::string& at, size_t index) { return at + "/" + std::to_string(index); }
+
+// Every message starts with the pointer; the root is "/" (the empty pointer
+// would make a message start with ": ").
+Status Err(const std::string& at, std::string_view what) {
+  return common::InvalidArgument((at.empty() ? std::string("/") : at) + ": " + std::string(what));
+}
+
+// ---------------------------------------------------------------------------
+// Character-level checks.
+
+// Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF.
+// Returns the number of code points, or -1. Boost.JSON refuses invalid UTF-8 on
+// input, but an Instance built in code may carry anything; serialising such a
+// string would write a document that no parser reads back.
+long Utf8Length(std::string_view s) {
+  long n = 0;
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    size_t len;
+    uint32_t cp;
+    if (c < 0x80) {
+      len = 1;
+      cp = c;
+    } else if ((c & 0xe0) == 0xc0) {
+      len = 2;
+      cp = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+      len = 3;
+      cp = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+      len = 4;
+      cp = c & 0x07;
+    } else {
+      return -1;
+    }
+    if (i + len > s.size()) return -1;
+    for (size_t k = 1; k < len; ++k) {
+      const auto cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xc0) != 0x80) return -1;
+      cp = (cp << 6) | (cc & 0x3f);
+    }
+    static constexpr uint32_t kMinForLen[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < kMinForLen[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return -1;
+    i += len;
+    ++n;
+  }
+  return n;
+}
+
+bool HasControl(std::string_view s) {
+  return std::any_of(s.begin(), s.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u < 0x20 || u == 0x7f;
+  });
+}
+
+bool AllOf(std::string_view s, std::string_view extra) {
+  return std::all_of(s.begin(), s.end(), [extra](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           extra.find(c) != std::string_view::npos;
+  });
+}
+
+// A name or identifier that ends up in a metadata listing or a header: one
+// line of valid UTF-8.
+Status CheckText(const std::string& at, std::string_view s) {
+  if (Utf8Length(s) < 0) return Err(at, "not valid UTF-8");
+  if (HasControl(s)) return Err(at, "contains a control character");
+  return Status::Ok();
+}
+
+bool IsHex(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+bool IsMac(std::string_view s) {
+  if (s.size() != 17) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (i % 3 == 2 ? s[i] != ':' : !IsHex(s[i])) return false;
+  }
+  return true;
+}
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+TimePoint TruncateToSeconds(TimePoint t) {
+  return TimePoint(std::chrono::duration_cast<TimePoint::duration>(
+      std::chrono::floor<std::chrono::seconds>(t.time_since_epoch())));
+}
+
+bool IsSet(TimePoint t) { return t != TimePoint{}; }
+
+// ---------------------------------------------------------------------------
+// Canonical text (shared by FromJson and Normalize).
+
+void CanonicalAddresses(std::vector<std::string>& list) {
+  for (auto& a : list) {
+    if (auto ip = common::IpAddress::Parse(a)) a = ip->ToString();
+  }
+}
+
+void CanonicalCidr(std::string& c) {
+  if (auto cidr = common::Cidr::Parse(c)) c = cidr->ToString();
+}
+
+void CanonicalCidrs(std::vector<std::string>& list) {
+  for (auto& c : list) CanonicalCidr(c);
+}
+
+// Everything in Normalize() except the NIC order, which FromJson applies only
+// after validating (so that messages point into the input as given).
+void Canonicalise(Instance& in) {
+  for (Nic& nic : in.nics) {
+    if (IsMac(nic.mac)) nic.mac = Lower(nic.mac);
+    CanonicalAddresses(nic.private_ipv4s);
+    CanonicalAddresses(nic.public_ipv4s);
+    CanonicalAddresses(nic.ipv6s);
+    CanonicalCidr(nic.subnet_ipv4_cidr);
+    CanonicalCidrs(nic.subnet_ipv6_cidrs);
+    CanonicalCidr(nic.vpc_ipv4_cidr);
+    CanonicalCidrs(nic.vpc_ipv4_cidrs);
+    CanonicalCidrs(nic.vpc_ipv6_cidrs);
+  }
+  in.launch_time = TruncateToSeconds(in.launch_time);
+  if (in.iam && in.iam->credentials) {
+    in.iam->credentials->expiration = TruncateToSeconds(in.iam->credentials->expiration);
+    in.iam->credentials->last_updated = TruncateToSeconds(in.iam->credentials->last_updated);
+  }
+}
+
+void SortNics(Instance& in) {
+  std::stable_sort(in.nics.begin(), in.nics.end(),
+                   [](const Nic& a, const Nic& b) { return a.device_number < b.device_number; });
+}
+
+// ---------------------------------------------------------------------------
+// Validation.
+
+enum class Family { kV4, kV6 };
+
+// The offending value, quoted, when short enough to help rather than flood.
+std::string Quoted(const std::string& text) {
+  if (text.size() > 64) return "";
+  return ": \"" + text + "\"";
+}
+
+Status CheckAddress(const std::string& at, const std::string& text, Family family) {
+  auto ip = common::IpAddress::Parse(text);
+  if (!ip) return Err(at, "not an IP address" + Quoted(text));
+  if (ip->is_v4() != (family == Family::kV4)) {
+    return Err(at, family == Family::kV4 ? "not an IPv4 address" : "not an IPv6 address");
+  }
+  if (ip->ToString() != text) return Err(at, "not canonical (want " + ip->ToString() + ")");
+  return Status::Ok();
+}
+
+Status CheckCidr(const std::string& at, const std::string& text, Family family) {
+  auto cidr = common::Cidr::Parse(text);
+  if (!cidr) {
+    return Err(at, "not a CIDR with zero host bits" + Quoted(text));
+  }
+  if (cidr->address.is_v4() != (family == Family::kV4)) {
+    return Err(at, family == Family::kV4 ? "not an IPv4 CIDR" : "not an IPv6 CIDR");
+  }
+  if (cidr->ToString() != text) return Err(at, "not canonical (want " + cidr->ToString() + ")");
+  return Status::Ok();
+}
+
+Status CheckCidrs(const std::string& at, const std::vector<std::string>& list, Family family) {
+  for (size_t i = 0; i < list.size(); ++i) {
+    if (Status s = CheckCidr(Child(at, i), list[i], family); !s.ok()) return s;
+  }
+  return Status::Ok();
+}
+
+Status CheckTime(const std::string& at, TimePoint t) {
+  // Every TimePoint (nanoseconds in 64 bits: years 1677..2262) has an RFC 3339
+  // spelling; only the precision can be lost.
+  if (TruncateToSeconds(t) != t) return Err(at, "has a fraction of a second (Normalize truncates)");
+  return Status::Ok();
+}
+
+// Which parts of the canonical form Validate insists on: FromJson checks
+// before it sorts the NICs, so that indexes in messages match its input.
+struct CheckMode {
+  bool nic_order = true;
+};
+
+Status CheckNic(const std::string& at, const Nic& nic) {
+  if (!IsMac(nic.mac)) {
+    return Err(Child(at, "mac"), "not a MAC address (want 02:00:00:00:00:01 form)");
+  }
+  if (Lower(nic.mac) != nic.mac) return Err(Child(at, "mac"), "not lower case");
+  if (nic.device_number < 0 || nic.device_number > 127) {
+    return Err(Child(at, "device_number"), std::to_string(nic.device_number) + " not in 0..127");
+  }
+  if (nic.network_card_index < 0 || nic.network_card_index > 127) {
+    return Err(Child(at, "network_card_index"),
+               std::to_string(nic.network_card_index) + " not in 0..127");
+  }
+  const std::pair<const char*, const std::string*> texts[] = {
+      {"interface_id", &nic.interface_id},     {"owner_id", &nic.owner_id},
+      {"local_hostname", &nic.local_hostname}, {"public_hostname", &nic.public_hostname},
+      {"subnet_id", &nic.subnet_id},           {"vpc_id", &nic.vpc_id},
+  };
+  for (const auto& [name, value] : texts) {
+    if (Status s = CheckText(Child(at, name), *value); !s.ok()) return s;
+  }
+  const std::tuple<const char*, const std::vector<std::string>*, Family> lists[] = {
+      {"private_ipv4s", &nic.private_ipv4s, Family::kV4},
+      {"public_ipv4s", &nic.public_ipv4s, Family::kV4},
+      {"ipv6s", &nic.ipv6s, Family::kV6},
+  };
+  for (const auto& [name, list, family] : lists) {
+    for (size_t i = 0; i < list->size(); ++i) {
+      if (Status s = CheckAddress(Child(Child(at, name), i), (*list)[i], family); !s.ok()) {
+        return s;
+      }
+    }
+  }
+  if (!nic.subnet_ipv4_cidr.empty()) {
+    if (Status s = CheckCidr(Child(at, "subnet_ipv4_cidr"), nic.subnet_ipv4_cidr, Family::kV4);
+        !s.ok()) {
+      return s;
+    }
+  }
+  if (!nic.vpc_ipv4_cidr.empty()) {
+    if (Status s = CheckCidr(Child(at, "vpc_ipv4_cidr"), nic.vpc_ipv4_cidr, Family::kV4); !s.ok()) {
+      return s;
+    }
+  }
+  if (Status s = CheckCidrs(Child(at, "subnet_ipv6_cidrs"), nic.subnet_ipv6_cidrs, Family::kV6);
+      !s.ok()) {
+    return s;
+  }
+  if (Status s = CheckCidrs(Child(at, "vpc_ipv4_cidrs"), nic.vpc_ipv4_cidrs, Family::kV4);
+      !s.ok()) {
+    return s;
+  }
+  if (Status s = CheckCidrs(Child(at, "vpc_ipv6_cidrs"), nic.vpc_ipv6_cidrs, Family::kV6);
+      !s.ok()) {
+    return s;
+  }
+  for (size_t i = 0; i < nic.security_groups.size(); ++i) {
+    const std::string p = Child(Child(at, "security_groups"), i);
+    if (nic.security_groups[i].empty()) return Err(p, "empty");
+    if (Status s = CheckText(p, nic.security_groups[i]); !s.ok()) return s;
+  }
+  for (size_t i = 0; i < nic.security_group_ids.size(); ++i) {
+    const std::string p = Child(Child(at, "security_group_ids"), i);
+    if (nic.security_group_ids[i].empty()) return Err(p, "empty");
+    if (Status s = CheckText(p, nic.security_group_ids[i]); !s.ok()) return s;
+  }
+  return Status::Ok();
+}
+
+// EC2 serves tags/instance/<key> only for keys of this shape (its rule when
+// InstanceMetadataTags is enabled; "." ".." and "_index" would be ambiguous
+// path segments).
+bool IsImdsTagKey(std::string_view key) {
+  return !key.empty() && AllOf(key, "+-=._:@") && key != "." && key != ".." && key != "_index";
+}
+
+Status ValidateImpl(const Instance& in, CheckMode mode) {
+  if (in.id.empty() || in.id.size() > 128 || !AllOf(in.id, "._:-")) {
+    return Err("/id", "must be 1..128 characters of [A-Za-z0-9._:-]");
+  }
+  if (in.network.empty() || in.network.size() > 64 || !AllOf(in.network, "._-")) {
+    return Err("/network", "must be 1..64 characters of [A-Za-z0-9._-]");
+  }
+  const std::pair<const char*, const std::string*> texts[] = {
+      {"name", &in.name},
+      {"hostname", &in.hostname},
+      {"local_hostname", &in.local_hostname},
+      {"public_hostname", &in.public_hostname},
+      {"account_id", &in.account_id},
+      {"image_id", &in.image_id},
+      {"instance_type", &in.instance_type},
+      {"kernel_id", &in.kernel_id},
+      {"ramdisk_id", &in.ramdisk_id},
+      {"reservation_id", &in.reservation_id},
+      {"region", &in.region},
+      {"availability_zone", &in.availability_zone},
+      {"availability_zone_id", &in.availability_zone_id},
+      {"architecture", &in.architecture},
+  };
+  for (const auto& [name, value] : texts) {
+    if (Status s = CheckText(Child("", name), *value); !s.ok()) return s;
+  }
+  if (in.launch_index < 0) {
+    return Err("/launch_index", std::to_string(in.launch_index) + " is negative");
+  }
+  if (Status s = CheckTime("/launch_time", in.launch_time); !s.ok()) return s;
+
+  // NICs: each on its own, then what must be unique across them.
+  std::map<int, size_t> device_numbers;
+  std::map<std::string, size_t> macs;
+  std::map<std::string, std::string> addresses;  // address -> pointer of first listing
+  for (size_t n = 0; n < in.nics.size(); ++n) {
+    const Nic& nic = in.nics[n];
+    const std::string at = Child("/nics", n);
+    if (Status s = CheckNic(at, nic); !s.ok()) return s;
+    if (auto [it, fresh] = device_numbers.emplace(nic.device_number, n); !fresh) {
+      return Err(
+          Child(at, "device_number"),
+          std::to_string(nic.device_number) + " also used by /nics/" + std::to_string(it->second));
+    }
+    if (auto [it, fresh] = macs.emplace(nic.mac, n); !fresh) {
+      return Err(Child(at, "mac"), nic.mac + " also used by /nics/" + std::to_string(it->second));
+    }
+    if (mode.nic_order && n > 0 && in.nics[n - 1].device_number > nic.device_number) {
+      return Err(Child(at, "device_number"), "NICs not ordered by device_number (Normalize sorts)");
+    }
+    const std::pair<const char*, const std::vector<std::string>*> lists[] = {
+        {"private_ipv4s", &nic.private_ipv4s},
+        {"public_ipv4s", &nic.public_ipv4s},
+        {"ipv6s", &nic.ipv6s},
+    };
+    for (const auto& [name, list] : lists) {
+      for (size_t i = 0; i < list->size(); ++i) {
+        const std::string p = Child(Child(at, name), i);
+        if (auto [it, fresh] = addresses.emplace((*list)[i], p); !fresh) {
+          return Err(p, "address " + (*list)[i] + " listed twice (also at " + it->second + ")");
+        }
+      }
+    }
+  }
+
+  std::set<std::string_view> key_names;
+  for (size_t i = 0; i < in.ssh_keys.size(); ++i) {
+    const SshKey& key = in.ssh_keys[i];
+    const std::string at = Child("/ssh_keys", i);
+    if (key.name.empty()) return Err(Child(at, "name"), "empty");
+    if (Status s = CheckText(Child(at, "name"), key.name); !s.ok()) return s;
+    if (!key_names.insert(key.name).second) {
+      return Err(Child(at, "name"), "\"" + key.name + "\" listed twice");
+    }
+    if (key.key.empty()) return Err(Child(at, "key"), "empty");
+    if (key.key.find_first_of("\r\n") != std::string::npos) {
+      return Err(Child(at, "key"), "contains a line break (one key per entry)");
+    }
+    if (Status s = CheckText(Child(at, "key"), key.key); !s.ok()) return s;
+  }
+
+  if (in.user_data && in.user_data->size() > kMaxUserDataBytes) {
+    return Err("/user_data", std::to_string(in.user_data->size()) + " bytes, more than " +
+                                 std::to_string(kMaxUserDataBytes));
+  }
+
+  for (const auto& [key, value] : in.tags) {
+    const std::string at = Child("/tags", key);
+    const long key_len = Utf8Length(key);
+    if (key_len < 0) return Err(at, "key is not valid UTF-8");
+    if (key_len < 1 || key_len > 128) return Err(at, "key must be 1..128 characters");
+    if (HasControl(key)) return Err(at, "key contains a control character");
+    const long value_len = Utf8Length(value);
+    if (value_len < 0) return Err(at, "value is not valid UTF-8");
+    if (value_len > 256) return Err(at, "value longer than 256 characters");
+    if (in.options.tags_enabled && !IsImdsTagKey(key)) {
+      return Err(at,
+                 "key cannot be served in instance metadata (only [a-zA-Z0-9+-=._:@], not \".\", "
+                 "\"..\" or \"_index\") while metadata_options/instance_metadata_tags is enabled");
+    }
+  }
+
+  if (in.iam) {
+    const IamRole& iam = *in.iam;
+    if (iam.name.empty() || iam.name.size() > 64 || !AllOf(iam.name, "+=,.@_-")) {
+      return Err("/iam/role", "must be 1..64 characters of [A-Za-z0-9+=,.@_-]");
+    }
+    if (Status s = CheckText("/iam/instance_profile_arn", iam.instance_profile_arn); !s.ok()) {
+      return s;
+    }
+    if (Status s = CheckText("/iam/instance_profile_id", iam.instance_profile_id); !s.ok()) {
+      return s;
+    }
+    if (iam.credentials) {
+      const Credentials& c = *iam.credentials;
+      const std::pair<const char*, const std::string*> parts[] = {
+          {"access_key_id", &c.access_key_id},
+          {"secret_access_key", &c.secret_access_key},
+          {"token", &c.token},
+      };
+      for (const auto& [name, value] : parts) {
+        const std::string at = Child("/iam/credentials", name);
+        if (value->empty()) return Err(at, "required");
+        if (Status s = CheckText(at, *value); !s.ok()) return s;
+      }
+      if (Status s = CheckTime("/iam/credentials/expiration", c.expiration); !s.ok()) return s;
+      if (Status s = CheckTime("/iam/credentials/last_updated", c.last_updated); !s.ok()) return s;
+    }
+  }
+
+  for (const auto& [key, value] : in.block_devices) {
+    const std::string at = Child("/block_devices", key);
+    if (key.empty() || !std::all_of(key.begin(), key.end(), [](char c) {
+          return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+        })) {
+      return Err(at, "key must be 1 or more characters of [a-z0-9]");
+    }
+    if (value.empty()) return Err(at, "empty device name");
+    if (Status s = CheckText(at, value); !s.ok()) return s;
+  }
+
+  if (in.options.hop_limit < 1 || in.options.hop_limit > 64) {
+    return Err("/metadata_options/hop_limit",
+               std::to_string(in.options.hop_limit) + " not in 1..64");
+  }
+  return Status::Ok();
+}
+
+// ---------------------------------------------------------------------------
+// Reading JSON: types only, plus decoding (base64, RFC 3339). Values are
+// checked afterwards by ValidateImpl.
+
+using Reader = std::function<Status(const json::value&, const std::string& at)>;
+struct Field {
+  std::string_view name;
+  Reader read;
+};
+
+// Reads an object field by field, in document order, so the first offender in
+// the text is the one reported.
+Status ReadObject(const json::value& v, const std::string& at,
+                  std::initializer_list<Field> fields) {
+  if (!v.is_object()) return Err(at, "expected object");
+  for (const auto& member : v.get_object()) {
+    const std::string_view key = member.key();
+    const std::string child = Child(at, key);
+    auto it =
+        std::find_if(fields.begin(), fields.end(), [key](const Field& f) { return f.name == key; });
+    if (it == fields.end()) return Err(child, "unknown field");
+    if (Status s = it->read(member.value(), child); !s.ok()) return s;
+  }
+  return Status::Ok();
+}
+
+Reader String(std::string& out) {
+  return [&out](const json::value& v, const std::string& at) {
+    if (!v.is_string()) return Err(at, "expected string");
+    out = std::string(v.get_string());
+    return Status::Ok();
+  };
+}
+
+Reader Int(int& out) {
+  return [&out](const json::value& v, const std::string& at) {
+    int64_t n;
+    if (v.is_int64()) {
+      n = v.get_int64();
+    } else if (v.is_uint64()) {
+      return Err(at, "out of range");
+    } else {
+      return Err(at, "expected integer");
+    }
+    if (n < std::numeric_limits<int>::min() || n > std::numeric_limits<int>::max()) {
+      return Err(at, "out of range");
+    }
+    out = static_cast<int>(n);
+    return Status::Ok();
+  };
+}
+
+Reader StringArray(std::vector<std::string>& out) {
+  return [&out](const json::value& v, const std::string& at) {
+    if (!v.is_array()) return Err(at, "expected array");
+    out.clear();
+    const auto& array = v.get_array();
+    for (size_t i = 0; i < array.size(); ++i) {
+      if (!array[i].is_string()) return Err(Child(at, i), "expected string");
+      out.emplace_back(array[i].get_string());
+    }
+    return Status::Ok();
+  };
+}
+
+Reader StringMap(std::map<std::string, std::string>& out) {
+  return [&out](const json::value& v, const std::string& at) {
+    if (!v.is_object()) return Err(at, "expected object");
+    out.clear();
+    for (const auto& member : v.get_object()) {
+      if (!member.value().is_string()) return Err(Child(at, member.key()), "expected string");
+      out[std::string(member.key())] = std::string(member.value().get_string());
+    }
+    return Status::Ok();
+  };
+}
+
+constexpr int kMinYear = 1678;
+constexpr int kMaxYear = 2261;
+
+Reader Time(TimePoint& out) {
+  return [&out](const json::value& v, const std::string& at) {
+    if (!v.is_string()) return Err(at, "expected string");
+    auto t = common::ParseRfc3339(v.get_string());
+    if (!t) return Err(at, "not an RFC 3339 time (want 2026-11-25T13:00:00Z form)");
+    // A TimePoint counts nanoseconds in 64 bits (years 1677..2262); beyond
+    // that ParseRfc3339's conversion wraps around to some other date.
+    const int year = std::stoi(std::string(v.get_string().subview(0, 4)));
+    if (year < kMinYear || year > kMaxYear) {
+      return Err(at, "year " + std::to_string(year) + " not in " + std::to_string(kMinYear) + ".." +
+                         std::to_string(kMaxYear));
+    }
+    out = *t;
+    return Status::Ok();
+  };
+}
+
+// "enabled"/"disabled" and similar two-word enumerations.
+Reader Choice(bool& out, std::string_view if_true, std::string_view if_false) {
+  return [&out, if_true, if_false](const json::value& v, const std::string& at) {
+    const std::string want =
+        "expected \"" + std::string(if_true) + "\" or \"" + std::string(if_false) + "\"";
+    if (!v.is_string()) return Err(at, want);
+    if (v.get_string() == if_true) {
+      out = true;
+    } else if (v.get_string() == if_false) {
+      out = false;
+    } else {
+      return Err(at, want);
+    }
+    return Status::Ok();
+  };
+}
+
+Status ReadNic(const json::value& v, const std::string& at, Nic& nic) {
+  return ReadObject(v, at,
+                    {
+                        {"mac", String(nic.mac)},
+                        {"device_number", Int(nic.device_number)},
+                        {"network_card_index", Int(nic.network_card_index)},
+                        {"interface_id", String(nic.interface_id)},
+                        {"owner_id", String(nic.owner_id)},
+                        {"local_hostname", String(nic.local_hostname)},
+                        {"public_hostname", String(nic.public_hostname)},
+                        {"private_ipv4s", StringArray(nic.private_ipv4s)},
+                        {"public_ipv4s", StringArray(nic.public_ipv4s)},
+                        {"ipv6s", StringArray(nic.ipv6s)},
+                        {"subnet_id", String(nic.subnet_id)},
+                        {"subnet_ipv4_cidr", String(nic.subnet_ipv4_cidr)},
+                        {"subnet_ipv6_cidrs", StringArray(nic.subnet_ipv6_cidrs)},
+                        {"vpc_id", String(nic.vpc_id)},
+                        {"vpc_ipv4_cidr", String(nic.vpc_ipv4_cidr)},
+                        {"vpc_ipv4_cidrs", StringArray(nic.vpc_ipv4_cidrs)},
+                        {"vpc_ipv6_cidrs", StringArray(nic.vpc_ipv6_cidrs)},
+                        {"security_groups", StringArray(nic.security_groups)},
+                        {"security_group_ids", StringArray(nic.security_group_ids)},
+                    });
+}
+
+Reader Nics(std::vector<Nic>& out) {
+  return [&out](const json::value& v, const std::string& at) {
+    if (!v.is_array()) return Err(at, "expected array");
+    out.clear();
+    const auto& array = v.get_array();
+    for (size_t i = 0; i < array.size(); ++i) {
+      Nic nic;
+      if (Status s = ReadNic(array[i], Child(at, i), nic); !s.ok()) return s;
+      out.push_back(std::move(nic));
+    }
+    return Status::Ok();
+  };
+}
+
+Reader SshKeys(std::vector<SshKey>& out) {
+  return [&out](const json::value& v, const std::string& at) {
+    if (!v.is_array()) return Err(at, "expected array");
+    out.clear();
+    const auto& array = v.get_array();
+    for (size_t i = 0; i < array.size(); ++i) {
+      SshKey key;
+      if (Status s = ReadObject(array[i], Child(at, i),
+                                {{"name", String(key.name)}, {"key", String(key.key)}});
+          !s.ok()) {
+        return s;
+      }
+      out.push_back(std::move(key));
+    }
+    return Status::Ok();
+  };
+}
+
+Reader UserData(std::optional<std::string>& out) {
+  return [&out](const json::value& v, const std::string& at) {
+    if (!v.is_string()) return Err(at, "expected string (base64)");
+    // Refuse before decoding what cannot fit: 4 characters per 3 bytes, and as
+    // much again for line breaks in wrapped input. Validate checks the exact size.
+    if (v.get_string().size() > 2 * ((kMaxUserDataBytes + 2) / 3 * 4)) {
+      return Err(at, "more than " + std::to_string(kMaxUserDataBytes) + " bytes");
+    }
+    auto bytes = common::Base64Decode(v.get_string());
+    if (!bytes) return Err(at, "not valid base64");
+    out = std::move(*bytes);
+    return Status::Ok();
+  };
+}
+
+Reader CredentialsField(std::optional<model::Credentials>& out) {
+  return [&out](const json::value& v, const std::string& at) {
+    model::Credentials c;
+    if (Status s = ReadObject(v, at,
+                              {
+                                  {"access_key_id", String(c.access_key_id)},
+                                  {"secret_access_key", String(c.secret_access_key)},
+                                  {"token", String(c.token)},
+                                  {"expiration", Time(c.expiration)},
+                                  {"last_updated", Time(c.last_updated)},
+                              });
+        !s.ok()) {
+      return s;
+    }
+    out = std::move(c);
+    return Status::Ok();
+  };
+}
+
+Reader Iam(std::optional<IamRole>& out) {
+  return [&out](const json::value& v, const std::string& at) {
+    IamRole iam;
+    if (Status s = ReadObject(v, at,
+                              {
+                                  {"role", String(iam.name)},
+                                  {"instance_profile_arn", String(iam.instance_profile_arn)},
+                                  {"instance_profile_id", String(iam.instance_profile_id)},
+                                  {"credentials", CredentialsField(iam.credentials)},
+                              });
+        !s.ok()) {
+      return s;
+    }
+    out = std::move(iam);
+    return Status::Ok();
+  };
+}
+
+Reader Options(MetadataOptions& out) {
+  return [&out](const json::value& v, const std::string& at) {
+    bool required = out.http_tokens == MetadataOptions::HttpTokens::kRequired;
+    if (Status s = ReadObject(
+            v, at,
+            {
+                {"http_tokens", Choice(required, "required", "optional")},
+                {"http_endpoint", Choice(out.http_endpoint_enabled, "enabled", "disabled")},
+                {"hop_limit", Int(out.hop_limit)},
+                {"instance_metadata_tags", Choice(out.tags_enabled, "enabled", "disabled")},
+            });
+        !s.ok()) {
+      return s;
+    }
+    out.http_tokens =
+        required ? MetadataOptions::HttpTokens::kRequired : MetadataOptions::HttpTokens::kOptional;
+    return Status::Ok();
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Writing JSON.
+
+void PutString(json::object& o, std::string_view key, const std::string& value) {
+  if (!value.empty()) o[key] = value;
+}
+
+void PutArray(json::object& o, std::string_view key, const std::vector<std::string>& values) {
+  if (values.empty()) return;
+  json::array a;
+  a.reserve(values.size());
+  for (const auto& v : values) a.emplace_back(v);
+  o[key] = std::move(a);
+}
+
+void PutMap(json::object& o, std::string_view key, const std::map<std::string, std::string>& m) {
+  if (m.empty()) return;
+  json::object out;
+  for (const auto& [k, v] : m) out[k] = v;
+  o[key] = std::move(out);
+}
+
+void PutTime(json::object& o, std::string_view key, TimePoint t) {
+  if (IsSet(t)) o[key] = common::FormatRfc3339(t);
+}
+
+json::object NicToJson(const Nic& nic) {
+  json::object o;
+  PutString(o, "mac", nic.mac);
+  o["device_number"] = nic.device_number;
+  o["network_card_index"] = nic.network_card_index;
+  PutString(o, "interface_id", nic.interface_id);
+  PutString(o, "owner_id", nic.owner_id);
+  PutString(o, "local_hostname", nic.local_hostname);
+  PutString(o, "public_hostname", nic.public_hostname);
+  PutArray(o, "private_ipv4s", nic.private_ipv4s);
+  PutArray(o, "public_ipv4s", nic.public_ipv4s);
+  PutArray(o, "ipv6s", nic.ipv6s);
+  PutString(o, "subnet_id", nic.subnet_id);
+  PutString(o, "subnet_ipv4_cidr", nic.subnet_ipv4_cidr);
+  PutArray(o, "subnet_ipv6_cidrs", nic.subnet_ipv6_cidrs);
+  PutString(o, "vpc_id", nic.vpc_id);
+  PutString(o, "vpc_ipv4_cidr", nic.vpc_ipv4_cidr);
+  PutArray(o, "vpc_ipv4_cidrs", nic.vpc_ipv4_cidrs);
+  PutArray(o, "vpc_ipv6_cidrs", nic.vpc_ipv6_cidrs);
+  PutArray(o, "security_groups", nic.security_groups);
+  PutArray(o, "security_group_ids", nic.security_group_ids);
+  return o;
+}
+
+}  // namespace
+
+common::Result<Instance> FromJson(const json::value& v) {
+  Instance in;
+  bool has_id = false;
+  bool has_network = false;
+  Reader id = String(in.id);
+  Reader network = String(in.network);
+  Status s = ReadObject(v, "",
+                        {
+                            {"id",
+                             [&](const json::value& x, const std::string& at) {
+                               has_id = true;
+                               return id(x, at);
+                             }},
+                            {"network",
+                             [&](const json::value& x, const std::string& at) {
+                               has_network = true;
+                               return network(x, at);
+                             }},
+                            {"name", String(in.name)},
+                            {"hostname", String(in.hostname)},
+                            {"local_hostname", String(in.local_hostname)},
+                            {"public_hostname", String(in.public_hostname)},
+                            {"account_id", String(in.account_id)},
+                            {"image_id", String(in.image_id)},
+                            {"instance_type", String(in.instance_type)},
+                            {"kernel_id", String(in.kernel_id)},
+                            {"ramdisk_id", String(in.ramdisk_id)},
+                            {"launch_index", Int(in.launch_index)},
+                            {"reservation_id", String(in.reservation_id)},
+                            {"region", String(in.region)},
+                            {"availability_zone", String(in.availability_zone)},
+                            {"availability_zone_id", String(in.availability_zone_id)},
+                            {"architecture", String(in.architecture)},
+                            {"launch_time", Time(in.launch_time)},
+                            {"nics", Nics(in.nics)},
+                            {"ssh_keys", SshKeys(in.ssh_keys)},
+                            {"user_data", UserData(in.user_data)},
+                            {"tags", StringMap(in.tags)},
+                            {"iam", Iam(in.iam)},
+                            {"block_devices", StringMap(in.block_devices)},
+                            {"metadata_options", Options(in.options)},
+                        });
+  if (!s.ok()) return s;
+  if (!has_id) return Err("/id", "required");
+  if (!has_network) in.network = "default";
+  Canonicalise(in);
+  if (Status v_status = ValidateImpl(in, CheckMode{.nic_order = false}); !v_status.ok()) {
+    return v_status;
+  }
+  SortNics(in);
+  return in;
+}
+
+common::Result<Instance> FromJsonText(std::string_view text) {
+  json::stream_parser parser;
+  boost::system::error_code ec;
+  const size_t consumed = parser.write(text.data(), text.size(), ec);
+  if (!ec) parser.finish(ec);
+  if (ec) {
+    return common::InvalidArgument("invalid JSON: " + ec.message() + " at offset " +
+                                   std::to_string(consumed));
+  }
+  return FromJson(parser.release());
+}
+
+json::value ToJson(const Instance& in) {
+  json::object o;
+  o["id"] = in.id;
+  o["network"] = in.network;
+  PutString(o, "name", in.name);
+  PutString(o, "hostname", in.hostname);
+  PutString(o, "local_hostname", in.local_hostname);
+  PutString(o, "public_hostname", in.public_hostname);
+  PutString(o, "account_id", in.account_id);
+  PutString(o, "image_id", in.image_id);
+  PutString(o, "instance_type", in.instance_type);
+  PutString(o, "kernel_id", in.kernel_id);
+  PutString(o, "ramdisk_id", in.ramdisk_id);
+  o["launch_index"] = in.launch_index;
+  PutString(o, "reservation_id", in.reservation_id);
+  PutString(o, "region", in.region);
+  PutString(o, "availability_zone", in.availability_zone);
+  PutString(o, "availability_zone_id", in.availability_zone_id);
+  // Always written: its default is not empty, so omitting "" would read back as "x86_64".
+  o["architecture"] = in.architecture;
+  PutTime(o, "launch_time", in.launch_time);
+  if (!in.nics.empty()) {
+    json::array nics;
+    for (const Nic& nic : in.nics) nics.emplace_back(NicToJson(nic));
+    o["nics"] = std::move(nics);
+  }
+  if (!in.ssh_keys.empty()) {
+    json::array keys;
+    for (const SshKey& key : in.ssh_keys)
+      keys.emplace_back(json::object{{"name", key.name}, {"key", key.key}});
+    o["ssh_keys"] = std::move(keys);
+  }
+  if (in.user_data) o["user_data"] = common::Base64Encode(*in.user_data);
+  PutMap(o, "tags", in.tags);
+  if (in.iam) {
+    json::object iam;
+    iam["role"] = in.iam->name;
+    PutString(iam, "instance_profile_arn", in.iam->instance_profile_arn);
+    PutString(iam, "instance_profile_id", in.iam->instance_profile_id);
+    if (in.iam->credentials) {
+      const model::Credentials& c = *in.iam->credentials;
+      json::object creds;
+      PutString(creds, "access_key_id", c.access_key_id);
+      PutString(creds, "secret_access_key", c.secret_access_key);
+      PutString(creds, "token", c.token);
+      PutTime(creds, "expiration", c.expiration);
+      PutTime(creds, "last_updated", c.last_updated);
+      iam["credentials"] = std::move(creds);
+    }
+    o["iam"] = std::move(iam);
+  }
+  PutMap(o, "block_devices", in.block_devices);
+  json::object options;
+  options["http_tokens"] =
+      in.options.http_tokens == MetadataOptions::HttpTokens::kRequired ? "required" : "optional";
+  options["http_endpoint"] = in.options.http_endpoint_enabled ? "enabled" : "disabled";
+  options["hop_limit"] = in.options.hop_limit;
+  options["instance_metadata_tags"] = in.options.tags_enabled ? "enabled" : "disabled";
+  o["metadata_options"] = std::move(options);
+  return o;
+}
+
+std::string ToJsonText(const Instance& instance) { return json::serialize(ToJson(instance)); }
+
+common::Status Validate(const Instance& instance) { return ValidateImpl(instance, CheckMode{}); }
+
+void Normalize(Instance& instance) {
+  Canonicalise(instance);
+  SortNics(instance);
+}
+
+std::vector<std::string> CallerAddresses(const Instance& instance) {
+  std::vector<std::string> out;
+  for (const Nic& nic : instance.nics) {
+    out.insert(out.end(), nic.private_ipv4s.begin(), nic.private_ipv4s.end());
+    out.insert(out.end(), nic.ipv6s.begin(), nic.ipv6s.end());
+  }
+  return out;
+}
+
+}  // namespace openimds::model
