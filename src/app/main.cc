@@ -23,7 +23,7 @@ int main(int argc, char** argv) {
     try {
       app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
-      return app.exit(e);
+      return openimds::app::ExitForParseError(app, e);
     }
     if (serve.selected) return openimds::app::RunServe(serve);
     return instance_exit;

@@ -1,0 +1,679 @@
+#include "admin/admin_api.h"
+
+#include <algorithm>
+#include <boost/json/array.hpp>
+#include <boost/json/object.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/stream_parser.hpp>
+#include <cctype>
+#include <charconv>
+#include <map>
+#include <memory>
+#include <optional>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "admin/merge_patch.h"
+#include "admin/url_parts.h"
+#include "common/ip_address.h"
+#include "common/log.h"
+#include "model/instance_json.h"
+
+namespace openimds::admin {
+namespace {
+
+using common::Code;
+using common::Request;
+using common::Response;
+using common::Status;
+
+constexpr std::string_view kComponent = "admin";
+constexpr std::string_view kJson = "application/json";
+constexpr std::string_view kInstancesPrefix = "/v1/instances/";
+constexpr std::string_view kInstanceMethods = "GET, HEAD, PUT, PATCH, DELETE";
+// Ids are [A-Za-z0-9._:-]{1,128} (model/instance.h); checked here too so that a
+// URL with anything else is refused before any parsing or store access.
+constexpr size_t kMaxIdBytes = 128;
+
+bool IsGetOrHead(std::string_view method) { return method == "GET" || method == "HEAD"; }
+
+bool IsIdChar(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
+         c == '_' || c == ':' || c == '-';
+}
+
+bool IsValidId(std::string_view id) {
+  return !id.empty() && id.size() <= kMaxIdBytes && std::all_of(id.begin(), id.end(), IsIdChar);
+}
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
+    s.remove_suffix(1);
+  return s;
+}
+
+// Log lines carry operator-sent text (paths, ids); control bytes would let it
+// forge extra lines.
+std::string Printable(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) c = '?';
+  }
+  return out;
+}
+
+std::string Quote(std::string_view s) { return "\"" + std::string(s) + "\""; }
+
+std::string EtagFor(int64_t revision) { return "\"" + std::to_string(revision) + "\""; }
+
+std::optional<int64_t> ParsePositive(std::string_view text) {
+  int64_t v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || v <= 0) return std::nullopt;
+  return v;
+}
+
+// An If-Match / If-None-Match header: absent, "*", or one revision, written as
+// the ETag we send ("7") or bare (7).
+struct EtagCondition {
+  enum class Kind { kAbsent, kAny, kRevision };
+  Kind kind = Kind::kAbsent;
+  int64_t revision = 0;
+
+  bool Matches(int64_t current) const {
+    return kind == Kind::kAny || (kind == Kind::kRevision && revision == current);
+  }
+};
+
+common::Result<EtagCondition> ParseEtagHeader(const Request& request, std::string_view name) {
+  EtagCondition cond;
+  if (request.HeaderCount(name) > 1) {
+    return common::InvalidArgument(std::string(name) + ": send the header once");
+  }
+  auto header = request.Header(name);
+  if (!header) return cond;
+  std::string_view text = Trim(*header);
+  if (text == "*") {
+    cond.kind = EtagCondition::Kind::kAny;
+    return cond;
+  }
+  if (text.size() >= 2 && text.front() == '"' && text.back() == '"') {
+    text = text.substr(1, text.size() - 2);
+  }
+  auto revision = ParsePositive(text);
+  if (!revision) {
+    return common::InvalidArgument(std::string(name) +
+                                   ": expected * or one revision as sent in ETag, e.g. \"7\"");
+  }
+  cond.kind = EtagCondition::Kind::kRevision;
+  cond.revision = *revision;
+  return cond;
+}
+
+// Same wording as model::FromJsonText, so every syntax error reads alike.
+common::Result<boost::json::value> ParseJson(std::string_view text) {
+  boost::json::stream_parser parser;
+  boost::system::error_code ec;
+  const size_t consumed = parser.write(text.data(), text.size(), ec);
+  if (!ec) parser.finish(ec);
+  if (ec) {
+    return common::InvalidArgument("invalid JSON: " + ec.message() + " at offset " +
+                                   std::to_string(consumed));
+  }
+  return parser.release();
+}
+
+void WriteJson(Response& out, int status, const boost::json::value& body) {
+  out.status = status;
+  out.content_type = kJson;
+  out.body = boost::json::serialize(body);
+  out.body.push_back('\n');
+}
+
+// The media type of the request body, lower-cased, without parameters.
+std::string MediaType(const Request& request) {
+  auto header = request.Header("Content-Type");
+  if (!header) return {};
+  std::string type(Trim(header->substr(0, header->find(';'))));
+  for (char& c : type) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return type;
+}
+
+Status MethodNotAllowed(const Request& request, std::string_view allow, Response& out) {
+  out.AddHeader("Allow", std::string(allow));
+  return Status(Code::kMethodNotAllowed, std::string(request.method) + " is not allowed on " +
+                                             std::string(request.path) +
+                                             " (allowed: " + std::string(allow) + ")");
+}
+
+Status NoQuery(const Request& request) {
+  if (request.query.empty()) return Status::Ok();
+  return common::InvalidArgument(std::string(request.path) + " takes no query parameters");
+}
+
+bool HasCallerAddress(const model::Instance& instance, const std::string& canonical) {
+  for (const auto& a : model::CallerAddresses(instance)) {
+    if (a == canonical) return true;
+  }
+  return false;
+}
+
+boost::json::value ListItem(const catalog::Entry& entry) {
+  boost::json::object item;
+  item["revision"] = entry.revision;
+  item["instance"] = model::ToJson(*entry.instance);
+  return item;
+}
+
+bool IsBlank(std::string_view line) {
+  return std::all_of(line.begin(), line.end(),
+                     [](char c) { return c == ' ' || c == '\t' || c == '\r'; });
+}
+
+bool IsHeaderNameChar(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '_';
+}
+
+}  // namespace
+
+AdminApi::AdminApi(Options options, store::Store& store, catalog::Catalog& catalog,
+                   common::MetricsRegistry& metrics)
+    : options_(std::move(options)),
+      store_(store),
+      catalog_(catalog),
+      metrics_(metrics),
+      requests_total_(metrics.GetCounter("admin_requests_total", "Admin API requests received.")),
+      writes_total_(metrics.GetCounter("admin_writes_total",
+                                       "Admin API writes committed (put, patch, delete, import).")),
+      imported_total_(metrics.GetCounter("admin_instances_imported_total",
+                                         "Instances written by admin bulk imports.")) {
+  // Registered up front so every reason shows in /metrics from the start (a
+  // counter that appears only after its first increment hides rate()s).
+  for (int c = static_cast<int>(Code::kNotFound); c <= static_cast<int>(Code::kInternal); ++c) {
+    const auto code = static_cast<Code>(c);
+    rejected_[c] = &metrics.GetCounter("admin_requests_rejected_total",
+                                       "Admin API requests refused, by reason.",
+                                       "reason=\"" + std::string(common::CodeName(code)) + "\"");
+  }
+}
+
+void AdminApi::Handle(const Request& request, Response& out) {
+  requests_total_.Inc();
+  Status status = Route(request, out);
+  if (!status.ok()) Refuse(request, status, out);
+}
+
+void AdminApi::Refuse(const Request& request, const Status& status, Response& out) {
+  boost::json::object error;
+  error["code"] = common::CodeName(status.code());
+  error["message"] = status.message();
+  boost::json::object body;
+  body["error"] = std::move(error);
+  WriteJson(out, common::HttpStatusFor(status.code()), body);
+  out.head = request.method == "HEAD";
+
+  const auto index = static_cast<size_t>(status.code());
+  if (index < rejected_.size() && rejected_[index] != nullptr) rejected_[index]->Inc();
+  common::LogWarn(kComponent,
+                  Printable(std::string(request.method) + " " + std::string(request.path) +
+                            " refused: " + status.ToString()));
+}
+
+Status AdminApi::Route(const Request& request, Response& out) {
+  const std::string_view path = request.path;
+
+  if (path == "/healthz" || path == "/readyz") {
+    if (!IsGetOrHead(request.method)) return MethodNotAllowed(request, "GET, HEAD", out);
+    out.head = request.method == "HEAD";
+    if (path == "/healthz") {
+      out.body = "ok\n";
+    } else if (!options_.store_healthy || options_.store_healthy()) {
+      out.body = "ready\n";
+    } else {
+      out.status = 503;
+      out.body = "store unavailable\n";
+    }
+    return Status::Ok();
+  }
+
+  if (path == "/metrics") {
+    if (!IsGetOrHead(request.method)) return MethodNotAllowed(request, "GET, HEAD", out);
+    out.head = request.method == "HEAD";
+    out.content_type = "text/plain; version=0.0.4";
+    out.body = metrics_.RenderPrometheus();
+    return Status::Ok();
+  }
+  if (path == "/v1/instances") {
+    if (!IsGetOrHead(request.method)) return MethodNotAllowed(request, "GET, HEAD", out);
+    return ListInstances(request, out);
+  }
+  if (path == "/v1/instances:import" || path == "/v1/import") {
+    if (request.method != "POST") return MethodNotAllowed(request, "POST", out);
+    return Import(request, out);
+  }
+  if (path.substr(0, kInstancesPrefix.size()) == kInstancesPrefix) {
+    std::string_view rest = path.substr(kInstancesPrefix.size());
+    const size_t slash = rest.find('/');
+    std::string_view raw_id = rest.substr(0, slash);
+    std::string_view sub =
+        slash == std::string_view::npos ? std::string_view() : rest.substr(slash);
+    auto id = PercentDecode(raw_id);
+    if (!id || !IsValidId(*id)) {
+      return common::InvalidArgument(
+          "bad instance id in the URL: ids are 1 to 128 characters of [A-Za-z0-9._:-]");
+    }
+    if (slash == std::string_view::npos) return RouteInstance(request, *id, out);
+    if (sub == "/render") {
+      if (!IsGetOrHead(request.method)) return MethodNotAllowed(request, "GET, HEAD", out);
+      return Render(request, *id, out);
+    }
+  }
+  return common::NotFound("no route for " + std::string(path));
+}
+
+Status AdminApi::RouteInstance(const Request& request, std::string_view id, Response& out) {
+  const std::string_view method = request.method;
+  if (!IsGetOrHead(method) && method != "PUT" && method != "PATCH" && method != "DELETE") {
+    return MethodNotAllowed(request, kInstanceMethods, out);
+  }
+  if (Status s = NoQuery(request); !s.ok()) return s;
+  if (IsGetOrHead(method)) return GetInstance(request, id, out);
+  if (method == "PUT") return PutInstance(request, id, out);
+  if (method == "PATCH") return PatchInstance(request, id, out);
+  return DeleteInstance(request, id, out);
+}
+
+Status AdminApi::GetInstance(const Request& request, std::string_view id, Response& out) {
+  auto if_none_match = ParseEtagHeader(request, "If-None-Match");
+  if (!if_none_match.ok()) return if_none_match.status();
+  if (request.Header("If-Match")) {
+    return common::InvalidArgument("If-Match is for writes; GET takes If-None-Match");
+  }
+  auto snapshot = catalog_.Current();
+  const catalog::Entry* entry = snapshot->FindById(id);
+  if (entry == nullptr) return common::NotFound("no instance " + Quote(id));
+  out.AddHeader("ETag", EtagFor(entry->revision));
+  out.head = request.method == "HEAD";
+  if (if_none_match->Matches(entry->revision)) {
+    out.status = 304;
+    return Status::Ok();
+  }
+  WriteJson(out, 200, model::ToJson(*entry->instance));
+  return Status::Ok();
+}
+
+Status AdminApi::PutInstance(const Request& request, std::string_view id, Response& out) {
+  auto json = ParseJson(request.body);
+  if (!json.ok()) return json.status();
+  if (boost::json::object* object = json->if_object()) {
+    if (const boost::json::value* body_id = object->if_contains("id")) {
+      const boost::json::string* text = body_id->if_string();
+      if (text == nullptr || *text != id) {
+        return common::InvalidArgument("/id: must equal the id in the URL, " + Quote(id) +
+                                       " (or be left out)");
+      }
+    } else {
+      (*object)["id"] = id;
+    }
+  }
+  auto instance = model::FromJson(*json);
+  if (!instance.ok()) return instance.status();
+
+  auto if_match = ParseEtagHeader(request, "If-Match");
+  if (!if_match.ok()) return if_match.status();
+  auto if_none_match = ParseEtagHeader(request, "If-None-Match");
+  if (!if_none_match.ok()) return if_none_match.status();
+  using Kind = EtagCondition::Kind;
+  if (if_match->kind != Kind::kAbsent && if_none_match->kind != Kind::kAbsent) {
+    return common::InvalidArgument("send either If-Match or If-None-Match, not both");
+  }
+  if (if_none_match->kind == Kind::kRevision) {
+    return common::InvalidArgument("If-None-Match: only * (create only) is supported on PUT");
+  }
+
+  store::Precondition pre;
+  bool created = false;
+  std::shared_ptr<const model::Instance> published;
+  int64_t revision = 0;
+  {
+    std::lock_guard<std::mutex> lock(writer_mu_);
+    if (if_none_match->kind == Kind::kAny) {
+      pre.expected_revision = 0;
+      created = true;
+    } else if (if_match->kind == Kind::kRevision) {
+      pre.expected_revision = if_match->revision;
+    } else {
+      // Only to tell 201 from 200 (and to pin the revision for If-Match: *).
+      // Another process writing in between can only make that status
+      // inexact, never lose a write: the Put below carries the real check.
+      auto existing = store_.Get(id);
+      if (existing.ok()) {
+        if (if_match->kind == Kind::kAny) pre.expected_revision = existing->revision;
+      } else if (existing.status().code() == Code::kNotFound) {
+        if (if_match->kind == Kind::kAny) {
+          return common::FailedPrecondition("no instance " + Quote(id) + " (If-Match: *)");
+        }
+        created = true;
+      } else {
+        return existing.status();
+      }
+    }
+    auto put = store_.Put(*instance, pre);
+    if (!put.ok()) return put.status();
+    revision = *put;
+    published = std::make_shared<const model::Instance>(std::move(*instance));
+    catalog_.Upsert(catalog::Entry{published, revision});
+  }
+  writes_total_.Inc();
+  out.AddHeader("ETag", EtagFor(revision));
+  if (created) out.AddHeader("Location", std::string(kInstancesPrefix) + std::string(id));
+  WriteJson(out, created ? 201 : 200, model::ToJson(*published));
+  return Status::Ok();
+}
+
+Status AdminApi::PatchInstance(const Request& request, std::string_view id, Response& out) {
+  const std::string media_type = MediaType(request);
+  // Anything else is refused rather than guessed at: a JSON Patch (RFC 6902,
+  // application/json-patch+json) read as a merge patch would do something
+  // entirely different, and curl -d sends form encoding by default.
+  if (!media_type.empty() && media_type != "application/merge-patch+json" &&
+      media_type != "application/json") {
+    return common::InvalidArgument(
+        "PATCH takes a JSON merge patch (RFC 7396): send Content-Type: "
+        "application/merge-patch+json, not " +
+        media_type);
+  }
+  auto patch = ParseJson(request.body);
+  if (!patch.ok()) return patch.status();
+  const boost::json::object* object = patch->if_object();
+  if (object == nullptr) {
+    return common::InvalidArgument("a merge patch of an instance must be a JSON object");
+  }
+  if (const boost::json::value* patch_id = object->if_contains("id")) {
+    const boost::json::string* text = patch_id->if_string();
+    if (text == nullptr || *text != id) {
+      return common::InvalidArgument("/id: cannot be changed (it is the URL's, " + Quote(id) +
+                                     "); PUT the new id and DELETE the old one");
+    }
+  }
+  auto if_match = ParseEtagHeader(request, "If-Match");
+  if (!if_match.ok()) return if_match.status();
+  if (request.Header("If-None-Match")) {
+    return common::InvalidArgument("If-None-Match is not supported on PATCH; use If-Match");
+  }
+
+  std::shared_ptr<const model::Instance> published;
+  int64_t revision = 0;
+  bool wrote = false;
+  {
+    std::lock_guard<std::mutex> lock(writer_mu_);
+    auto current = store_.Get(id);
+    if (!current.ok()) return current.status();
+    if (if_match->kind == EtagCondition::Kind::kRevision &&
+        if_match->revision != current->revision) {
+      return common::FailedPrecondition("instance " + Quote(id) + " is at revision " +
+                                        std::to_string(current->revision) + ", not " +
+                                        std::to_string(if_match->revision));
+    }
+    auto patched = model::FromJson(MergePatch(model::ToJson(current->instance), *patch));
+    if (!patched.ok()) return patched.status();
+    if (*patched == current->instance) {
+      // Nothing changes: no new revision, so pollers do not see a phantom update.
+      published = std::make_shared<const model::Instance>(std::move(*patched));
+      revision = current->revision;
+    } else {
+      // The revision just read is the precondition: a write by another
+      // process since then fails with 412 instead of being overwritten.
+      auto put = store_.Put(*patched, store::Precondition{current->revision});
+      if (!put.ok()) return put.status();
+      revision = *put;
+      published = std::make_shared<const model::Instance>(std::move(*patched));
+      catalog_.Upsert(catalog::Entry{published, revision});
+      wrote = true;
+    }
+  }
+  if (wrote) writes_total_.Inc();
+  out.AddHeader("ETag", EtagFor(revision));
+  WriteJson(out, 200, model::ToJson(*published));
+  return Status::Ok();
+}
+
+Status AdminApi::DeleteInstance(const Request& request, std::string_view id, Response& out) {
+  auto if_match = ParseEtagHeader(request, "If-Match");
+  if (!if_match.ok()) return if_match.status();
+  if (request.Header("If-None-Match")) {
+    return common::InvalidArgument("If-None-Match is not supported on DELETE; use If-Match");
+  }
+  store::Precondition pre;
+  if (if_match->kind == EtagCondition::Kind::kRevision) pre.expected_revision = if_match->revision;
+  {
+    std::lock_guard<std::mutex> lock(writer_mu_);
+    Status deleted = store_.Delete(id, pre);
+    if (deleted.code() == Code::kNotFound && if_match->kind == EtagCondition::Kind::kAny) {
+      return common::FailedPrecondition("no instance " + Quote(id) + " (If-Match: *)");
+    }
+    if (!deleted.ok()) return deleted;
+    catalog_.Remove(id);
+  }
+  writes_total_.Inc();
+  out.status = 204;
+  return Status::Ok();
+}
+
+Status AdminApi::ListInstances(const Request& request, Response& out) {
+  auto params = ParseQuery(request.query);
+  if (!params.ok()) return params.status();
+  std::optional<std::string> network;
+  std::optional<common::IpAddress> address;
+  std::optional<int64_t> limit;
+  for (const auto& [name, value] : *params) {
+    const bool repeated = (name == "network" && network) || (name == "address" && address) ||
+                          (name == "limit" && limit);
+    if (repeated) return common::InvalidArgument("query parameter " + Quote(name) + " repeated");
+    if (name == "network") {
+      network = value;
+    } else if (name == "address") {
+      address = common::IpAddress::Parse(value);
+      if (!address) {
+        return common::InvalidArgument("address: " + Quote(value) + " is not an IP address");
+      }
+    } else if (name == "limit") {
+      limit = ParsePositive(value);
+      if (!limit) return common::InvalidArgument("limit: expected a positive integer");
+    } else {
+      return common::InvalidArgument("unknown query parameter " + Quote(name) +
+                                     " (known: network, address, limit)");
+    }
+  }
+
+  auto snapshot = catalog_.Current();
+  boost::json::array items;
+  if (network && address) {
+    if (const model::Instance* found = snapshot->FindByAddress(*network, *address)) {
+      if (const catalog::Entry* entry = snapshot->FindById(found->id)) {
+        items.push_back(ListItem(*entry));
+      }
+    }
+  } else {
+    const std::string canonical = address ? address->ToString() : std::string();
+    for (const auto& entry : snapshot->entries()) {
+      if (limit && static_cast<int64_t>(items.size()) >= *limit) break;
+      if (network && entry.instance->network != *network) continue;
+      if (address && !HasCallerAddress(*entry.instance, canonical)) continue;
+      items.push_back(ListItem(entry));
+    }
+  }
+  boost::json::object body;
+  body["instances"] = std::move(items);
+  WriteJson(out, 200, body);
+  out.head = request.method == "HEAD";
+  return Status::Ok();
+}
+
+Status AdminApi::Import(const Request& request, Response& out) {
+  if (Status s = NoQuery(request); !s.ok()) return s;
+  if (request.body.size() > options_.max_import_bytes) {
+    return Status(Code::kPayloadTooLarge, "import body is " + std::to_string(request.body.size()) +
+                                              " bytes; the limit is " +
+                                              std::to_string(options_.max_import_bytes) +
+                                              " (split the file and import the parts one by one)");
+  }
+
+  std::vector<model::Instance> instances;
+  std::vector<int> lines;  // line number of instances[i]
+  std::unordered_map<std::string, int> line_of_id;
+  // (network, address) -> index into `instances`
+  std::map<std::pair<std::string, std::string>, size_t> claimed;
+  std::string_view rest = request.body;
+  for (int line_number = 1; !rest.empty(); ++line_number) {
+    const size_t newline = rest.find('\n');
+    std::string_view line = rest.substr(0, newline);
+    rest = newline == std::string_view::npos ? std::string_view() : rest.substr(newline + 1);
+    if (IsBlank(line)) continue;
+    const std::string where = "line " + std::to_string(line_number) + ": ";
+    auto instance = model::FromJsonText(line);
+    if (!instance.ok()) return common::InvalidArgument(where + instance.status().message());
+    auto [it, inserted] = line_of_id.emplace(instance->id, line_number);
+    if (!inserted) {
+      return common::InvalidArgument(where + "/id: " + Quote(instance->id) +
+                                     " is already on line " + std::to_string(it->second));
+    }
+    for (const auto& address : model::CallerAddresses(*instance)) {
+      auto [claim, fresh] =
+          claimed.emplace(std::make_pair(instance->network, address), instances.size());
+      if (!fresh) {
+        return common::Conflict(where + "address " + address + " in network " +
+                                Quote(instance->network) + " is also claimed by line " +
+                                std::to_string(lines[claim->second]) + " (instance " +
+                                Quote(instances[claim->second].id) + ")");
+      }
+    }
+    instances.push_back(std::move(*instance));
+    lines.push_back(line_number);
+  }
+  if (instances.empty()) return common::InvalidArgument("import: the body holds no instances");
+
+  std::vector<int64_t> revisions;
+  {
+    std::lock_guard<std::mutex> lock(writer_mu_);
+    // Clashes with instances the import does not replace, reported by line
+    // (the store would refuse them too, but could only name an index).
+    auto snapshot = catalog_.Current();
+    for (size_t i = 0; i < instances.size(); ++i) {
+      for (const auto& address : model::CallerAddresses(instances[i])) {
+        auto ip = common::IpAddress::Parse(address);
+        if (!ip) continue;
+        const model::Instance* holder = snapshot->FindByAddress(instances[i].network, *ip);
+        if (holder != nullptr && line_of_id.count(holder->id) == 0) {
+          return common::Conflict("line " + std::to_string(lines[i]) + ": address " + address +
+                                  " in network " + Quote(instances[i].network) +
+                                  " is held by instance " + Quote(holder->id));
+        }
+      }
+    }
+    auto written = store_.PutMany(instances);
+    if (!written.ok()) {
+      return Status(written.status().code(), "import: " + written.status().message());
+    }
+    revisions = std::move(*written);
+    if (revisions.size() != instances.size()) {
+      return common::Internal("import: the store returned " + std::to_string(revisions.size()) +
+                              " revisions for " + std::to_string(instances.size()) + " instances");
+    }
+    std::vector<catalog::Entry> entries;
+    entries.reserve(instances.size());
+    for (size_t i = 0; i < instances.size(); ++i) {
+      entries.push_back(catalog::Entry{
+          std::make_shared<const model::Instance>(std::move(instances[i])), revisions[i]});
+    }
+    catalog_.UpsertMany(std::move(entries));
+  }
+  writes_total_.Inc();
+  imported_total_.Inc(revisions.size());
+  boost::json::object body;
+  body["imported"] = revisions.size();
+  body["revision_first"] = revisions.front();
+  body["revision_last"] = revisions.back();
+  WriteJson(out, 200, body);
+  return Status::Ok();
+}
+
+Status AdminApi::Render(const Request& request, std::string_view id, Response& out) {
+  auto params = ParseQuery(request.query);
+  if (!params.ok()) return params.status();
+  // Accepted for the CLI's --flavour and future flavours whose paths overlap;
+  // today the path alone picks the flavour, exactly as it does for a guest.
+  std::optional<std::string> flavour;
+  std::optional<std::string> target;
+  std::vector<std::pair<std::string, std::string>> headers;
+  headers.emplace_back("Host", "169.254.169.254");
+  for (const auto& [name, value] : *params) {
+    if (name == "flavour" || name == "path") {
+      auto& slot = name == "flavour" ? flavour : target;
+      if (slot) return common::InvalidArgument("query parameter " + Quote(name) + " repeated");
+      slot = value;
+    } else if (name == "header") {
+      const size_t colon = value.find(':');
+      std::string_view header_name = Trim(std::string_view(value).substr(0, colon));
+      if (colon == std::string::npos || header_name.empty() ||
+          !std::all_of(header_name.begin(), header_name.end(), IsHeaderNameChar)) {
+        return common::InvalidArgument(
+            "header: expected \"Name: value\", e.g. "
+            "\"Metadata-Flavor: Google\"");
+      }
+      headers.emplace_back(std::string(header_name),
+                           std::string(Trim(std::string_view(value).substr(colon + 1))));
+    } else {
+      return common::InvalidArgument("unknown query parameter " + Quote(name) +
+                                     " (known: flavour, path, header)");
+    }
+  }
+  if (!target || target->empty() || target->front() != '/') {
+    return common::InvalidArgument(
+        "path: required, the path a guest would ask for, e.g. /latest/meta-data/instance-id");
+  }
+
+  auto snapshot = catalog_.Current();
+  const catalog::Entry* entry = snapshot->FindById(id);
+  if (entry == nullptr) return common::NotFound("no instance " + Quote(id));
+  if (!options_.render_preview) {
+    return common::Unavailable("render preview is not configured in this server");
+  }
+
+  // The synthetic request a guest of this instance would send. Its views point
+  // into `target` and `headers`, which outlive the call.
+  const model::Instance& instance = *entry->instance;
+  Request synthetic;
+  synthetic.method = "GET";
+  synthetic.target = *target;
+  const size_t question = target->find('?');
+  synthetic.path = std::string_view(*target).substr(0, question);
+  if (question != std::string::npos)
+    synthetic.query = std::string_view(*target).substr(question + 1);
+  for (const auto& [name, value] : headers) synthetic.headers.push_back({name, value});
+  const auto addresses = model::CallerAddresses(instance);
+  if (!addresses.empty()) {
+    if (auto peer = common::IpAddress::Parse(addresses.front())) synthetic.peer = *peer;
+  }
+  synthetic.local = *common::IpAddress::Parse("169.254.169.254");
+  synthetic.local_port = 80;
+  synthetic.listener_network = instance.network;
+
+  Response rendered;
+  // A refusal (404, 401, ...) is part of what the guest would see: the
+  // renderer has filled `rendered` with it, so pass it through as-is.
+  Status status = options_.render_preview(instance, synthetic, rendered);
+  if (!status.ok() && rendered.body.empty()) return status;
+  rendered.ip_ttl.reset();  // meaningful on a guest socket only
+  rendered.close = false;
+  rendered.head = request.method == "HEAD";
+  out = std::move(rendered);
+  out.AddHeader("X-OpenIMDS-Render-Status", std::to_string(out.status));
+  return Status::Ok();
+}
+
+}  // namespace openimds::admin

@@ -1,0 +1,128 @@
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+#include "catalog/catalog.h"
+#include "common/http_message.h"
+#include "common/metrics.h"
+#include "common/status.h"
+#include "http/handler.h"
+#include "model/instance.h"
+#include "store/store.h"
+
+namespace openimds::admin {
+
+// The admin API as a transport-free request handler: the http core (or a test)
+// hands it a parsed common::Request and sends back the common::Response it
+// fills. Routes, status codes and examples are in docs/admin_api.md:
+//
+//   PUT    /v1/instances/{id}          create or replace (If-Match, If-None-Match: *)
+//   GET    /v1/instances/{id}          one instance, ETag: "<revision>"
+//   PATCH  /v1/instances/{id}          JSON merge patch (RFC 7396)
+//   DELETE /v1/instances/{id}          204
+//   GET    /v1/instances               list (?network= &address= &limit=)
+//   POST   /v1/instances:import        NDJSON bulk import, all or nothing (also /v1/import)
+//   GET    /v1/instances/{id}/render   preview what a guest would see (?flavour= &path= &header=)
+//   GET    /healthz /readyz /metrics
+//
+// Errors are always JSON {"error":{"code":"<CodeName>","message":"..."}} with
+// the HTTP status of common::HttpStatusFor. Every refusal increments
+// admin_requests_rejected_total{reason="<code>"} and logs one warning line
+// (method, path and reason; never a body). Authentication is not done here:
+// app/ wraps this handler in http::BearerAuthHandler on a TCP listener.
+//
+// Consistency: a successful write has been made durable by the store AND
+// published in the catalog before Handle returns, so a guest sees the change
+// as soon as the admin call has answered. Reads (GET, list, render) are served
+// from the catalog snapshot and never touch the store; PATCH, and PUT's
+// created-or-replaced check, read the store.
+//
+// Thread-safety: Handle may be called concurrently from several threads.
+// Writes are serialised by one mutex held across store write and catalog
+// publish. Handle blocks on the store (disk writes, fsync): run it on a
+// thread of its own (http::ListenerConfig::dedicated_thread).
+class AdminApi final : public http::Handler {
+ public:
+  // Renders `request` (a synthetic guest GET) for `instance` exactly as the
+  // guest-facing service would, filling `out` with the flavour's response
+  // (also for the flavour's own refusals such as 401 or 404: those are part of
+  // what a guest sees). The flavour is chosen by the path, as for a guest.
+  // Returns non-OK only when it cannot render at all (e.g. NotFound when no
+  // flavour owns the path); that status becomes the admin's JSON error.
+  using RenderPreviewFn = std::function<common::Status(
+      const model::Instance& instance, const common::Request& request, common::Response& out)>;
+
+  struct Options {
+    // Injected by app/, which knows the flavours. Null: the render route
+    // answers 503 unavailable ("render preview is not configured").
+    RenderPreviewFn render_preview;
+
+    // Largest import body accepted (413 beyond). The admin listener's
+    // http::Limits::max_body_bytes must be at least this, or the http core
+    // refuses first. 64 MiB holds ~30k typical instances, and the whole body is
+    // held in memory (and parsed) at once.
+    size_t max_import_bytes = 64 * 1024 * 1024;
+
+    // Readiness of the store for /readyz (false: 503 "store unavailable").
+    // Null: always ready.
+    std::function<bool()> store_healthy;
+  };
+
+  // `store`, `catalog` and `metrics` are borrowed and must outlive this object.
+  AdminApi(Options options, store::Store& store, catalog::Catalog& catalog,
+           common::MetricsRegistry& metrics);
+
+  AdminApi(const AdminApi&) = delete;
+  AdminApi& operator=(const AdminApi&) = delete;
+
+  // Fills `out` for `request`. Never throws on any input. `out` is expected to
+  // be freshly cleared (common::Response::Clear()).
+  void Handle(const common::Request& request, common::Response& out) override;
+
+ private:
+  // Route handlers. Each returns OK after filling `out` with a success
+  // response, or the refusal, which Handle turns into the JSON error.
+  common::Status Route(const common::Request& request, common::Response& out);
+  common::Status RouteInstance(const common::Request& request, std::string_view id,
+                               common::Response& out);
+  common::Status GetInstance(const common::Request& request, std::string_view id,
+                             common::Response& out);
+  common::Status PutInstance(const common::Request& request, std::string_view id,
+                             common::Response& out);
+  common::Status PatchInstance(const common::Request& request, std::string_view id,
+                               common::Response& out);
+  common::Status DeleteInstance(const common::Request& request, std::string_view id,
+                                common::Response& out);
+  common::Status ListInstances(const common::Request& request, common::Response& out);
+  common::Status Import(const common::Request& request, common::Response& out);
+  common::Status Render(const common::Request& request, std::string_view id, common::Response& out);
+
+  // Writes the JSON error body for `status`, counts and logs the refusal.
+  // Keeps headers already in `out` (the Allow header of a 405).
+  void Refuse(const common::Request& request, const common::Status& status, common::Response& out);
+
+  // Constant after construction.
+  const Options options_;
+  store::Store& store_;
+  catalog::Catalog& catalog_;
+  common::MetricsRegistry& metrics_;
+  common::Counter& requests_total_;
+  common::Counter& writes_total_;
+  common::Counter& imported_total_;
+  // admin_requests_rejected_total{reason=CodeName(code)}, indexed by Code.
+  std::array<common::Counter*, 13> rejected_{};
+
+  // Held across "store write + catalog publish" (and the read of a
+  // read-modify-write). Without it two concurrent writes to one id could
+  // commit in one order and publish in the other, leaving the catalog on the
+  // older revision until the next write.
+  std::mutex writer_mu_;
+};
+
+}  // namespace openimds::admin

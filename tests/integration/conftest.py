@@ -1,0 +1,6 @@
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pylib"))
+
+from openimds_fixtures import binary, demo_server, make_server, server, workdir  # noqa: E402,F401
