@@ -239,6 +239,9 @@ struct Worker {
     std::function<void()> close;
     bool* idle;
     Clock::time_point* deadline;
+    common::Counter* timeouts;  // counted here, before the close is visible to the peer
+    const std::string* endpoint;
+    std::string peer;
   };
   std::list<SessionHandle> sessions;  // owned by this thread
   std::unique_ptr<asio::steady_timer> reaper;
@@ -253,6 +256,7 @@ struct ListenerState {
   bool is_unix = false;
   tcp::endpoint tcp_endpoint;  // resolved, with the real port once bound
   std::string unix_path;
+  std::string display;  // the endpoint as bound (real port), for logs
   common::Counter* requests = nullptr;
   common::Counter* connections = nullptr;
   common::Counter* rejected_malformed = nullptr;
@@ -386,7 +390,12 @@ common::Status Server::Impl::BindTcp(ListenerState& ls, Worker& w, bool first) {
   if (ec) {
     return common::Unavailable("cannot listen on " + ls.config.endpoint + ": " + ec.message());
   }
-  if (first) ls.tcp_endpoint = acc->local_endpoint();
+  if (first) {
+    ls.tcp_endpoint = acc->local_endpoint();
+    const auto& a = ls.tcp_endpoint.address();
+    ls.display = (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" +
+                 std::to_string(ls.tcp_endpoint.port());
+  }
   w.tcp_acceptors.emplace_back(std::move(acc), &ls);
   return common::Status::Ok();
 }
@@ -410,6 +419,7 @@ common::Status Server::Impl::BindUnix(ListenerState& ls, Worker& w) {
     return common::Unavailable("cannot listen on " + ls.config.endpoint + ": " + ec.message());
   }
   ::chmod(ls.unix_path.c_str(), ls.config.unix_mode);
+  ls.display = ls.config.endpoint;
   w.unix_acceptors.emplace_back(std::move(acc), &ls);
   return common::Status::Ok();
 }
@@ -426,7 +436,16 @@ void Server::Impl::StartReaper(Worker& w) {
       const auto now = Clock::now();
       const bool drain = draining.load(std::memory_order_relaxed);
       for (auto& s : w.sessions) {
-        if (*s.deadline <= now || (drain && *s.idle)) s.close();
+        if (*s.deadline <= now) {
+          if (!*s.idle) {
+            s.timeouts->Inc();
+            common::LogRefusal("http", "closing connection from " + s.peer + " on " +
+                                           *s.endpoint + ": request not complete in time");
+          }
+          s.close();
+        } else if (drain && *s.idle) {
+          s.close();
+        }
       }
       (*tick)();
     });
@@ -465,7 +484,7 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, ListenerState& ls, Wo
                                                 boost::system::error_code ignored;
                                                 socket.close(ignored);
                                               },
-                                              &idle, &deadline});
+                                              &idle, &deadline, ls.timeouts, &ls.display, {}});
   auto handle_it = w.sessions.begin();
 
   common::Request req;
@@ -482,6 +501,7 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, ListenerState& ls, Wo
       req.local_port = local.port();
       is_v6_socket = local.address().is_v6();
     }
+    handle_it->peer = req.peer.ToString();
   }
 
   ParsedRequest parsed;
@@ -538,12 +558,8 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, ListenerState& ls, Wo
         }
         auto [rec, rn] = co_await socket.async_read_some(buffer.prepare(kReadChunk), kTuple);
         if (rec) {
-          // end_of_stream between requests is the normal end of a connection.
-          if (timed_out && !idle) ls.timeouts->Inc();
-          if (timed_out && !idle) {
-            common::LogRefusal("http", "closing connection from " + req.peer.ToString() + " on " +
-                                        ls.config.endpoint + ": request not complete in time");
-          }
+          // end_of_stream between requests is the normal end of a connection;
+          // a deadline close was counted and logged by the reaper.
           closed = true;
           break;
         }
@@ -575,7 +591,7 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, ListenerState& ls, Wo
         }
         counter->Inc();
         common::LogRefusal("http", "refused request from " + req.peer.ToString() + " on " +
-                                    ls.config.endpoint + ": " + message);
+                                    ls.display + ": " + message);
         SimpleError(resp, status, message);
         version = 11;
       } else {
