@@ -4,6 +4,9 @@
 #include <iostream>
 
 #include "app/instance_command.h"
+#include "app/proxy_command.h"
+#include "app/redirect_command.h"
+#include "app/keygen_command.h"  // issue #3
 #include "app/serve_command.h"
 
 int main(int argc, char** argv) {
@@ -19,6 +22,12 @@ int main(int argc, char** argv) {
     openimds::app::RegisterServeCommand(app, serve);
     int instance_exit = 0;
     openimds::app::RegisterInstanceCommand(app, instance_exit);
+    openimds::app::ProxyCommandOptions proxy;
+    openimds::app::RegisterProxyCommand(app, proxy);
+    openimds::app::RedirectCommandOptions redirect;
+    openimds::app::RegisterRedirectCommand(app, redirect);
+    openimds::app::KeygenOptions keygen;  // issue #3
+    openimds::app::RegisterKeygenCommand(app, keygen);
 
     try {
       app.parse(argc, argv);
@@ -26,6 +35,9 @@ int main(int argc, char** argv) {
       return openimds::app::ExitForParseError(app, e);
     }
     if (serve.selected) return openimds::app::RunServe(serve);
+    if (proxy.selected) return openimds::app::RunProxy(proxy);
+    if (redirect.selected) return openimds::app::RunRedirect(redirect);
+    if (keygen.selected) return openimds::app::RunKeygen(keygen);
     return instance_exit;
   } catch (const std::exception& e) {
     std::cerr << "openimds: " << e.what() << "\n";

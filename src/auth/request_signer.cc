@@ -1,5 +1,6 @@
 #include "auth/request_signer.h"
 
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -11,6 +12,18 @@
 #include "common/encoding.h"
 
 namespace openimds::auth {
+
+// RAII over an EVP_MAC_CTX keyed with one secret. Immutable once built;
+// EVP_MAC_CTX_dup only reads it, so threads share it.
+struct KeyedMac {
+  EVP_MAC* mac = nullptr;
+  EVP_MAC_CTX* ctx = nullptr;
+  ~KeyedMac() {
+    EVP_MAC_CTX_free(ctx);
+    EVP_MAC_free(mac);
+  }
+};
+
 namespace {
 
 constexpr std::string_view kDomain = "openimds-identity-v1\n";
@@ -28,9 +41,38 @@ Mac HmacSha256(std::string_view key, std::string_view message) {
   return mac;
 }
 
+std::shared_ptr<const KeyedMac> MakeKeyedMac(std::string_view key) {
+  auto k = std::make_shared<KeyedMac>();
+  k->mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+  if (k->mac == nullptr) return nullptr;
+  k->ctx = EVP_MAC_CTX_new(k->mac);
+  if (k->ctx == nullptr) return nullptr;
+  char digest[] = "SHA256";
+  OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+                         OSSL_PARAM_construct_end()};
+  if (EVP_MAC_init(k->ctx, reinterpret_cast<const unsigned char*>(key.data()), key.size(),
+                   params) != 1) {
+    return nullptr;
+  }
+  return k;
+}
+
+// HMAC with a pre-keyed context; falls back to the one-shot call if OpenSSL
+// cannot copy the context (it always can in practice).
+Mac KeyedHmac(const KeyedMac& keyed, std::string_view fallback_key, std::string_view message) {
+  Mac mac{};
+  EVP_MAC_CTX* c = EVP_MAC_CTX_dup(keyed.ctx);
+  size_t len = 0;
+  bool ok = c != nullptr &&
+            EVP_MAC_update(c, reinterpret_cast<const unsigned char*>(message.data()),
+                           message.size()) == 1 &&
+            EVP_MAC_final(c, mac.data(), &len, mac.size()) == 1 && len == kMacBytes;
+  EVP_MAC_CTX_free(c);
+  return ok ? mac : HmacSha256(fallback_key, message);
+}
+
 std::string ToHex(const Mac& mac) {
-  return common::HexEncode(
-      std::string_view(reinterpret_cast<const char*>(mac.data()), mac.size()));
+  return common::HexEncode(std::string_view(reinterpret_cast<const char*>(mac.data()), mac.size()));
 }
 
 int HexDigit(char c) {
@@ -79,10 +121,14 @@ common::Status Refuse(SignatureError reason, SignatureError* why, std::string me
 
 std::string_view SignatureErrorName(SignatureError e) {
   switch (e) {
-    case SignatureError::kMalformed: return "malformed";
-    case SignatureError::kUnknownKey: return "unknown_key";
-    case SignatureError::kBadSignature: return "bad_signature";
-    case SignatureError::kStale: return "stale";
+    case SignatureError::kMalformed:
+      return "malformed";
+    case SignatureError::kUnknownKey:
+      return "unknown_key";
+    case SignatureError::kBadSignature:
+      return "bad_signature";
+    case SignatureError::kStale:
+      return "stale";
   }
   return "unknown";
 }
@@ -146,7 +192,13 @@ common::Result<RequestSigner> RequestSigner::Create(std::vector<SigningKey> keys
   if (options.replay_window <= std::chrono::seconds(0)) {
     return common::InvalidArgument("replay window must be positive");
   }
-  return RequestSigner(std::move(keys), options, clock);
+  std::vector<std::shared_ptr<const KeyedMac>> macs;
+  for (const auto& k : keys) {
+    auto m = MakeKeyedMac(k.secret);
+    if (!m) return common::Internal("OpenSSL has no HMAC-SHA256");
+    macs.push_back(std::move(m));
+  }
+  return RequestSigner(std::move(keys), std::move(macs), options, clock);
 }
 
 std::string RequestSigner::CanonicalMessage(std::string_view method, std::string_view target,
@@ -170,11 +222,11 @@ SignedIdentity RequestSigner::Sign(std::string_view method, std::string_view tar
   const SigningKey& key = keys_.front();
   SignedIdentity out;
   out.key_id = key.id;
-  out.timestamp = std::chrono::duration_cast<std::chrono::seconds>(
-                      clock_->Now().time_since_epoch())
-                      .count();
+  out.timestamp =
+      std::chrono::duration_cast<std::chrono::seconds>(clock_->Now().time_since_epoch()).count();
   out.signature =
-      ToHex(HmacSha256(key.secret, CanonicalMessage(method, target, network, source, out.timestamp)));
+      ToHex(KeyedHmac(*macs_.front(), key.secret,
+                      CanonicalMessage(method, target, network, source, out.timestamp)));
   return out;
 }
 
@@ -186,8 +238,8 @@ common::Status RequestSigner::Verify(std::string_view method, std::string_view t
     return Refuse(SignatureError::kMalformed, why, "signed identity has an empty field");
   }
   int64_t ts = 0;
-  auto parsed = std::from_chars(timestamp_text.data(),
-                                timestamp_text.data() + timestamp_text.size(), ts);
+  auto parsed =
+      std::from_chars(timestamp_text.data(), timestamp_text.data() + timestamp_text.size(), ts);
   if (timestamp_text.empty() || parsed.ec != std::errc() ||
       parsed.ptr != timestamp_text.data() + timestamp_text.size()) {
     return Refuse(SignatureError::kMalformed, why, "signed identity timestamp is not a number");
@@ -198,8 +250,12 @@ common::Status RequestSigner::Verify(std::string_view method, std::string_view t
                   "signature is not 64 lowercase hexadecimal digits");
   }
   const SigningKey* key = nullptr;
-  for (const auto& k : keys_) {
-    if (k.id == key_id) key = &k;
+  const KeyedMac* keyed = nullptr;
+  for (size_t i = 0; i < keys_.size(); ++i) {
+    if (keys_[i].id == key_id) {
+      key = &keys_[i];
+      keyed = macs_[i].get();
+    }
   }
   if (key == nullptr) {
     return Refuse(SignatureError::kUnknownKey, why,
@@ -207,14 +263,14 @@ common::Status RequestSigner::Verify(std::string_view method, std::string_view t
   }
   // The MAC is checked before the time: a stale but authentic request is
   // reported as stale, a forged one as forged, whatever its timestamp.
-  Mac expected = HmacSha256(key->secret, CanonicalMessage(method, target, network, source, ts));
+  Mac expected =
+      KeyedHmac(*keyed, key->secret, CanonicalMessage(method, target, network, source, ts));
   if (CRYPTO_memcmp(expected.data(), given.data(), kMacBytes) != 0) {
     return Refuse(SignatureError::kBadSignature, why,
                   "signed identity does not verify under key '" + key->id + "'");
   }
-  const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
-                          clock_->Now().time_since_epoch())
-                          .count();
+  const int64_t now =
+      std::chrono::duration_cast<std::chrono::seconds>(clock_->Now().time_since_epoch()).count();
   const int64_t skew = now > ts ? now - ts : ts - now;
   if (skew > options_.replay_window.count()) {
     return Refuse(SignatureError::kStale, why,
@@ -224,8 +280,7 @@ common::Status RequestSigner::Verify(std::string_view method, std::string_view t
   return common::Status::Ok();
 }
 
-std::string NeutronInstanceSignature(std::string_view shared_secret,
-                                     std::string_view instance_id) {
+std::string NeutronInstanceSignature(std::string_view shared_secret, std::string_view instance_id) {
   return ToHex(HmacSha256(shared_secret, instance_id));
 }
 

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -10,6 +11,10 @@
 #include "common/result.h"
 
 namespace openimds::auth {
+
+// A MAC context keyed once per key; defined in request_signer.cc, the only
+// place that sees OpenSSL for it.
+struct KeyedMac;
 
 // Headers that carry a proxy's signed statement of who is asking. The proxy
 // strips any a guest sends; only identity::Resolver (server) and the proxy's
@@ -121,10 +126,15 @@ class RequestSigner {
                                       int64_t timestamp);
 
  private:
-  RequestSigner(std::vector<SigningKey> keys, Options options, const common::Clock& clock)
-      : keys_(std::move(keys)), options_(options), clock_(&clock) {}
+  RequestSigner(std::vector<SigningKey> keys, std::vector<std::shared_ptr<const KeyedMac>> macs,
+                Options options, const common::Clock& clock)
+      : keys_(std::move(keys)), macs_(std::move(macs)), options_(options), clock_(&clock) {}
 
-  std::vector<SigningKey> keys_;  // constant after construction; first signs
+  // Constant after construction; the first key signs. macs_[i] is keys_[i]'s
+  // secret already keyed into HMAC-SHA256 (copied per use, never changed), so
+  // a signature costs one context copy rather than a key schedule.
+  std::vector<SigningKey> keys_;
+  std::vector<std::shared_ptr<const KeyedMac>> macs_;
   Options options_;
   const common::Clock* clock_;
 };

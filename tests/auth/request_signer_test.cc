@@ -78,8 +78,7 @@ TEST_F(RequestSignerTest, EverySignedFieldIsBound) {
       {"source", "GET", "/latest/meta-data/", "tenant-a", "10.0.0.6"},
   };
   for (const auto& c : cases) {
-    EXPECT_EQ(Check(s, id, c.method, c.target, c.network, c.source),
-              SignatureError::kBadSignature)
+    EXPECT_EQ(Check(s, id, c.method, c.target, c.network, c.source), SignatureError::kBadSignature)
         << c.what;
   }
   SignedIdentity moved = id;
@@ -151,10 +150,9 @@ TEST_F(RequestSignerTest, CreateRefusesBadKeys) {
   EXPECT_FALSE(RequestSigner::Create({}, o, clock_).ok());
   EXPECT_FALSE(RequestSigner::Create({{"k1", "short"}}, o, clock_).ok());
   EXPECT_FALSE(RequestSigner::Create({{"bad id", std::string(kSecretA)}}, o, clock_).ok());
-  EXPECT_FALSE(
-      RequestSigner::Create({{"k1", std::string(kSecretA)}, {"k1", std::string(kSecretB)}}, o,
-                            clock_)
-          .ok());
+  EXPECT_FALSE(RequestSigner::Create({{"k1", std::string(kSecretA)}, {"k1", std::string(kSecretB)}},
+                                     o, clock_)
+                   .ok());
   o.replay_window = seconds(0);
   EXPECT_FALSE(RequestSigner::Create({{"k1", std::string(kSecretA)}}, o, clock_).ok());
 }
@@ -172,13 +170,13 @@ TEST(ParseSigningKeysTest, ParsesLinesCommentsAndOrder) {
 
 TEST(ParseSigningKeysTest, RefusesBadFilesWithoutEchoingSecrets) {
   const char* bad[] = {
-      "",                                       // no key
-      "# only a comment\n",                     // no key
-      "k1\n",                                   // no secret
-      "k1 short\n",                             // short secret
-      "k/1 0123456789abcdef-x\n",               // bad id
+      "",                                                // no key
+      "# only a comment\n",                              // no key
+      "k1\n",                                            // no secret
+      "k1 short\n",                                      // short secret
+      "k/1 0123456789abcdef-x\n",                        // bad id
       "k1 0123456789abcdef-x\nk1 0123456789abcdef-y\n",  // duplicate id
-      "k1 0123456789abcdef x\n",                // blank inside the secret
+      "k1 0123456789abcdef x\n",                         // blank inside the secret
   };
   for (const char* text : bad) {
     auto keys = ParseSigningKeys(text);
@@ -195,9 +193,9 @@ TEST(NeutronSignatureTest, MatchesNeutronsSignInstanceId) {
   EXPECT_EQ(NeutronInstanceSignature("Jefe", "what do ya want for nothing?"),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
   // And a realistic instance UUID, computed with Python's hmac module.
-  EXPECT_EQ(NeutronInstanceSignature("neutron-shared-secret",
-                                     "6f0c7e9e-8d5c-4f36-9a3e-3f1f2c0f6b21"),
-            "09d120f3f18bc1e5dffe2597f61535a11b66ca7c63810d53199a7cf038936ffb");
+  EXPECT_EQ(
+      NeutronInstanceSignature("neutron-shared-secret", "6f0c7e9e-8d5c-4f36-9a3e-3f1f2c0f6b21"),
+      "09d120f3f18bc1e5dffe2597f61535a11b66ca7c63810d53199a7cf038936ffb");
 }
 
 TEST(NeutronSignatureTest, VerifyAcceptsOnlyTheExactLowercaseHex) {

@@ -1,0 +1,103 @@
+#include "app/identity_config.h"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+
+#include "common/log.h"
+
+namespace openimds::app {
+
+common::Result<std::string> ReadSecretFileStrict(const std::string& path) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) {
+    return common::InvalidArgument("cannot read " + path + ": " + std::strerror(errno));
+  }
+  if ((st.st_mode & 077) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof(mode), "%03o", static_cast<unsigned>(st.st_mode & 0777));
+    return common::PermissionDenied(path + " is readable by group or others (mode " + mode +
+                                    "); chmod 600 it: it holds a secret");
+  }
+  std::ifstream in(path);
+  if (!in) return common::InvalidArgument("cannot read " + path);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+  if (text.empty()) return common::InvalidArgument(path + " is empty");
+  return text;
+}
+
+common::Result<std::vector<auth::SigningKey>> ReadKeyFile(const std::string& path) {
+  auto text = ReadSecretFileStrict(path);
+  if (!text.ok()) return text.status();
+  auto keys = auth::ParseSigningKeys(*text);
+  if (!keys.ok()) return common::InvalidArgument(path + ": " + keys.status().message());
+  return keys;
+}
+
+void AddIdentityFlags(CLI::App& serve, IdentityFlags& f) {
+  serve.add_option("--trusted-proxy", f.trusted_proxies,
+                   "CIDR of peers (openimds proxies, neutron-metadata-agents) whose identity "
+                   "headers mode=proxy listeners accept; repeatable.");
+  serve.add_option("--proxy-keys-file", f.proxy_keys_file,
+                   "File (mode 0600) of 'KEY_ID SECRET' lines: the keys whose proxy signatures "
+                   "are accepted. List the new key next to the old one to rotate.");
+  serve
+      .add_option("--proxy-replay-window", f.replay_window_seconds,
+                  "Seconds a signed proxy request stays valid either side of now.")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3600));
+  serve.add_option("--neutron-secret-file", f.neutron_secret_file,
+                   "File (mode 0600) holding neutron's metadata_proxy_shared_secret: accept "
+                   "X-Instance-ID/X-Tenant-ID/X-Instance-ID-Signature on mode=proxy listeners.");
+  serve.add_flag("!--no-trust-unix-socket", f.trust_unix_socket,
+                 "Do not trust mode=proxy listeners on unix sockets by their file mode alone.");
+}
+
+common::Result<std::optional<identity::Resolver>> BuildProxyResolver(
+    const IdentityFlags& f, const common::Clock& clock, common::MetricsRegistry& metrics) {
+  if (f.proxy_keys_file.empty() && f.neutron_secret_file.empty()) {
+    if (!f.trusted_proxies.empty()) {
+      return common::InvalidArgument(
+          "--trusted-proxy needs --proxy-keys-file or --neutron-secret-file");
+    }
+    return std::optional<identity::Resolver>();
+  }
+  identity::Resolver::Options o;
+  for (const auto& text : f.trusted_proxies) {
+    auto cidr = common::Cidr::Parse(text, /*allow_host_bits=*/false);
+    if (!cidr) {
+      auto ip = common::IpAddress::Parse(text);
+      if (!ip) {
+        return common::InvalidArgument("--trusted-proxy " + text +
+                                       ": not an address or CIDR (host bits must be zero)");
+      }
+      cidr = common::Cidr{*ip, ip->is_v4() ? 32 : 128};
+    }
+    o.trusted_peers.push_back(*cidr);
+  }
+  o.trust_unix_socket = f.trust_unix_socket;
+  o.replay_window = std::chrono::seconds(f.replay_window_seconds);
+  if (!f.proxy_keys_file.empty()) {
+    auto keys = ReadKeyFile(f.proxy_keys_file);
+    if (!keys.ok()) return keys.status();
+    o.proxy_keys = std::move(keys).value();
+  }
+  if (!f.neutron_secret_file.empty()) {
+    auto secret = ReadSecretFileStrict(f.neutron_secret_file);
+    if (!secret.ok()) return secret.status();
+    if (secret->size() < auth::kMinSecretBytes) {
+      common::LogWarn("serve", "the Neutron shared secret in " + f.neutron_secret_file +
+                                   " is shorter than 16 characters; use a long random one");
+    }
+    o.neutron_shared_secret = std::move(secret).value();
+  }
+  auto resolver = identity::Resolver::Create(std::move(o), clock, metrics);
+  if (!resolver.ok()) return resolver.status();
+  return std::optional<identity::Resolver>(std::move(resolver).value());
+}
+
+}  // namespace openimds::app

@@ -1,0 +1,45 @@
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "auth/request_signer.h"
+#include "common/clock.h"
+#include "common/metrics.h"
+#include "common/result.h"
+#include "identity/resolver.h"
+
+namespace openimds::app {
+
+// Reads a file that holds a secret. PermissionDenied if group or others may
+// read it (mode & 077), InvalidArgument if it cannot be read or is empty.
+// Trailing newlines are removed. The secret never appears in a message.
+common::Result<std::string> ReadSecretFileStrict(const std::string& path);
+
+// Reads a key file: one "KEY_ID SECRET" per line, '#' comments; the first
+// key signs (auth::ParseSigningKeys). Same mode rule as above.
+common::Result<std::vector<auth::SigningKey>> ReadKeyFile(const std::string& path);
+
+// The `openimds serve` flags for listeners that face proxies and
+// neutron-metadata-agents (listeners given with `mode=proxy`).
+struct IdentityFlags {
+  std::vector<std::string> trusted_proxies;  // --trusted-proxy CIDR (repeatable)
+  std::string proxy_keys_file;               // --proxy-keys-file PATH
+  int replay_window_seconds = 30;            // --proxy-replay-window SECONDS
+  std::string neutron_secret_file;           // --neutron-secret-file PATH
+  bool trust_unix_socket = true;             // --no-trust-unix-socket clears it
+};
+
+// Adds the flags above to `serve`.
+void AddIdentityFlags(CLI::App& serve, IdentityFlags& flags);
+
+// The Resolver for mode=proxy listeners, or nullopt when none of
+// --proxy-keys-file / --neutron-secret-file is given. InvalidArgument (or
+// PermissionDenied for a readable secret file) on bad flags or files.
+// `clock` and `metrics` are borrowed by the Resolver.
+common::Result<std::optional<identity::Resolver>> BuildProxyResolver(
+    const IdentityFlags& flags, const common::Clock& clock, common::MetricsRegistry& metrics);
+
+}  // namespace openimds::app

@@ -1,0 +1,111 @@
+#pragma once
+
+// HTTP/1.1 wire helpers shared by the proxy's two sides: incremental request
+// and response parsers on Beast's basic_parser that copy every piece into
+// per-connection storage whose capacity is reused, so a kept-alive
+// connection parses without allocating; and the small formatting pieces of a
+// response head. Internal to the proxy module (no Beast type leaves it).
+
+#include <boost/beast/http/basic_parser.hpp>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace openimds::proxy {
+
+// A slice of an arena string.
+struct Span {
+  uint32_t offset = 0;
+  uint32_t length = 0;
+};
+
+// Storage for one parsed message; Clear() keeps capacity.
+struct ParsedMessage {
+  std::string arena;  // start line pieces, header names and values, back to back
+  Span method, target, reason;
+  int status = 0;    // responses
+  int version = 11;  // 10 or 11
+  std::vector<std::pair<Span, Span>> fields;
+  std::string body;
+  bool expect_continue = false;  // requests: "Expect: 100-continue"
+
+  void Clear() {
+    arena.clear();
+    fields.clear();
+    body.clear();
+    status = 0;
+    expect_continue = false;
+  }
+  Span Append(std::string_view s) {
+    Span sp{static_cast<uint32_t>(arena.size()), static_cast<uint32_t>(s.size())};
+    arena.append(s.data(), s.size());
+    return sp;
+  }
+  std::string_view View(Span s) const { return std::string_view(arena).substr(s.offset, s.length); }
+  // First header with this name (case-insensitive), or empty view + false.
+  bool Find(std::string_view name, std::string_view& value) const;
+  int Count(std::string_view name) const;
+};
+
+// Fills a ParsedMessage from a request (isRequest = true) or a response.
+template <bool isRequest>
+class MessageParser final : public boost::beast::http::basic_parser<isRequest> {
+ public:
+  explicit MessageParser(ParsedMessage& out) : out_(out) {}
+
+ private:
+  using sv = boost::beast::string_view;
+  using ec_t = boost::system::error_code;
+  static std::string_view SV(sv s) { return std::string_view(s.data(), s.size()); }
+
+  void on_request_impl(boost::beast::http::verb, sv method, sv target, int version,
+                       ec_t&) override {
+    out_.method = out_.Append(SV(method));
+    out_.target = out_.Append(SV(target));
+    out_.version = version;
+  }
+  void on_response_impl(int code, sv reason, int version, ec_t&) override {
+    out_.status = code;
+    out_.reason = out_.Append(SV(reason));
+    out_.version = version;
+  }
+  void on_field_impl(boost::beast::http::field f, sv name, sv value, ec_t&) override;
+  void on_header_impl(ec_t&) override {}
+  void on_body_init_impl(const boost::optional<std::uint64_t>& length, ec_t&) override {
+    // body_limit() has already refused lengths over the limit.
+    if (length) out_.body.reserve(static_cast<size_t>(*length));
+  }
+  size_t on_body_impl(sv body, ec_t&) override {
+    out_.body.append(body.data(), body.size());
+    return body.size();
+  }
+  void on_chunk_header_impl(std::uint64_t, sv, ec_t&) override {}
+  size_t on_chunk_body_impl(std::uint64_t, sv body, ec_t&) override {
+    out_.body.append(body.data(), body.size());
+    return body.size();
+  }
+  void on_finish_impl(ec_t&) override {}
+
+  ParsedMessage& out_;
+};
+
+using RequestParser = MessageParser<true>;
+using ResponseParser = MessageParser<false>;
+
+// "OK", "Service Unavailable", ...; "Unknown" for codes without a phrase here.
+std::string_view ReasonPhrase(int status);
+
+// "Wed, 25 Nov 2026 13:31:53 GMT", formatted at most once a second per thread.
+std::string_view HttpDate();
+
+void AppendNumber(std::string& out, uint64_t n);
+
+// True if the value may be written into a header line as is.
+bool SafeHeaderText(std::string_view s);
+
+// ASCII case-insensitive prefix test.
+bool StartsWithIgnoreCase(std::string_view s, std::string_view prefix);
+
+}  // namespace openimds::proxy
