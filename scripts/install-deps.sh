@@ -18,6 +18,7 @@ BUILD_PKGS=(
 TEST_PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-pytest python3-botocore cloud-init curl
+  python3-nova  # the reference renderer for tools/nova_conformance.py (a library only)
 )
 TOOLS_PKGS=(iproute2 nftables nginx-light wrk)
 

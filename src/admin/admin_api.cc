@@ -267,6 +267,12 @@ Status AdminApi::Route(const Request& request, Response& out) {
           "bad instance id in the URL: ids are 1 to 128 characters of [A-Za-z0-9._:-]");
     }
     if (slash == std::string_view::npos) return RouteInstance(request, *id, out);
+    if (sub == "/password") {
+      if (!IsGetOrHead(request.method) && request.method != "DELETE") {
+        return MethodNotAllowed(request, "GET, HEAD, DELETE", out);
+      }
+      return Password(request, *id, out);
+    }
     if (sub == "/render") {
       if (!IsGetOrHead(request.method)) return MethodNotAllowed(request, "GET, HEAD", out);
       return Render(request, *id, out);
@@ -458,9 +464,44 @@ Status AdminApi::DeleteInstance(const Request& request, std::string_view id, Res
     }
     if (!deleted.ok()) return deleted;
     catalog_.Remove(id);
+    // A later instance with the same id must not inherit the guest's password.
+    Status cleared = store_.DeleteSecret(store::InstancePasswordSecret(id));
+    if (!cleared.ok()) {
+      common::LogWarn("admin", "instance " + std::string(id) +
+                                   " deleted but its password was not cleared: " +
+                                   cleared.message());
+    }
   }
   writes_total_.Inc();
   out.status = 204;
+  return Status::Ok();
+}
+
+// GET: {"password": "..."} or {"password": null}; DELETE clears it (Nova's
+// DELETE os-server-password), so the guest may post a new one.
+Status AdminApi::Password(const Request& request, std::string_view id, Response& out) {
+  if (Status s = NoQuery(request); !s.ok()) return s;
+  if (catalog_.Current()->FindById(id) == nullptr) {
+    return common::NotFound("no instance " + Quote(id));
+  }
+  const std::string name = store::InstancePasswordSecret(id);
+  if (request.method == "DELETE") {
+    Status s = store_.DeleteSecret(name);
+    if (!s.ok()) return s;
+    writes_total_.Inc();
+    out.status = 204;
+    return Status::Ok();
+  }
+  auto stored = store_.GetSecret(name);
+  if (!stored.ok()) return stored.status();
+  boost::json::object body;
+  if (stored->has_value()) {
+    body["password"] = **stored;
+  } else {
+    body["password"] = nullptr;
+  }
+  out.head = request.method == "HEAD";
+  WriteJson(out, 200, body);
   return Status::Ok();
 }
 

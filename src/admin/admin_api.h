@@ -99,6 +99,8 @@ class AdminApi final : public http::Handler {
                                common::Response& out);
   common::Status DeleteInstance(const common::Request& request, std::string_view id,
                                 common::Response& out);
+  common::Status Password(const common::Request& request, std::string_view id,
+                          common::Response& out);
   common::Status ListInstances(const common::Request& request, common::Response& out);
   common::Status Import(const common::Request& request, common::Response& out);
   common::Status Render(const common::Request& request, std::string_view id, common::Response& out);

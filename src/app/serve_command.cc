@@ -4,12 +4,14 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <filesystem>
 #include <fstream>
 #include <thread>
 
 #include "admin/admin_api.h"
+#include "app/ec2_setup.h"  // EC2 token keys, signing keys, credential source (issue #3)
 #include "admin/catalog_loader.h"
 #include "auth/token_authority.h"
 #include "catalog/catalog.h"
@@ -18,6 +20,7 @@
 #include "common/metrics.h"
 #include "common/time_format.h"
 #include "flavour/ec2/ec2_flavour.h"
+#include "flavour/openstack/openstack_flavour.h"
 #include "flavour/flavour.h"
 #include "http/bearer_auth.h"
 #include "http/server.h"
@@ -85,6 +88,9 @@ std::string DemoInstanceJson(common::TimePoint now) {
 struct GuestListener {
   std::string endpoint;
   std::string network = "default";
+  // Faces openimds proxies / neutron-metadata-agents: the caller comes from
+  // their signed headers, not from this socket (identity::Resolver proxy mode).
+  bool proxy_mode = false;
 };
 
 // "127.0.0.1:8169" or "169.254.169.254:80,network=tenant-a".
@@ -97,9 +103,11 @@ common::Result<GuestListener> ParseListen(const std::string& spec) {
     std::string opt = spec.substr(comma + 1, next == std::string::npos ? next : next - comma - 1);
     if (opt.rfind("network=", 0) == 0 && opt.size() > 8) {
       l.network = opt.substr(8);
+    } else if (opt == "mode=proxy" || opt == "mode=direct") {
+      l.proxy_mode = opt == "mode=proxy";
     } else {
       return common::InvalidArgument("--listen " + spec + ": unknown option '" + opt +
-                                     "' (known: network=NAME)");
+                                     "' (known: network=NAME, mode=proxy|direct)");
     }
     comma = next;
   }
@@ -166,8 +174,10 @@ class SignalWatcher {
 void RegisterServeCommand(CLI::App& app, ServeOptions& o) {
   CLI::App* serve = app.add_subcommand("serve", "Run the metadata service and its admin API.");
   serve->add_option("--listen", o.listen,
-                    "Guest listener ADDRESS:PORT[,network=NAME]; repeatable. Port 0 picks a free "
-                    "port (see --ready-file).")
+                    "Guest listener ADDRESS:PORT[,network=NAME][,mode=proxy]; repeatable. Port 0 "
+                    "picks a free port (see --ready-file). mode=proxy: callers are identified by "
+                    "the signed headers of trusted proxies (--trusted-proxy, --proxy-keys-file, "
+                    "--neutron-secret-file); unix:/path works too.")
       ->default_str("127.0.0.1:8169,network=default");
   serve->add_option("--admin", o.admin,
                     "Admin API endpoint: unix:/path (default) or ADDRESS:PORT (needs "
@@ -184,6 +194,8 @@ void RegisterServeCommand(CLI::App& app, ServeOptions& o) {
       ->capture_default_str();
   serve->add_option("--ready-file", o.ready_file,
                     "Write the bound endpoints as JSON here once listening (for scripts/tests).");
+  RegisterEc2ServeFlags(*serve, o.ec2);  // EC2 (issue #3)
+  AddIdentityFlags(*serve, o.identity);
   serve->footer(
       "\nExamples:\n"
       "  openimds serve --demo --store sqlite:./demo.db --admin unix:./admin.sock\n"
@@ -231,24 +243,6 @@ int RunServe(const ServeOptions& o) {
   common::SystemClock clock;
   common::MetricsRegistry metrics;
 
-  // IMDSv2 token key: one per store, so every `serve` on the same store
-  // accepts the others' tokens.
-  auto candidate = auth::TokenAuthority::NewKeyMaterial();
-  if (!candidate.ok()) {
-    common::LogError("serve", candidate.status().ToString());
-    return 1;
-  }
-  auto key = (*store)->GetOrCreateSecret("imds_token_key/1", *candidate);
-  if (!key.ok()) {
-    common::LogError("serve", "cannot read token key from store: " + key.status().message());
-    return 1;
-  }
-  auto tokens = auth::TokenAuthority::Create({auth::TokenKey{1, *key}}, clock);
-  if (!tokens.ok()) {
-    common::LogError("serve", tokens.status().ToString());
-    return 1;
-  }
-
   if (o.demo) {
     auto demo = model::FromJsonText(DemoInstanceJson(clock.Now()));
     if (!demo.ok()) {
@@ -275,11 +269,60 @@ int RunServe(const ServeOptions& o) {
   metrics.AddGauge("catalog_instances", "Instances in the served snapshot.",
                    [&catalog] { return static_cast<double>(catalog.Current()->size()); });
 
+  // EC2 (issue #3): IMDSv2 token keys (in the store, rotating), identity
+  // document signing keys, credential-source command. See app/ec2_setup.h.
+  auto ec2 = Ec2Runtime::Create(o.ec2, **store, catalog, clock, metrics);
+  if (!ec2.ok()) {
+    common::LogError("serve", ec2.status().message());
+    return ec2.status().code() == common::Code::kInvalidArgument ||
+                   ec2.status().code() == common::Code::kPermissionDenied
+               ? 2
+               : 1;
+  }
+
   flavour::Registry flavours;
-  flavours.Add(std::make_unique<flavour::ec2::Ec2Flavour>(flavour::ec2::Ec2Flavour::Options{},
-                                                           *tokens, clock, metrics));
+  // OpenStack (issue #5): before EC2, which owns "/" and "/latest". Passwords
+  // live in the store's secrets (store::InstancePasswordSecret), whose
+  // GetOrCreateSecret is the atomic first-writer-wins compare-and-set.
+  flavour::openstack::CallbackPasswordStore openstack_passwords(
+      [store_ptr = store->get()](std::string_view id) {
+        return store_ptr->GetSecret(store::InstancePasswordSecret(id));
+      },
+      [store_ptr = store->get()](std::string_view id,
+                                 std::string_view value) -> common::Result<bool> {
+        auto stored = store_ptr->GetOrCreateSecret(store::InstancePasswordSecret(id), value);
+        if (!stored.ok()) return stored.status();
+        return *stored == value;
+      });
+  auto openstack = flavour::openstack::OpenStackFlavour::Create({}, clock, &openstack_passwords,
+                                                                metrics);
+  if (!openstack.ok()) {
+    common::LogError("serve", openstack.status().ToString());
+    return 1;
+  }
+  flavours.Add(std::move(*openstack));
+  flavours.Add(std::make_unique<flavour::ec2::Ec2Flavour>(
+      flavour::ec2::Ec2Flavour::Options{}, (*ec2)->tokens(), clock, metrics, (*ec2)->signer(),
+      (*ec2)->credentials()));
   identity::Resolver resolver;
   service::MetadataService metadata(resolver, catalog, flavours, metrics);
+  // Listeners that face proxies get their own service with a proxy-mode resolver.
+  auto proxy_resolver = BuildProxyResolver(o.identity, clock, metrics);
+  if (!proxy_resolver.ok()) {
+    common::LogError("serve", proxy_resolver.status().message());
+    return 2;
+  }
+  const bool any_proxy_listener =
+      std::any_of(guests.begin(), guests.end(), [](const GuestListener& g) { return g.proxy_mode; });
+  if (any_proxy_listener && !proxy_resolver->has_value()) {
+    common::LogError("serve", "mode=proxy listeners need --proxy-keys-file or "
+                              "--neutron-secret-file (and --trusted-proxy for TCP peers)");
+    return 2;
+  }
+  std::optional<service::MetadataService> proxied;
+  if (proxy_resolver->has_value()) {
+    proxied.emplace(**proxy_resolver, catalog, flavours, metrics);
+  }
 
   admin::AdminApi::Options admin_options;
   admin_options.render_preview = [&metadata](const model::Instance& i, const common::Request& r,
@@ -316,8 +359,8 @@ int RunServe(const ServeOptions& o) {
     http::ListenerConfig l;
     l.endpoint = g.endpoint;
     l.network = g.network;
-    l.handler = &metadata;
-    l.name = "guest";
+    l.handler = g.proxy_mode ? static_cast<http::Handler*>(&*proxied) : &metadata;
+    l.name = g.proxy_mode ? "proxied" : "guest";
     listeners.push_back(std::move(l));
   }
   {
@@ -343,8 +386,13 @@ int RunServe(const ServeOptions& o) {
   boost::json::object ready;
   boost::json::array guest_json;
   for (size_t i = 0; i < guests.size(); ++i) {
-    guest_json.push_back(boost::json::object{{"endpoint", bound[i]}, {"network", guests[i].network}});
-    common::LogInfo("serve", "guest listener " + bound[i] + " serves network " + guests[i].network);
+    guest_json.push_back(boost::json::object{{"endpoint", bound[i]},
+                                             {"network", guests[i].network},
+                                             {"mode", guests[i].proxy_mode ? "proxy" : "direct"}});
+    common::LogInfo("serve", guests[i].proxy_mode
+                                 ? "proxy-facing listener " + bound[i]
+                                 : "guest listener " + bound[i] + " serves network " +
+                                       guests[i].network);
   }
   ready["guest"] = std::move(guest_json);
   ready["admin"] = bound.back();
@@ -359,6 +407,7 @@ int RunServe(const ServeOptions& o) {
     }
     std::filesystem::rename(tmp, o.ready_file, fs_ec);
   }
+  (*ec2)->Start();  // token key rotation, credential source (issue #3)
   signals.Start(server);
   server.Run();
   common::LogInfo("serve", "stopped");

@@ -5,11 +5,16 @@
 
 #include <CLI/CLI.hpp>
 
+#include "app/identity_config.h"
+
+#include "app/ec2_setup.h"  // Ec2ServeOptions (issue #3)
+
 namespace openimds::app {
 
 // Flags of `openimds serve`, every field defaulted.
 struct ServeOptions {
-  std::vector<std::string> listen;  // ADDRESS:PORT[,network=NAME]; empty = 127.0.0.1:8169
+  // ADDRESS:PORT[,network=NAME][,mode=proxy]; empty = 127.0.0.1:8169
+  std::vector<std::string> listen;
   std::string admin = "unix:/run/openimds/admin.sock";
   std::string admin_token_file;
   std::string store = "sqlite:/var/lib/openimds/openimds.db";
@@ -17,6 +22,8 @@ struct ServeOptions {
   int threads = 0;
   std::string log_level = "info";
   std::string ready_file;
+  IdentityFlags identity;  // for mode=proxy listeners
+  Ec2ServeOptions ec2;  // EC2 flags: --identity-keys, --credential-source-command, ... (issue #3)
   bool selected = false;  // set when the subcommand was given
 };
 

@@ -125,6 +125,52 @@ EVP_CIPHER_CTX* DecryptorForThisThread(std::string_view key) {
   return decryptors.ForKey(key);
 }
 
+// Tokens this thread verified recently. A client sends one token with many
+// requests, and running AES-GCM on it again is most of what IMDSv2 adds to
+// a request. An entry answers only for the identical token text, instance id
+// and key ring (by id: a ring swap empties the cache in effect, so a token
+// whose key left the ring is verified, and refused, in full); the expiry is
+// checked on every use. Only successes are kept, and the token is compared
+// in constant time (CRYPTO_memcmp) after the instance id, so a guest can
+// only ever match its own tokens.
+constexpr size_t kMaxCachedInstanceIdBytes = 128;  // the model's limit on ids
+struct VerifiedToken {
+  uint64_t ring_id = 0;  // 0: empty
+  int64_t expiry = 0;    // Unix seconds
+  size_t id_len = 0;
+  std::array<char, kMaxCachedInstanceIdBytes> instance_id{};
+  std::array<char, TokenAuthority::kTokenChars> token{};
+};
+struct VerifiedTokens {
+  std::array<VerifiedToken, 8> entries;
+  unsigned next = 0;
+
+  const VerifiedToken* Find(uint64_t ring_id, std::string_view token, std::string_view id) const {
+    for (const VerifiedToken& e : entries) {
+      if (e.ring_id == ring_id && e.id_len == id.size() &&
+          std::memcmp(e.instance_id.data(), id.data(), id.size()) == 0 &&
+          CRYPTO_memcmp(e.token.data(), token.data(), e.token.size()) == 0) {
+        return &e;
+      }
+    }
+    return nullptr;
+  }
+  void Add(uint64_t ring_id, std::string_view token, std::string_view id, int64_t expiry) {
+    if (id.size() > kMaxCachedInstanceIdBytes) return;
+    VerifiedToken& e = entries[next++ % entries.size()];
+    e.ring_id = ring_id;
+    e.expiry = expiry;
+    e.id_len = id.size();
+    std::memcpy(e.instance_id.data(), id.data(), id.size());
+    std::memcpy(e.token.data(), token.data(), e.token.size());
+  }
+};
+
+VerifiedTokens& VerifiedTokensForThisThread() {
+  thread_local VerifiedTokens cache;
+  return cache;
+}
+
 void PutBigEndian32(uint32_t v, uint8_t* out) {
   for (int i = 3; i >= 0; --i) {
     out[i] = static_cast<uint8_t>(v & 0xff);
@@ -214,8 +260,15 @@ std::string_view TokenErrorName(TokenError e) {
   return "malformed";
 }
 
-Result<TokenAuthority> TokenAuthority::Create(std::vector<TokenKey> keys,
-                                              const common::Clock& clock) {
+namespace {
+// A replaced ring stays allocated this long: an Issue or Verify that loaded
+// it just before the swap finishes in microseconds, so a minute is beyond
+// any real delay (even a descheduled thread) by orders of magnitude.
+constexpr std::chrono::minutes kRetireGrace{1};
+}  // namespace
+
+Result<std::unique_ptr<const TokenAuthority::Ring>> TokenAuthority::MakeRing(
+    std::vector<TokenKey> keys, std::optional<uint32_t> issuing_epoch) {
   if (keys.empty()) return common::InvalidArgument("token key ring is empty");
   for (const auto& k : keys) {
     if (k.key.size() != kKeyBytes) {
@@ -223,7 +276,7 @@ Result<TokenAuthority> TokenAuthority::Create(std::vector<TokenKey> keys,
                                      " is not 32 bytes");
     }
   }
-  // Newest last: the issuing key is keys_.back() whatever order app/ passed.
+  // Sorted by epoch whatever order app/ passed: the newest is last.
   std::sort(keys.begin(), keys.end(),
             [](const TokenKey& a, const TokenKey& b) { return a.epoch < b.epoch; });
   for (size_t i = 1; i < keys.size(); ++i) {
@@ -231,15 +284,79 @@ Result<TokenAuthority> TokenAuthority::Create(std::vector<TokenKey> keys,
       return common::InvalidArgument("two token keys share epoch " + std::to_string(keys[i].epoch));
     }
   }
+  static std::atomic<uint64_t> next_ring_id{1};
+  auto ring = std::make_unique<Ring>();
+  ring->id = next_ring_id.fetch_add(1, std::memory_order_relaxed);
+  ring->issuing = keys.size() - 1;
+  if (issuing_epoch.has_value()) {
+    const auto it = std::find_if(keys.begin(), keys.end(),
+                                 [&](const TokenKey& k) { return k.epoch == *issuing_epoch; });
+    if (it == keys.end()) {
+      return common::NotFound("issuing epoch " + std::to_string(*issuing_epoch) +
+                              " is not in the token key ring");
+    }
+    ring->issuing = static_cast<size_t>(it - keys.begin());
+  }
+  ring->keys = std::move(keys);
+  return std::unique_ptr<const Ring>(std::move(ring));
+}
+
+TokenAuthority::TokenAuthority(std::unique_ptr<const Ring> ring, const common::Clock& clock)
+    : ring_(ring.release()), clock_(&clock) {}
+
+TokenAuthority::TokenAuthority(TokenAuthority&& other) noexcept
+    : ring_(other.ring_.exchange(nullptr)), clock_(other.clock_) {
+  std::lock_guard lock(other.retire_mu_);
+  retired_ = std::move(other.retired_);
+  other.retired_.clear();
+}
+
+TokenAuthority::~TokenAuthority() {
+  delete ring_.load();
+  for (auto& [when, ring] : retired_) delete ring;
+}
+
+Result<TokenAuthority> TokenAuthority::Create(std::vector<TokenKey> keys,
+                                              const common::Clock& clock) {
+  auto ring = MakeRing(std::move(keys), std::nullopt);
+  if (!ring.ok()) return ring.status();
   if (Aes256Gcm() == nullptr) return common::Internal("AES-256-GCM is not available");
-  return TokenAuthority(std::move(keys), clock);
+  return TokenAuthority(std::move(*ring), clock);
+}
+
+common::Status TokenAuthority::SetKeys(std::vector<TokenKey> keys,
+                                       std::optional<uint32_t> issuing_epoch) {
+  auto ring = MakeRing(std::move(keys), issuing_epoch);
+  if (!ring.ok()) return ring.status();
+  const Ring* old = ring_.exchange(ring->release(), std::memory_order_acq_rel);
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard lock(retire_mu_);
+  std::erase_if(retired_, [&](const auto& entry) {
+    if (now - entry.first < kRetireGrace) return false;
+    delete entry.second;
+    return true;
+  });
+  if (old != nullptr) retired_.emplace_back(now, old);
+  return Status::Ok();
+}
+
+std::vector<uint32_t> TokenAuthority::Epochs() const {
+  std::vector<uint32_t> out;
+  for (const auto& k : ring_.load(std::memory_order_acquire)->keys) out.push_back(k.epoch);
+  return out;
+}
+
+uint32_t TokenAuthority::IssuingEpoch() const {
+  const Ring* ring = ring_.load(std::memory_order_acquire);
+  return ring->keys[ring->issuing].epoch;
 }
 
 Result<std::string> TokenAuthority::Issue(std::string_view instance_id,
                                           std::chrono::seconds ttl) const {
   EVP_CIPHER_CTX* ctx = CipherForThisThread();
   if (ctx == nullptr) return common::Internal("token cipher unavailable");
-  const TokenKey& key = keys_.back();
+  const Ring* ring = ring_.load(std::memory_order_acquire);
+  const TokenKey& key = ring->keys[ring->issuing];
 
   std::array<uint8_t, kTokenBytes> raw{};
   raw[0] = kVersion;
@@ -277,12 +394,18 @@ common::Status TokenAuthority::Verify(std::string_view token, std::string_view i
   };
   // Length first: nothing longer than a token is ever decoded.
   if (token.size() != kTokenChars) return refuse(TokenError::kMalformed);
+  const Ring* ring = ring_.load(std::memory_order_acquire);
+  VerifiedTokens& verified = VerifiedTokensForThisThread();
+  if (const VerifiedToken* hit = verified.Find(ring->id, token, instance_id)) {
+    if (UnixSeconds(clock_->Now()) >= hit->expiry) return refuse(TokenError::kExpired);
+    return Status::Ok();
+  }
   std::array<uint8_t, kTokenBytes> raw;
   if (!DecodeToken(token, raw) || raw[0] != kVersion) return refuse(TokenError::kMalformed);
 
   const uint32_t epoch = GetBigEndian32(&raw[1]);
   const TokenKey* key = nullptr;
-  for (const auto& k : keys_) {
+  for (const auto& k : ring->keys) {
     if (k.epoch == epoch) key = &k;
   }
   if (key == nullptr) return refuse(TokenError::kUnknownKey);
@@ -302,9 +425,9 @@ common::Status TokenAuthority::Verify(std::string_view token, std::string_view i
       EVP_DecryptFinal_ex(ctx, expiry.data() + len, &len) != 1) {
     return refuse(TokenError::kBadSeal);
   }
-  if (UnixSeconds(clock_->Now()) >= GetBigEndian64(expiry.data())) {
-    return refuse(TokenError::kExpired);
-  }
+  const int64_t expires = GetBigEndian64(expiry.data());
+  if (UnixSeconds(clock_->Now()) >= expires) return refuse(TokenError::kExpired);
+  verified.Add(ring->id, token, instance_id, expires);
   return Status::Ok();
 }
 
@@ -314,6 +437,47 @@ Result<std::string> TokenAuthority::NewKeyMaterial() {
     return common::Internal("random key material unavailable");
   }
   return key;
+}
+
+TokenEpochWindow TokenEpochsAt(std::chrono::system_clock::time_point now,
+                               const TokenKeySchedule& schedule) {
+  const int64_t period = std::max<int64_t>(1, schedule.period.count());
+  const int64_t t = std::max<int64_t>(0, UnixSeconds(now));
+  const auto epoch_at = [period](int64_t seconds) {
+    return static_cast<uint32_t>(std::max<int64_t>(0, seconds) / period);
+  };
+  TokenEpochWindow w;
+  w.issuing = epoch_at(t);
+  w.last = w.issuing + 1;
+  const uint32_t oldest = epoch_at(t - schedule.max_token_ttl.count());
+  w.first = oldest > 0 ? oldest - 1 : 0;
+  return w;
+}
+
+std::string TokenKeySecretName(const TokenKeySchedule& schedule, uint32_t epoch) {
+  return "imds_token_key/" + std::to_string(schedule.period.count()) + "/" + std::to_string(epoch);
+}
+
+common::Status RefreshTokenKeys(TokenAuthority& authority,
+                                std::chrono::system_clock::time_point now,
+                                const TokenKeySchedule& schedule,
+                                const SecretGetOrCreate& get_or_create) {
+  const TokenEpochWindow w = TokenEpochsAt(now, schedule);
+  std::vector<TokenKey> keys;
+  keys.reserve(w.last - w.first + 1);
+  for (uint32_t epoch = w.first; epoch <= w.last; ++epoch) {
+    auto candidate = TokenAuthority::NewKeyMaterial();
+    if (!candidate.ok()) return candidate.status();
+    auto stored = get_or_create(TokenKeySecretName(schedule, epoch), *candidate);
+    OPENSSL_cleanse(candidate->data(), candidate->size());
+    if (!stored.ok()) return stored.status();
+    if (stored->size() != kKeyBytes) {
+      return common::Internal("stored token key " + TokenKeySecretName(schedule, epoch) +
+                              " is not 32 bytes");
+    }
+    keys.push_back(TokenKey{epoch, std::move(*stored)});
+  }
+  return authority.SetKeys(std::move(keys), w.issuing);
 }
 
 }  // namespace openimds::auth

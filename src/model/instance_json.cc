@@ -16,12 +16,18 @@
 #include "common/encoding.h"
 #include "common/ip_address.h"
 #include "common/time_format.h"
+#include "model/network_config_json.h"  // guest configuration fields (openstack #5)
 
 namespace openimds::model {
 namespace {
 
 namespace json = boost::json;
 using common::Status;
+
+// EC2 fidelity fields (ec2b, issue #3): defined at the end of this namespace.
+void CanonicaliseEc2Fields(Instance& in);
+Status CheckNicEc2Fields(const std::string& at, const Nic& nic);
+Status ValidateEc2Fields(const Instance& in);
 
 // ---------------------------------------------------------------------------
 // JSON pointers (RFC 6901) for error messages.
@@ -180,6 +186,8 @@ void Canonicalise(Instance& in) {
     in.iam->credentials->expiration = TruncateToSeconds(in.iam->credentials->expiration);
     in.iam->credentials->last_updated = TruncateToSeconds(in.iam->credentials->last_updated);
   }
+  CanonicaliseGuestConfig(in);  // guest configuration fields (openstack #5)
+  CanonicaliseEc2Fields(in);     // EC2 fidelity fields (ec2b #3)
 }
 
 void SortNics(Instance& in) {
@@ -305,7 +313,7 @@ Status CheckNic(const std::string& at, const Nic& nic) {
     if (nic.security_group_ids[i].empty()) return Err(p, "empty");
     if (Status s = CheckText(p, nic.security_group_ids[i]); !s.ok()) return s;
   }
-  return Status::Ok();
+  return CheckNicEc2Fields(at, nic);  // EC2 fidelity fields (ec2b #3)
 }
 
 // EC2 serves tags/instance/<key> only for keys of this shape (its rule when
@@ -460,6 +468,10 @@ Status ValidateImpl(const Instance& in, CheckMode mode) {
     return Err("/metadata_options/hop_limit",
                std::to_string(in.options.hop_limit) + " not in 1..64");
   }
+  // Guest configuration fields (openstack #5): network_config_json.cc.
+  if (Status s = ValidateGuestConfig(in); !s.ok()) return s;
+  // EC2 fidelity fields (ec2b #3).
+  if (Status s = ValidateEc2Fields(in); !s.ok()) return s;
   return Status::Ok();
 }
 
@@ -599,6 +611,10 @@ Status ReadNic(const json::value& v, const std::string& at, Nic& nic) {
                         {"vpc_ipv6_cidrs", StringArray(nic.vpc_ipv6_cidrs)},
                         {"security_groups", StringArray(nic.security_groups)},
                         {"security_group_ids", StringArray(nic.security_group_ids)},
+                        // EC2 fidelity fields (ec2b #3).
+                        {"ipv4_prefixes", StringArray(nic.ipv4_prefixes)},
+                        {"ipv6_prefixes", StringArray(nic.ipv6_prefixes)},
+                        {"ipv4_associations", StringMap(nic.ipv4_associations)},
                     });
 }
 
@@ -753,12 +769,419 @@ json::object NicToJson(const Nic& nic) {
   PutArray(o, "vpc_ipv6_cidrs", nic.vpc_ipv6_cidrs);
   PutArray(o, "security_groups", nic.security_groups);
   PutArray(o, "security_group_ids", nic.security_group_ids);
+  // EC2 fidelity fields (ec2b #3).
+  PutArray(o, "ipv4_prefixes", nic.ipv4_prefixes);
+  PutArray(o, "ipv6_prefixes", nic.ipv6_prefixes);
+  PutMap(o, "ipv4_associations", nic.ipv4_associations);
   return o;
 }
 
+// ---------------------------------------------------------------------------
+// EC2 fidelity fields and platform events (ec2b, issue #3). Kept in one
+// place; hooked in by one line each in Canonicalise, CheckNic, ValidateImpl,
+// ReadNic, NicToJson, FromJson and ToJson. Schema: docs/instance.md "EC2
+// fields" and "Platform events".
+
+constexpr std::string_view kSpotActions[] = {"terminate", "stop", "hibernate"};
+constexpr std::string_view kEventCodes[] = {"instance-reboot", "system-reboot",
+                                            "system-maintenance", "instance-retirement",
+                                            "instance-stop"};
+constexpr std::string_view kLifecycleStates[] = {
+    "InService",         "Detached",       "Standby",        "Terminated",
+    "Warmed:Hibernated", "Warmed:Running", "Warmed:Stopped", "Warmed:Terminated"};
+// A delay longer than this is a mistake (and would overflow nothing, but
+// would leave an event waiting for a decade).
+constexpr int64_t kMaxDelaySeconds = int64_t{10} * 366 * 24 * 3600;
+
+template <size_t N>
+bool OneOf(std::string_view value, const std::string_view (&set)[N]) {
+  return std::find(std::begin(set), std::end(set), value) != std::end(set);
+}
+
+template <size_t N>
+std::string Choices(const std::string_view (&set)[N]) {
+  std::string out;
+  for (std::string_view v : set) {
+    if (!out.empty()) out += ", ";
+    out += "\"";
+    out += v;
+    out += "\"";
+  }
+  return out;
+}
+
+std::string_view EventStateName(ScheduledEvent::State s) {
+  switch (s) {
+    case ScheduledEvent::State::kActive: return "active";
+    case ScheduledEvent::State::kCompleted: return "completed";
+    case ScheduledEvent::State::kCanceled: return "canceled";
+  }
+  return "active";
+}
+
+void TruncateCredentials(std::optional<Credentials>& c) {
+  if (!c) return;
+  c->expiration = TruncateToSeconds(c->expiration);
+  c->last_updated = TruncateToSeconds(c->last_updated);
+}
+
+void CanonicaliseEc2Fields(Instance& in) {
+  for (Nic& nic : in.nics) {
+    CanonicalCidrs(nic.ipv4_prefixes);
+    CanonicalCidrs(nic.ipv6_prefixes);
+    std::map<std::string, std::string> associations;
+    for (const auto& [public_ip, private_ip] : nic.ipv4_associations) {
+      std::string p = public_ip;
+      std::string q = private_ip;
+      if (auto ip = common::IpAddress::Parse(p)) p = ip->ToString();
+      if (auto ip = common::IpAddress::Parse(q)) q = ip->ToString();
+      associations[std::move(p)] = std::move(q);
+    }
+    nic.ipv4_associations = std::move(associations);
+  }
+  TruncateCredentials(in.identity_credentials);
+  PlatformEvents& e = in.events;
+  if (e.spot) {
+    e.spot->time = TruncateToSeconds(e.spot->time);
+    e.spot->notice_time = TruncateToSeconds(e.spot->notice_time);
+  }
+  if (e.rebalance_notice) e.rebalance_notice = TruncateToSeconds(*e.rebalance_notice);
+  for (ScheduledEvent& ev : e.scheduled) {
+    ev.not_before = TruncateToSeconds(ev.not_before);
+    ev.not_after = TruncateToSeconds(ev.not_after);
+    ev.not_before_deadline = TruncateToSeconds(ev.not_before_deadline);
+    ev.notice_time = TruncateToSeconds(ev.notice_time);
+  }
+  for (LifecycleTransition& t : e.lifecycle) t.at = TruncateToSeconds(t.at);
+}
+
+bool Contains(const std::vector<std::string>& list, const std::string& value) {
+  return std::find(list.begin(), list.end(), value) != list.end();
+}
+
+Status CheckNicEc2Fields(const std::string& at, const Nic& nic) {
+  if (Status s = CheckCidrs(Child(at, "ipv4_prefixes"), nic.ipv4_prefixes, Family::kV4); !s.ok()) {
+    return s;
+  }
+  if (Status s = CheckCidrs(Child(at, "ipv6_prefixes"), nic.ipv6_prefixes, Family::kV6); !s.ok()) {
+    return s;
+  }
+  for (const auto& [public_ip, private_ip] : nic.ipv4_associations) {
+    const std::string p = Child(Child(at, "ipv4_associations"), public_ip);
+    if (Status s = CheckAddress(p, public_ip, Family::kV4); !s.ok()) return s;
+    if (!Contains(nic.public_ipv4s, public_ip)) return Err(p, "not one of this NIC's public_ipv4s");
+    if (Status s = CheckAddress(p, private_ip, Family::kV4); !s.ok()) return s;
+    if (!Contains(nic.private_ipv4s, private_ip)) {
+      return Err(p, private_ip + " is not one of this NIC's private_ipv4s");
+    }
+  }
+  return Status::Ok();
+}
+
+Status CheckCredentials(const std::string& at, const Credentials& c) {
+  const std::pair<const char*, const std::string*> parts[] = {
+      {"access_key_id", &c.access_key_id},
+      {"secret_access_key", &c.secret_access_key},
+      {"token", &c.token},
+  };
+  for (const auto& [name, value] : parts) {
+    const std::string p = Child(at, name);
+    if (value->empty()) return Err(p, "required");
+    if (Status s = CheckText(p, *value); !s.ok()) return s;
+  }
+  if (Status s = CheckTime(Child(at, "expiration"), c.expiration); !s.ok()) return s;
+  return CheckTime(Child(at, "last_updated"), c.last_updated);
+}
+
+Status CheckTextList(const std::string& at, const std::vector<std::string>& list) {
+  for (size_t i = 0; i < list.size(); ++i) {
+    const std::string p = Child(at, i);
+    if (list[i].empty()) return Err(p, "empty");
+    if (Status s = CheckText(p, list[i]); !s.ok()) return s;
+  }
+  return Status::Ok();
+}
+
+Status ValidateEvents(const PlatformEvents& e) {
+  if (e.spot) {
+    const std::string at = "/events/spot";
+    if (!OneOf(e.spot->action, kSpotActions)) {
+      return Err(Child(at, "action"), "must be one of " + Choices(kSpotActions));
+    }
+    if (!IsSet(e.spot->time)) return Err(Child(at, "time"), "required");
+    if (Status s = CheckTime(Child(at, "time"), e.spot->time); !s.ok()) return s;
+    if (Status s = CheckTime(Child(at, "notice_time"), e.spot->notice_time); !s.ok()) return s;
+  }
+  if (e.rebalance_notice) {
+    if (Status s = CheckTime("/events/rebalance/notice_time", *e.rebalance_notice); !s.ok()) {
+      return s;
+    }
+  }
+  std::set<std::string_view> ids;
+  for (size_t i = 0; i < e.scheduled.size(); ++i) {
+    const ScheduledEvent& ev = e.scheduled[i];
+    const std::string at = Child("/events/scheduled", i);
+    if (ev.id.empty()) return Err(Child(at, "id"), "required");
+    if (Status s = CheckText(Child(at, "id"), ev.id); !s.ok()) return s;
+    if (!ids.insert(ev.id).second) return Err(Child(at, "id"), "\"" + ev.id + "\" listed twice");
+    if (!OneOf(ev.code, kEventCodes)) {
+      return Err(Child(at, "code"), "must be one of " + Choices(kEventCodes));
+    }
+    if (Status s = CheckText(Child(at, "description"), ev.description); !s.ok()) return s;
+    if (!IsSet(ev.not_before)) return Err(Child(at, "not_before"), "required");
+    const std::pair<const char*, TimePoint> times[] = {
+        {"not_before", ev.not_before},
+        {"not_after", ev.not_after},
+        {"not_before_deadline", ev.not_before_deadline},
+        {"notice_time", ev.notice_time},
+    };
+    for (const auto& [name, t] : times) {
+      if (Status s = CheckTime(Child(at, name), t); !s.ok()) return s;
+    }
+    if (IsSet(ev.not_after) && ev.not_after < ev.not_before) {
+      return Err(Child(at, "not_after"), "earlier than not_before");
+    }
+  }
+  for (size_t i = 0; i < e.lifecycle.size(); ++i) {
+    const LifecycleTransition& t = e.lifecycle[i];
+    const std::string at = Child("/events/target_lifecycle_states", i);
+    if (!OneOf(t.state, kLifecycleStates)) {
+      return Err(Child(at, "state"), "must be one of " + Choices(kLifecycleStates));
+    }
+    if (Status s = CheckTime(Child(at, "at"), t.at); !s.ok()) return s;
+    if (i > 0 && t.at < e.lifecycle[i - 1].at) {
+      return Err(Child(at, "at"), "earlier than the state before it (list them in time order)");
+    }
+  }
+  return Status::Ok();
+}
+
+Status ValidateEc2Fields(const Instance& in) {
+  const std::pair<const char*, const std::string*> texts[] = {
+      {"ami_manifest_path", &in.ami_manifest_path},
+      {"instance_action", &in.instance_action},
+      {"instance_life_cycle", &in.instance_life_cycle},
+      {"profile", &in.profile},
+      {"placement_group", &in.placement_group},
+      {"host_id", &in.host_id},
+  };
+  for (const auto& [name, value] : texts) {
+    if (Status s = CheckText(Child("", name), *value); !s.ok()) return s;
+  }
+  const std::pair<const char*, const std::vector<std::string>*> lists[] = {
+      {"ancestor_ami_ids", &in.ancestor_ami_ids},
+      {"product_codes", &in.product_codes},
+      {"billing_products", &in.billing_products},
+  };
+  for (const auto& [name, list] : lists) {
+    if (Status s = CheckTextList(Child("", name), *list); !s.ok()) return s;
+  }
+  // EC2 partition placement groups have at most 7 partitions.
+  if (in.partition_number < 0 || in.partition_number > 7) {
+    return Err("/partition_number", std::to_string(in.partition_number) + " not in 0..7");
+  }
+  if (in.identity_credentials) {
+    if (Status s = CheckCredentials("/identity_credentials", *in.identity_credentials); !s.ok()) {
+      return s;
+    }
+  }
+  return ValidateEvents(in.events);
+}
+
+// An event time: an RFC 3339 string, or a delay {"in_seconds": N} counted
+// from `now` (ParseOptions::now, else the system clock at parse time). Only
+// event times take a delay: everything else describes the instance, events
+// describe when something happens to it.
+Reader EventTime(TimePoint& out, const ParseOptions& parse) {
+  return [&out, &parse](const json::value& v, const std::string& at) {
+    if (!v.is_object()) return Time(out)(v, at);
+    int seconds = -1;
+    bool has_seconds = false;
+    if (Status s = ReadObject(v, at,
+                              {{"in_seconds",
+                                [&](const json::value& x, const std::string& p) {
+                                  has_seconds = true;
+                                  return Int(seconds)(x, p);
+                                }}});
+        !s.ok()) {
+      return s;
+    }
+    if (!has_seconds) return Err(Child(at, "in_seconds"), "required");
+    if (seconds < 0 || seconds > kMaxDelaySeconds) {
+      return Err(Child(at, "in_seconds"), std::to_string(seconds) + " not in 0.." +
+                                              std::to_string(kMaxDelaySeconds));
+    }
+    const TimePoint now = parse.now.value_or(std::chrono::system_clock::now());
+    out = TruncateToSeconds(now) + std::chrono::seconds(seconds);
+    return Status::Ok();
+  };
+}
+
+Reader Events(PlatformEvents& out, const ParseOptions& parse) {
+  return [&out, &parse](const json::value& v, const std::string& at) {
+    PlatformEvents e;
+    Reader spot = [&](const json::value& x, const std::string& p) {
+      SpotInterruption s;
+      if (Status st = ReadObject(x, p,
+                                 {{"action", String(s.action)},
+                                  {"time", EventTime(s.time, parse)},
+                                  {"notice_time", EventTime(s.notice_time, parse)}});
+          !st.ok()) {
+        return st;
+      }
+      e.spot = std::move(s);
+      return Status::Ok();
+    };
+    Reader rebalance = [&](const json::value& x, const std::string& p) {
+      TimePoint notice{};
+      bool has_notice = false;
+      if (Status st = ReadObject(x, p,
+                                 {{"notice_time", [&](const json::value& y, const std::string& q) {
+                                     has_notice = true;
+                                     return EventTime(notice, parse)(y, q);
+                                   }}});
+          !st.ok()) {
+        return st;
+      }
+      if (!has_notice) return Err(Child(p, "notice_time"), "required");
+      e.rebalance_notice = notice;
+      return Status::Ok();
+    };
+    Reader scheduled = [&](const json::value& x, const std::string& p) {
+      if (!x.is_array()) return Err(p, "expected array");
+      for (size_t i = 0; i < x.get_array().size(); ++i) {
+        ScheduledEvent ev;
+        std::string state = "active";
+        if (Status st = ReadObject(x.get_array()[i], Child(p, i),
+                                   {{"id", String(ev.id)},
+                                    {"code", String(ev.code)},
+                                    {"state", String(state)},
+                                    {"description", String(ev.description)},
+                                    {"not_before", EventTime(ev.not_before, parse)},
+                                    {"not_after", EventTime(ev.not_after, parse)},
+                                    {"not_before_deadline", EventTime(ev.not_before_deadline, parse)},
+                                    {"notice_time", EventTime(ev.notice_time, parse)}});
+            !st.ok()) {
+          return st;
+        }
+        if (state == "active") {
+          ev.state = ScheduledEvent::State::kActive;
+        } else if (state == "completed") {
+          ev.state = ScheduledEvent::State::kCompleted;
+        } else if (state == "canceled") {
+          ev.state = ScheduledEvent::State::kCanceled;
+        } else {
+          return Err(Child(Child(p, i), "state"),
+                     "expected \"active\", \"completed\" or \"canceled\"");
+        }
+        e.scheduled.push_back(std::move(ev));
+      }
+      return Status::Ok();
+    };
+    Reader lifecycle = [&](const json::value& x, const std::string& p) {
+      if (!x.is_array()) return Err(p, "expected array");
+      for (size_t i = 0; i < x.get_array().size(); ++i) {
+        LifecycleTransition t;
+        if (Status st = ReadObject(x.get_array()[i], Child(p, i),
+                                   {{"state", String(t.state)}, {"at", EventTime(t.at, parse)}});
+            !st.ok()) {
+          return st;
+        }
+        e.lifecycle.push_back(std::move(t));
+      }
+      return Status::Ok();
+    };
+    if (Status s = ReadObject(v, at,
+                              {{"spot", spot},
+                               {"rebalance", rebalance},
+                               {"scheduled", scheduled},
+                               {"target_lifecycle_states", lifecycle}});
+        !s.ok()) {
+      return s;
+    }
+    out = std::move(e);
+    return Status::Ok();
+  };
+}
+
+json::object CredentialsToJson(const Credentials& c) {
+  json::object creds;
+  PutString(creds, "access_key_id", c.access_key_id);
+  PutString(creds, "secret_access_key", c.secret_access_key);
+  PutString(creds, "token", c.token);
+  PutTime(creds, "expiration", c.expiration);
+  PutTime(creds, "last_updated", c.last_updated);
+  return creds;
+}
+
+json::object EventsToJson(const PlatformEvents& e) {
+  json::object o;
+  if (e.spot) {
+    json::object spot;
+    spot["action"] = e.spot->action;
+    PutTime(spot, "time", e.spot->time);
+    PutTime(spot, "notice_time", e.spot->notice_time);
+    o["spot"] = std::move(spot);
+  }
+  if (e.rebalance_notice) {
+    // An unset (epoch) notice time still round-trips: it means "at once".
+    o["rebalance"] = json::object{{"notice_time", common::FormatRfc3339(*e.rebalance_notice)}};
+  }
+  if (!e.scheduled.empty()) {
+    json::array events;
+    for (const ScheduledEvent& ev : e.scheduled) {
+      json::object x;
+      x["id"] = ev.id;
+      x["code"] = ev.code;
+      x["state"] = EventStateName(ev.state);
+      PutString(x, "description", ev.description);
+      PutTime(x, "not_before", ev.not_before);
+      PutTime(x, "not_after", ev.not_after);
+      PutTime(x, "not_before_deadline", ev.not_before_deadline);
+      PutTime(x, "notice_time", ev.notice_time);
+      events.emplace_back(std::move(x));
+    }
+    o["scheduled"] = std::move(events);
+  }
+  if (!e.lifecycle.empty()) {
+    json::array steps;
+    for (const LifecycleTransition& t : e.lifecycle) {
+      json::object x;
+      x["state"] = t.state;
+      PutTime(x, "at", t.at);
+      steps.emplace_back(std::move(x));
+    }
+    o["target_lifecycle_states"] = std::move(steps);
+  }
+  return o;
+}
+
+// Defaults are omitted, so records without these fields write exactly what
+// they did before this block existed.
+void Ec2FieldsToJson(const Instance& in, json::object& o) {
+  PutString(o, "ami_manifest_path", in.ami_manifest_path);
+  PutArray(o, "ancestor_ami_ids", in.ancestor_ami_ids);
+  PutArray(o, "product_codes", in.product_codes);
+  PutArray(o, "billing_products", in.billing_products);
+  PutString(o, "instance_action", in.instance_action);
+  PutString(o, "instance_life_cycle", in.instance_life_cycle);
+  PutString(o, "profile", in.profile);
+  PutString(o, "placement_group", in.placement_group);
+  PutString(o, "host_id", in.host_id);
+  if (in.partition_number != 0) o["partition_number"] = in.partition_number;
+  if (in.detailed_monitoring) o["monitoring"] = "enabled";
+  if (in.identity_credentials) {
+    o["identity_credentials"] = CredentialsToJson(*in.identity_credentials);
+  }
+  if (!in.events.empty()) o["events"] = EventsToJson(in.events);
+}
+// --- end EC2 fidelity fields ---
+
 }  // namespace
 
-common::Result<Instance> FromJson(const json::value& v) {
+common::Result<Instance> FromJson(const json::value& v) { return FromJson(v, ParseOptions{}); }
+
+common::Result<Instance> FromJson(const json::value& v, const ParseOptions& parse) {
   Instance in;
   bool has_id = false;
   bool has_network = false;
@@ -799,6 +1222,38 @@ common::Result<Instance> FromJson(const json::value& v) {
                             {"iam", Iam(in.iam)},
                             {"block_devices", StringMap(in.block_devices)},
                             {"metadata_options", Options(in.options)},
+                            // Guest configuration fields (openstack #5).
+                            {"network_config",
+                             [&in](const json::value& x, const std::string& at) {
+                               return ReadNetworkConfig(x, at, in.network_config);
+                             }},
+                            {"devices",
+                             [&in](const json::value& x, const std::string& at) {
+                               return ReadDevices(x, at, in.devices);
+                             }},
+                            {"dedicated_cpus",
+                             [&in](const json::value& x, const std::string& at) {
+                               return ReadIntArray(x, at, in.dedicated_cpus);
+                             }},
+                            {"vendor_data",
+                             [&in](const json::value& x, const std::string& at) {
+                               return ReadJsonObjectText(x, at, in.vendor_data);
+                             }},
+                            {"flavours", StringArray(in.flavours)},
+                            // EC2 fidelity fields (ec2b #3).
+                            {"ami_manifest_path", String(in.ami_manifest_path)},
+                            {"ancestor_ami_ids", StringArray(in.ancestor_ami_ids)},
+                            {"product_codes", StringArray(in.product_codes)},
+                            {"billing_products", StringArray(in.billing_products)},
+                            {"instance_action", String(in.instance_action)},
+                            {"instance_life_cycle", String(in.instance_life_cycle)},
+                            {"profile", String(in.profile)},
+                            {"placement_group", String(in.placement_group)},
+                            {"host_id", String(in.host_id)},
+                            {"partition_number", Int(in.partition_number)},
+                            {"monitoring", Choice(in.detailed_monitoring, "enabled", "disabled")},
+                            {"identity_credentials", CredentialsField(in.identity_credentials)},
+                            {"events", Events(in.events, parse)},
                         });
   if (!s.ok()) return s;
   if (!has_id) return Err("/id", "required");
@@ -882,6 +1337,8 @@ json::value ToJson(const Instance& in) {
   options["hop_limit"] = in.options.hop_limit;
   options["instance_metadata_tags"] = in.options.tags_enabled ? "enabled" : "disabled";
   o["metadata_options"] = std::move(options);
+  GuestConfigToJson(in, o);  // guest configuration fields (openstack #5)
+  Ec2FieldsToJson(in, o);    // EC2 fidelity fields (ec2b #3)
   return o;
 }
 

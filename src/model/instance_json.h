@@ -2,6 +2,7 @@
 
 #include <boost/json/value.hpp>
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -23,6 +24,18 @@ namespace openimds::model {
 // result passes Validate(). A key repeated inside one JSON object: the last
 // one wins (that is how Boost.JSON parses it).
 common::Result<Instance> FromJson(const boost::json::value& json);
+
+// --- EC2 platform events (ec2b, issue #3) ---
+// How FromJson treats input whose meaning depends on when it is parsed.
+struct ParseOptions {
+  // Event times (docs/instance.md "Platform events") may be given as a
+  // delay, {"in_seconds": N}, which becomes now + N: `now` when set, else the
+  // system clock at the moment of parsing. The record that comes out holds
+  // only absolute times, so writing it and reading it back changes nothing.
+  std::optional<TimePoint> now;
+};
+common::Result<Instance> FromJson(const boost::json::value& json, const ParseOptions& options);
+// --- end EC2 platform events ---
 // Parses text first; a syntax error is InvalidArgument "invalid JSON: ... at offset N".
 common::Result<Instance> FromJsonText(std::string_view text);
 

@@ -1,5 +1,6 @@
 #include "service/metadata_service.h"
 
+#include <algorithm>
 #include <optional>
 
 #include "common/log.h"
@@ -30,7 +31,10 @@ MetadataService::MetadataService(const identity::Resolver& resolver,
                                          "reason=\"unknown_caller\"")),
       unidentified_(metrics.GetCounter("metadata_rejected_total",
                                        "Guest requests refused before a flavour rendered them.",
-                                       "reason=\"unidentified\"")) {}
+                                       "reason=\"unidentified\"")),
+      flavour_not_allowed_(metrics.GetCounter(
+          "metadata_rejected_total", "Guest requests refused before a flavour rendered them.",
+          "reason=\"flavour_not_allowed\"")) {}
 
 void MetadataService::Handle(const common::Request& request, common::Response& out) {
   // One catalog reader per I/O thread: one atomic load per request while the
@@ -43,6 +47,11 @@ void MetadataService::Handle(const common::Request& request, common::Response& o
     reader_owner = &catalog_;
   }
 
+  // Proxies health-check their upstreams here; answer without identity or logs.
+  if (resolver_.proxy_mode() && request.path == "/healthz") {
+    out.body.assign("ok\n");
+    return;
+  }
   const flavour::Flavour* flavour = flavours_.Find(request);
   if (flavour == nullptr) {
     no_flavour_.Inc();
@@ -59,16 +68,32 @@ void MetadataService::Handle(const common::Request& request, common::Response& o
     return;
   }
   const catalog::Snapshot& snap = reader->Get();
-  const model::Instance* instance = snap.FindByAddress(who->network, who->address);
-  if (instance == nullptr) {
+  // By (network, address), or by instance id for Neutron callers.
+  auto found = resolver_.Lookup(snap, *who);
+  if (!found.ok()) {
     unknown_caller_.Inc();
-    std::string msg = "no instance is registered for " + who->address.ToString() +
-                      " in network " + std::string(who->network);
-    common::LogRefusal("metadata", msg);
-    flavour->RenderError(common::NotFound(std::move(msg)), request, out);
+    common::LogRefusal("metadata", found.status().message());
+    flavour->RenderError(found.status(), request, out);
+    return;
+  }
+  const model::Instance* instance = *found;
+  // Per-instance flavour pinning: an image that expects only some dialects
+  // is not shown the others (an empty list means every flavour).
+  if (!instance->flavours.empty() &&
+      std::find(instance->flavours.begin(), instance->flavours.end(), flavour->Name()) ==
+          instance->flavours.end()) {
+    flavour_not_allowed_.Inc();
+    common::LogRefusal("metadata", "instance " + instance->id + " is not served by flavour " +
+                                       std::string(flavour->Name()));
+    flavour->RenderError(common::NotFound("flavour " + std::string(flavour->Name()) +
+                                          " is not enabled for this instance"),
+                         request, out);
     return;
   }
   (void)flavour->Render(*instance, request, out);
+  // A proxied caller is not at the other end of this socket: the hop limit
+  // travels to the proxy as a header instead.
+  identity::Resolver::AdaptResponse(*who, out);
 }
 
 common::Status MetadataService::RenderPreview(const model::Instance& instance,

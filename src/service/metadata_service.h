@@ -30,6 +30,7 @@ class MetadataService final : public http::Handler {
   common::Counter& no_flavour_;
   common::Counter& unknown_caller_;
   common::Counter& unidentified_;
+  common::Counter& flavour_not_allowed_;
 };
 
 }  // namespace openimds::service

@@ -648,6 +648,15 @@ Status SqliteStore::PutSecret(std::string_view name, std::string_view value) {
   return stmt->Bind(1, name).BindBlob(2, value).Run(what);
 }
 
+Status SqliteStore::DeleteSecret(std::string_view name) {
+  if (name.empty()) return common::InvalidArgument("secret name is empty");
+  const std::string what = "delete secret " + std::string(name);
+  std::lock_guard lock(mu_);
+  auto stmt = db_->Prepare("DELETE FROM secrets WHERE name = ?1", what);
+  if (!stmt.ok()) return stmt.status();
+  return stmt->Bind(1, name).Run(what);
+}
+
 Result<int64_t> SqliteStore::LatestRevision() {
   std::lock_guard lock(mu_);
   return db_->QueryInt("SELECT value FROM meta WHERE key = 'revision'", "read latest revision");

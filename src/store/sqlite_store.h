@@ -93,6 +93,7 @@ class SqliteStore final : public Store {
                                                 std::string_view candidate) override;
   common::Result<std::optional<std::string>> GetSecret(std::string_view name) override;
   common::Status PutSecret(std::string_view name, std::string_view value) override;
+  common::Status DeleteSecret(std::string_view name) override;
   common::Result<int64_t> LatestRevision() override;
 
  private:

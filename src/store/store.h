@@ -62,10 +62,19 @@ class Store {
                                                         std::string_view candidate) = 0;
   virtual common::Result<std::optional<std::string>> GetSecret(std::string_view name) = 0;
   virtual common::Status PutSecret(std::string_view name, std::string_view value) = 0;
+  // Removes `name`; OK when it was absent too.
+  virtual common::Status DeleteSecret(std::string_view name) = 0;
 
   // The highest revision written so far (0 for an empty store): lets a reader
   // tell whether another process changed anything.
   virtual common::Result<int64_t> LatestRevision() = 0;
 };
+
+// The secret that holds the password a guest posted for instance `id`
+// (OpenStack's /openstack/latest/password). One place names it, so the
+// flavour's reader, the admin API and instance deletion agree.
+inline std::string InstancePasswordSecret(std::string_view id) {
+  return "openstack_password/" + std::string(id);
+}
 
 }  // namespace openimds::store

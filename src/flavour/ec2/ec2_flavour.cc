@@ -1,9 +1,11 @@
 #include "flavour/ec2/ec2_flavour.h"
 
 #include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <chrono>
 #include <string>
+#include <unordered_map>
 
 #include "common/log.h"
 #include "flavour/ec2/ec2_errors.h"
@@ -83,15 +85,38 @@ constexpr std::string_view kRequestsHelp =
 constexpr std::string_view kRejectedHelp =
     "EC2 metadata requests refused (401) or downgraded for their session token, by reason";
 constexpr std::string_view kPutRejectedHelp = "EC2 token requests refused, by reason";
+constexpr std::string_view kV1Help =
+    "EC2 metadata requests served without a session token (IMDSv1), by instance: EC2's "
+    "MetadataNoToken. instance=\"_other\" once max_v1_instance_series is reached";
+constexpr std::string_view kCredentialReadsHelp =
+    "Reads of role or identity credentials, by delivery (v1: without a token, v2: with one) "
+    "and result (unavailable: no fresh credentials, answered 404)";
+
+std::atomic<uint64_t> g_next_generation{1};
+
+// Per-thread table: instance id -> its v1 counter.
+struct StringHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
+};
+struct V1Table {
+  uint64_t owner = 0;  // Ec2Flavour::generation_ of the flavour the entries belong to
+  std::unordered_map<std::string, common::Counter*, StringHash, std::equal_to<>> counters;
+};
 
 }  // namespace
 
 Ec2Flavour::Ec2Flavour(Options options, const auth::TokenAuthority& tokens,
-                       const common::Clock& clock, common::MetricsRegistry& metrics)
+                       const common::Clock& clock, common::MetricsRegistry& metrics,
+                       const auth::DocumentSigner* signer, const CredentialProvider* credentials)
     : options_(std::move(options)),
       tokens_(tokens),
       clock_(clock),
       tree_(Ec2Categories()),
+      signer_(signer),
+      credentials_(credentials),
+      metrics_(metrics),
+      generation_(g_next_generation.fetch_add(1)),
       requests_v1_(metrics.GetCounter("imds_requests_total", kRequestsHelp, "version=\"v1\"")),
       requests_v2_(metrics.GetCounter("imds_requests_total", kRequestsHelp, "version=\"v2\"")),
       tokens_issued_(metrics.GetCounter("imds_token_issued_total", "IMDSv2 session tokens issued")),
@@ -121,6 +146,43 @@ Ec2Flavour::Ec2Flavour(Options options, const auth::TokenAuthority& tokens,
   }
   tokens_rejected_[kTokenMissing] =
       &metrics.GetCounter("imds_token_rejected_total", kRejectedHelp, "reason=\"missing\"");
+  for (int v2 = 0; v2 < 2; ++v2) {
+    for (int served = 0; served < 2; ++served) {
+      std::string labels = v2 ? "delivery=\"v2\"" : "delivery=\"v1\"";
+      labels += served ? ",result=\"served\"" : ",result=\"unavailable\"";
+      credential_reads_[v2][served] =
+          &metrics.GetCounter("imds_credential_reads_total", kCredentialReadsHelp, labels);
+    }
+  }
+}
+
+void Ec2Flavour::CountV1(const model::Instance& instance) const {
+  requests_v1_.Inc();
+  thread_local V1Table table;
+  if (table.owner != generation_) {
+    table.counters.clear();
+    table.owner = generation_;
+  }
+  auto it = table.counters.find(std::string_view(instance.id));
+  if (it == table.counters.end()) {
+    // First v1 request of this instance on this thread: register (or find)
+    // its series. Instance ids are [A-Za-z0-9._:-], safe inside a label.
+    std::string series = instance.id;
+    {
+      std::lock_guard lock(v1_series_mu_);
+      if (v1_series_.count(series) == 0) {
+        if (v1_series_.size() >= options_.max_v1_instance_series) {
+          series = "_other";
+        } else {
+          v1_series_.insert(series);
+        }
+      }
+    }
+    common::Counter& counter =
+        metrics_.GetCounter("imds_v1_requests_total", kV1Help, "instance=\"" + series + "\"");
+    it = table.counters.emplace(instance.id, &counter).first;
+  }
+  it->second->Inc();
 }
 
 bool Ec2Flavour::Owns(const Request& request) const {
@@ -174,7 +236,8 @@ Status Ec2Flavour::Render(const model::Instance& instance, const Request& reques
     out.AddHeader("Allow", "GET, HEAD");
     return Refuse(Code::kMethodNotAllowed, 405, "method not allowed", instance, request, out);
   }
-  if (Status auth = CheckToken(instance, request, out); !auth.ok()) return auth;
+  bool v2 = false;
+  if (Status auth = CheckToken(instance, request, out, v2); !auth.ok()) return auth;
 
   if (path.size == 0) {  // "/": the version list
     for (size_t i = 0; i < kVersions.size(); ++i) {
@@ -188,11 +251,24 @@ Status Ec2Flavour::Render(const model::Instance& instance, const Request& reques
   ctx.instance = &instance;
   ctx.clock = &clock_;
   ctx.version = version;
+  ctx.signer = signer_;
+  ctx.credentials = credentials_;
   const Ec2Tree::Node* node = tree_.Find(path.segments().subspan(1), ctx);
   if (node != nullptr && !node->is_directory()) {
     // A leaf asked with a trailing slash is still the leaf (botocore asks
     // for "placement/availability-zone/").
-    if (tree_.AppendLeaf(*node, ctx, out.body)) {
+    const bool served = tree_.AppendLeaf(*node, ctx, out.body);
+    if ((node->flags & kCredentialRead) != 0) {
+      credential_reads_[v2 ? 1 : 0][served ? 1 : 0]->Inc();
+      if (!served) {
+        // Role listed, but nothing fresh to hand out: the credentials were
+        // never pushed, expired, or the credential source has not (yet)
+        // produced any. Never the credentials themselves in the log.
+        not_found_.Inc();
+        return Refuse(Code::kNotFound, 404, "no fresh credentials", instance, request, out);
+      }
+    }
+    if (served) {
       if ((node->flags & kOctetStream) != 0) out.content_type = kOctetStreamType;
       return Status::Ok();
     }
@@ -215,7 +291,8 @@ Status Ec2Flavour::Render(const model::Instance& instance, const Request& reques
 }
 
 Status Ec2Flavour::CheckToken(const model::Instance& instance, const Request& request,
-                              Response& out) const {
+                              Response& out, bool& v2) const {
+  v2 = false;
   std::string_view token;
   int count = 0;
   for (const auto& h : request.headers) {
@@ -228,7 +305,7 @@ Status Ec2Flavour::CheckToken(const model::Instance& instance, const Request& re
       tokens_rejected_[kTokenMissing]->Inc();
       return Refuse(Code::kUnauthenticated, 401, "token missing", instance, request, out);
     }
-    requests_v1_.Inc();
+    CountV1(instance);
     return Status::Ok();
   }
   auth::TokenError why = auth::TokenError::kMalformed;
@@ -237,13 +314,14 @@ Status Ec2Flavour::CheckToken(const model::Instance& instance, const Request& re
                                      : Status(Code::kUnauthenticated, "repeated");
   if (verified.ok()) {
     requests_v2_.Inc();
+    v2 = true;
     return Status::Ok();
   }
   tokens_rejected_[static_cast<size_t>(why)]->Inc();
   if (required || options_.reject_invalid_token_when_optional) {
     return Refuse(Code::kUnauthenticated, 401, auth::TokenErrorName(why), instance, request, out);
   }
-  requests_v1_.Inc();
+  CountV1(instance);
   return Status::Ok();
 }
 

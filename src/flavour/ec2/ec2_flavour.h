@@ -2,12 +2,17 @@
 
 #include <array>
 #include <cstddef>
+#include <cstdint>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 
+#include "auth/document_signer.h"
 #include "auth/token_authority.h"
 #include "common/clock.h"
 #include "common/metrics.h"
+#include "flavour/ec2/credential_provider.h"
 #include "flavour/ec2/ec2_tree.h"
 #include "flavour/flavour.h"
 
@@ -35,10 +40,21 @@ namespace openimds::flavour::ec2 {
 //     text/plain, JSON included); directory with '/' → listing; directory
 //     without '/' → 301 to the absolute '/' URL ("/" and "/latest" answer
 //     200 both ways); absent → 404 with EC2's XHTML page (text/html).
+//     Empty values are absent, never 200 with an empty body (tag values
+//     excepted). Events (spot, rebalance, scheduled, Auto Scaling) are absent
+//     until due by the injected clock; credentials are absent once expired
+//     (the role stays listed), from the record or the CredentialProvider.
+//
+// Counters (the operator's view, ec2.md §7.1 item 8): imds_requests_total by
+// version; imds_v1_requests_total by instance (EC2's MetadataNoToken, to find
+// who still uses IMDSv1); imds_token_rejected_total by reason;
+// imds_token_put_rejected_total by reason (X-Forwarded-For among them);
+// imds_credential_reads_total by delivery (v1/v2) and result.
 //
 // Immutable after construction; safe for concurrent use. Render of a leaf
 // appends to out.body and allocates nothing else (the "Server" header fits
-// std::string's small buffer).
+// std::string's small buffer; the per-instance v1 counter is found through a
+// per-thread table after its first use on that thread).
 class Ec2Flavour final : public Flavour {
  public:
   struct Options {
@@ -58,12 +74,20 @@ class Ec2Flavour final : public Flavour {
     // Longer paths are 404 without lookup. EC2's longest real path is under
     // 150 bytes; 1 KiB leaves room for long tag keys.
     size_t max_path_bytes = 1024;
+    // Instances with their own imds_v1_requests_total series; IMDSv1 requests
+    // of any further instance are counted under instance="_other", so a large
+    // fleet cannot grow the metrics page without bound.
+    size_t max_v1_instance_series = 10000;
   };
 
-  // `tokens`, `clock` and `metrics` are borrowed and must outlive the flavour.
+  // `tokens`, `clock` and `metrics` are borrowed and must outlive the flavour;
+  // so must `signer` and `credentials` when given. Without a signer the
+  // signed identity forms (pkcs7, signature, rsa2048) are absent; without a
+  // credential provider only the record's own credentials are served.
   // Registers this flavour's counters in `metrics`.
   Ec2Flavour(Options options, const auth::TokenAuthority& tokens, const common::Clock& clock,
-             common::MetricsRegistry& metrics);
+             common::MetricsRegistry& metrics, const auth::DocumentSigner* signer = nullptr,
+             const CredentialProvider* credentials = nullptr);
 
   std::string_view Name() const override { return "ec2"; }
   bool Owns(const common::Request& request) const override;
@@ -91,9 +115,12 @@ class Ec2Flavour final : public Flavour {
                         common::Response& out) const;
   common::Status IssueToken(const model::Instance& instance, const common::Request& request,
                             common::Response& out) const;
-  // Applies the token policy; OK when the request may be served.
+  // Applies the token policy; OK when the request may be served, with `v2`
+  // set when it carried a valid token.
   common::Status CheckToken(const model::Instance& instance, const common::Request& request,
-                            common::Response& out) const;
+                            common::Response& out, bool& v2) const;
+  // imds_requests_total{version="v1"} and the instance's own series.
+  void CountV1(const model::Instance& instance) const;
   common::Status Redirect(std::span<const std::string_view> segments,
                           const common::Request& request, common::Response& out) const;
 
@@ -102,6 +129,17 @@ class Ec2Flavour final : public Flavour {
   const auth::TokenAuthority& tokens_;
   const common::Clock& clock_;
   const Ec2Tree tree_;
+  const auth::DocumentSigner* const signer_;
+  const CredentialProvider* const credentials_;
+  common::MetricsRegistry& metrics_;
+  // Tells this flavour's per-thread counter tables from another's (tests
+  // build many flavours, possibly at one address).
+  const uint64_t generation_;
+
+  // Instances that have their own v1 series (registration only, never on
+  // the per-request path once a thread has seen the instance).
+  mutable std::mutex v1_series_mu_;
+  mutable std::unordered_set<std::string> v1_series_;  // guarded by v1_series_mu_
 
   // Counters, registered once; Counter is thread-safe.
   common::Counter& requests_v1_;
@@ -115,6 +153,8 @@ class Ec2Flavour final : public Flavour {
   common::Counter& endpoint_disabled_;
   common::Counter& not_found_;
   common::Counter& method_not_allowed_;
+  // [delivery v1/v2][served/unavailable]
+  std::array<std::array<common::Counter*, 2>, 2> credential_reads_;
 };
 
 }  // namespace openimds::flavour::ec2

@@ -51,6 +51,19 @@ Ec2JsonObject& Ec2JsonObject::StringOrNull(std::string_view key, std::string_vie
   return value.empty() ? Null(key) : String(key, value);
 }
 
+Ec2JsonObject& Ec2JsonObject::StringArrayOrNull(std::string_view key,
+                                                const std::vector<std::string>& values) {
+  if (values.empty()) return Null(key);
+  Key(key);
+  out_ += "[ ";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i > 0) out_ += ", ";
+    AppendJsonString(values[i], out_);
+  }
+  out_ += " ]";
+  return *this;
+}
+
 void Ec2JsonObject::Close() { out_ += empty_ ? "}" : "\n}"; }
 
 }  // namespace openimds::flavour::ec2

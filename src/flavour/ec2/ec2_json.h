@@ -2,6 +2,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace openimds::flavour::ec2 {
 
@@ -13,6 +14,9 @@ namespace openimds::flavour::ec2 {
 //   }
 //
 // two-space indent, `" : "` between key and value, no trailing newline.
+// This is the default pretty printer of Jackson (the JSON library EC2's
+// output matches): arrays stay inline, so an array of objects is
+// "[ {\n  ...\n}, {\n  ...\n} ]" and an empty one "[ ]".
 // Members appear in the order they are added. Keys are written as given
 // (callers pass literals); values are escaped. An object with no members is
 // "{}". Not thread-safe; one writer per document.
@@ -26,6 +30,9 @@ class Ec2JsonObject {
   Ec2JsonObject& Null(std::string_view key);
   // `value` as a string, or null when it is empty (e.g. kernelId).
   Ec2JsonObject& StringOrNull(std::string_view key, std::string_view value);
+  // An array of strings inline, as EC2 prints them: [ "a", "b" ]; null when
+  // `values` is empty (e.g. marketplaceProductCodes).
+  Ec2JsonObject& StringArrayOrNull(std::string_view key, const std::vector<std::string>& values);
   // Appends the closing brace; call exactly once.
   void Close();
 

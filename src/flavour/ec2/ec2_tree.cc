@@ -73,11 +73,22 @@ bool Bind(KeySource source, std::string_view segment, RenderContext& ctx) {
       }
       ctx.key = instance.iam->name;
       return true;
+    case KeySource::kIpv4Association:
+      if (ctx.nic == nullptr) return false;
+      for (const auto& [public_ip, private_ip] : ctx.nic->ipv4_associations) {
+        if (public_ip == segment) {
+          ctx.key = public_ip;
+          ctx.value = &private_ip;
+          return true;
+        }
+      }
+      return false;
   }
   return false;
 }
 
-bool HasKeys(KeySource source, const model::Instance& instance) {
+bool HasKeys(KeySource source, const RenderContext& ctx) {
+  const model::Instance& instance = *ctx.instance;
   switch (source) {
     case KeySource::kNone: return false;
     case KeySource::kNicMac: return !instance.nics.empty();
@@ -90,6 +101,8 @@ bool HasKeys(KeySource source, const model::Instance& instance) {
       }
       return false;
     case KeySource::kIamRole: return instance.iam.has_value() && !instance.iam->name.empty();
+    case KeySource::kIpv4Association:
+      return ctx.nic != nullptr && !ctx.nic->ipv4_associations.empty();
   }
   return false;
 }
@@ -210,7 +223,7 @@ bool Ec2Tree::Present(const Node& node, const RenderContext& ctx, std::string& s
   }
   if (node.keyed_child >= 0) {
     const Node& keyed = nodes_[node.keyed_child];
-    return keyed.since <= ctx.version && HasKeys(keyed.keys, *ctx.instance);
+    return keyed.since <= ctx.version && HasKeys(keyed.keys, ctx);
   }
   for (uint16_t child : node.children) {
     if (Present(nodes_[child], ctx, scratch)) return true;
@@ -257,6 +270,13 @@ bool Ec2Tree::AppendKeys(const Node& keyed, const RenderContext& ctx, std::strin
     case KeySource::kIamRole:
       if (instance.iam.has_value() && !instance.iam->name.empty()) {
         AddEntry(instance.iam->name, slash, out, first);
+      }
+      break;
+    case KeySource::kIpv4Association:
+      if (ctx.nic == nullptr) break;
+      // std::map order is byte order, as every listing.
+      for (const auto& [public_ip, private_ip] : ctx.nic->ipv4_associations) {
+        AddEntry(public_ip, slash, out, first);
       }
       break;
   }

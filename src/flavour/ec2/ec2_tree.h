@@ -6,7 +6,9 @@
 #include <string_view>
 #include <vector>
 
+#include "auth/document_signer.h"
 #include "common/clock.h"
+#include "flavour/ec2/credential_provider.h"
 #include "flavour/ec2/ec2_versions.h"
 #include "model/instance.h"
 
@@ -18,10 +20,13 @@ struct RenderContext {
   const model::Instance* instance = nullptr;
   const common::Clock* clock = nullptr;
   int version = kLatestVersion;  // index into kVersions
+  // Optional collaborators (null: the leaves that need them are absent).
+  const auth::DocumentSigner* signer = nullptr;     // instance-identity signatures
+  const CredentialProvider* credentials = nullptr;  // role credentials not in the record
   // Bound by '*' segments on the way down:
   const model::Nic* nic = nullptr;     // network/interfaces/macs/<mac>
-  std::string_view key;                // block device name, tag key or role name
-  const std::string* value = nullptr;  // the block device's or tag's value
+  std::string_view key;                // block device name, tag key, role name, public IP
+  const std::string* value = nullptr;  // the block device's, tag's or association's value
   size_t key_index = 0;                // public-keys/<n>
 };
 
@@ -33,6 +38,7 @@ enum class KeySource : uint8_t {
   kPublicKeyIndex,  // 0..n-1 over ssh_keys; listed as "<n>=<name>"
   kTagKey,          // Instance::tags, only when options.tags_enabled
   kIamRole,         // the one role, when Instance::iam is set
+  kIpv4Association,  // the bound NIC's ipv4_associations (public IPv4 -> private IPv4)
 };
 
 // Appends a leaf's value. Appending nothing means "absent" (404).
@@ -41,6 +47,7 @@ using LeafFn = void (*)(const RenderContext& ctx, std::string& out);
 enum NodeFlag : uint8_t {
   kOctetStream = 1 << 0,   // served as application/octet-stream instead of text/plain
   kEmptyIsValue = 1 << 1,  // an empty value is served (200, empty body), not a 404
+  kCredentialRead = 1 << 2,  // reading it hands out credentials (counted per read)
 };
 
 // One row of a tree table.

@@ -84,5 +84,31 @@ TEST_F(Ec2FlavourAllocTest, LeafWithTokenDoesNotAllocate) {
             0);
 }
 
+// IMDSv1 requests are counted per instance (imds_v1_requests_total): after
+// each instance's first request on a thread, finding its counter allocates
+// nothing, however the instances alternate.
+TEST_F(Ec2FlavourAllocTest, PerInstanceV1CountersDoNotAllocate) {
+  model::Instance other = instance_;
+  other.id = "i-0ffffffffffffffff";
+  common::Request request;
+  request.method = "GET";
+  request.path = "/latest/meta-data/instance-id";
+  request.target = request.path;
+  common::Response out;
+  ASSERT_TRUE(flavour_.Render(instance_, request, out).ok());
+  out.Clear();
+  ASSERT_TRUE(flavour_.Render(other, request, out).ok());
+  g_allocations = 0;
+  g_counting = true;
+  for (int i = 0; i < 1000; ++i) {
+    out.Clear();
+    (void)flavour_.Render(i % 2 == 0 ? instance_ : other, request, out);
+  }
+  g_counting = false;
+  EXPECT_EQ(g_allocations.load(), 0);
+  EXPECT_EQ(metrics_.CounterValue("imds_v1_requests_total", "instance=\"i-0ffffffffffffffff\""),
+            501u);
+}
+
 }  // namespace
 }  // namespace openimds::flavour::ec2

@@ -95,4 +95,56 @@ inline model::Instance TestInstance() {
   return i;
 }
 
+// TestInstance() with every EC2 fidelity field and one event of each kind
+// (issue #3). Times relative to 2024-05-01T13:00:00Z (the tests' clock):
+// spot notice at 13:10 (action 13:12), rebalance at 13:05, maintenance
+// event A visible at once (13:00), active until 14:00; event B visible from
+// 13:30 and canceled; ASG Warmed:Stopped from 12:00, InService from 13:20,
+// Terminated from 15:00.
+inline model::Instance FullTestInstance() {
+  model::Instance i = TestInstance();
+  i.ami_manifest_path = "(unknown)";
+  i.ancestor_ami_ids = {"ami-0aaaaaaaaaaaaaaa1", "ami-0aaaaaaaaaaaaaaa2"};
+  i.product_codes = {"1abc2defghijklm3nopqrs4tu"};
+  i.billing_products = {"bp-6ba54002"};
+  i.instance_life_cycle = "spot";
+  i.placement_group = "web-cluster";
+  i.host_id = "h-0123456789abcdef0";
+  i.partition_number = 3;
+  i.detailed_monitoring = true;
+  model::Credentials identity;
+  identity.access_key_id = "ASIAIDENTITYEXAMPLE1";
+  identity.secret_access_key = "identity/secret/EXAMPLEKEY";
+  identity.token = "identity-token";
+  identity.last_updated = At("2024-05-01T12:30:00Z");
+  identity.expiration = At("2024-05-01T18:30:00Z");
+  i.identity_credentials = identity;
+  i.nics[0].ipv4_prefixes = {"10.0.8.0/28"};
+  i.nics[0].ipv6_prefixes = {"2001:db8:1::/80"};
+  i.nics[0].ipv4_associations = {{"203.0.113.25", "10.0.0.12"}};
+
+  model::PlatformEvents& e = i.events;
+  e.spot = model::SpotInterruption{"terminate", At("2024-05-01T13:12:00Z"), model::TimePoint{}};
+  e.rebalance_notice = At("2024-05-01T13:05:00Z");
+  model::ScheduledEvent a;
+  a.id = "instance-event-0d59937288b749b32";
+  a.code = "system-reboot";
+  a.description = "scheduled reboot";
+  a.not_before = At("2024-05-01T13:40:43Z");
+  a.not_after = At("2024-05-01T14:00:00Z");
+  model::ScheduledEvent b;
+  b.id = "instance-event-0aaaaaaaaaaaaaaa1";
+  b.code = "instance-stop";
+  b.state = model::ScheduledEvent::State::kCanceled;
+  b.description = "The instance is scheduled for instance-stop";
+  b.not_before = At("2024-05-08T09:00:00Z");
+  b.not_before_deadline = At("2024-05-10T09:00:00Z");
+  b.notice_time = At("2024-05-01T13:30:00Z");
+  e.scheduled = {a, b};
+  e.lifecycle = {{"Warmed:Stopped", At("2024-05-01T12:00:00Z")},
+                 {"InService", At("2024-05-01T13:20:00Z")},
+                 {"Terminated", At("2024-05-01T15:00:00Z")}};
+  return i;
+}
+
 }  // namespace openimds::flavour::ec2::test_support

@@ -1,0 +1,140 @@
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "catalog/catalog.h"
+#include "common/clock.h"
+#include "common/metrics.h"
+#include "common/result.h"
+#include "common/time_format.h"
+#include "flavour/ec2/credential_provider.h"
+#include "model/instance.h"
+
+namespace openimds::app {
+
+// Role credentials produced by an operator's command (`serve
+// --credential-source-command`), for instances whose record carries an IAM
+// role but no fresh credentials of its own.
+//
+// Why app/: it runs a process, and only app/ touches the outside world
+// (files, flags, environment, processes); the EC2 flavour just consumes the
+// result through flavour::ec2::CredentialProvider.
+//
+// The command is run without a shell as `COMMAND <instance-id> <role-name>`
+// with the server's environment plus OPENIMDS_INSTANCE_ID, OPENIMDS_ROLE,
+// OPENIMDS_ACCOUNT_ID, OPENIMDS_REGION and OPENIMDS_INSTANCE_PROFILE_ARN, and
+// must print what the AWS CLI's `credential_process` prints:
+//   {"Version": 1, "AccessKeyId": "...", "SecretAccessKey": "...",
+//    "SessionToken": "...", "Expiration": "2026-11-25T19:00:00Z"}
+// so any existing credential_process helper (aws-vault, STS AssumeRole
+// wrappers) can be used as is.
+//
+// A background thread scans the catalog every `scan_interval`, runs the
+// command for each instance that needs credentials (none cached, or the
+// cached ones within `refresh_before` of expiry, EC2's "at least five minutes
+// before" rule), validates the output and caches it. A failure (exit status,
+// timeout, invalid output) keeps the previous credentials until they expire,
+// never longer, and is retried with exponential backoff. Expired credentials
+// are never handed out: the guest then gets 404 for the role's leaf.
+//
+// Counters: credential_source_runs_total{result="ok|failed|invalid|timeout"}.
+// One warning log line per failed run (the command's first stderr line,
+// never its stdout, which holds the secret).
+//
+// Thread-safe: Find may be called from any I/O thread (it takes a mutex
+// around a map lookup; it is called only on credential paths).
+class CredentialSource final : public flavour::ec2::CredentialProvider {
+ public:
+  struct Options {
+    // Executable (absolute path, or looked up in PATH). Required.
+    std::string command;
+    // Refresh credentials this long before they expire (EC2: at least 5 min).
+    std::chrono::seconds refresh_before{300};
+    // How often the catalog is scanned for instances that need credentials.
+    std::chrono::milliseconds scan_interval{2000};
+    // A run that takes longer is killed (SIGKILL) and counted as "timeout".
+    std::chrono::milliseconds timeout{10000};
+    // Standard output beyond this is a failed run (credentials are < 4 KiB).
+    size_t max_output_bytes = 64 * 1024;
+    // Backoff after a failed run: doubles from min to max.
+    std::chrono::seconds min_retry{5};
+    std::chrono::seconds max_retry{300};
+  };
+
+  // `catalog`, `clock` and `metrics` are borrowed and must outlive this.
+  CredentialSource(Options options, const catalog::Catalog& catalog, const common::Clock& clock,
+                   common::MetricsRegistry& metrics);
+  ~CredentialSource() override;  // stops the background thread
+  CredentialSource(const CredentialSource&) = delete;
+  CredentialSource& operator=(const CredentialSource&) = delete;
+
+  // Starts the background thread; its first pass begins at once.
+  void Start();
+
+  std::shared_ptr<const model::Credentials> Find(const model::Instance& instance) const override;
+
+  // One pass over the catalog: runs the command wherever needed now. Used by
+  // the thread, and directly by tests.
+  void RefreshOnce();
+
+ private:
+  struct Entry {
+    std::string role;
+    std::shared_ptr<const model::Credentials> credentials;
+    common::TimePoint next_attempt{};  // after a failure
+    std::chrono::seconds backoff{0};
+  };
+
+  bool NeedsSource(const model::Instance& instance, common::TimePoint now) const;
+  common::Result<model::Credentials> Fetch(const model::Instance& instance);
+
+  const Options options_;
+  const catalog::Catalog& catalog_;
+  const common::Clock& clock_;
+  common::Counter& runs_ok_;
+  common::Counter& runs_failed_;
+  common::Counter& runs_invalid_;
+  common::Counter& runs_timeout_;
+
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, Entry> entries_;  // by instance id; guarded by mu_
+  bool stop_ = false;                               // guarded by mu_
+  std::condition_variable wake_;
+  std::thread thread_;
+};
+
+// Validates a credential_process document. `now` + `min_validity` must be
+// before its Expiration (credentials that would need refreshing at once are
+// refused). InvalidArgument saying which field is wrong; never echoes values.
+common::Result<model::Credentials> ParseCredentialProcessOutput(std::string_view text,
+                                                                common::TimePoint now,
+                                                                std::chrono::seconds min_validity);
+
+// The outcome of running a command.
+struct CommandResult {
+  int exit_status = -1;  // the exit code, or -1 if it did not exit normally
+  bool timed_out = false;
+  bool output_too_large = false;
+  std::string stdout_text;
+  std::string stderr_first_line;  // for log lines; at most 200 bytes
+};
+
+// Runs `argv` (argv[0] looked up in PATH when it has no '/') with the
+// current environment plus `extra_env` ("NAME=value"), stdin from /dev/null,
+// no inherited file descriptors beyond 0-2, default signal mask and
+// dispositions. Kills it after `timeout`. Internal when it cannot be started.
+common::Result<CommandResult> RunCommand(const std::vector<std::string>& argv,
+                                         const std::vector<std::string>& extra_env,
+                                         std::chrono::milliseconds timeout,
+                                         size_t max_output_bytes);
+
+}  // namespace openimds::app

@@ -1,0 +1,704 @@
+#include "model/network_config_json.h"
+
+#include <algorithm>
+#include <limits>
+#include <map>
+#include <set>
+
+#include <boost/json.hpp>
+
+#include "common/ip_address.h"
+
+namespace openimds::model {
+namespace {
+
+namespace json = boost::json;
+using common::Status;
+
+// The same pointer conventions as instance_json.cc (RFC 6901 tokens; the
+// message starts with the pointer).
+std::string Token(std::string_view key) {
+  std::string out;
+  for (char c : key) {
+    if (c == '~') {
+      out += "~0";
+    } else if (c == '/') {
+      out += "~1";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+std::string Child(const std::string& at, std::string_view key) { return at + "/" + Token(key); }
+std::string Child(const std::string& at, size_t i) { return at + "/" + std::to_string(i); }
+Status Err(const std::string& at, std::string_view what) {
+  return common::InvalidArgument((at.empty() ? std::string("/") : at) + ": " + std::string(what));
+}
+
+// ---------------------------------------------------------------------------
+// Readers.
+
+using ReadFn = std::function<Status(const json::value&, const std::string&)>;
+struct Field {
+  std::string_view name;
+  ReadFn read;
+};
+
+Status ReadObject(const json::value& v, const std::string& at, std::initializer_list<Field> fields) {
+  if (!v.is_object()) return Err(at, "expected object");
+  for (const auto& member : v.get_object()) {
+    const std::string child = Child(at, member.key());
+    auto it = std::find_if(fields.begin(), fields.end(),
+                           [&](const Field& f) { return f.name == member.key(); });
+    if (it == fields.end()) return Err(child, "unknown field");
+    if (Status s = it->read(member.value(), child); !s.ok()) return s;
+  }
+  return Status::Ok();
+}
+
+ReadFn Str(std::string& out) {
+  return [&out](const json::value& v, const std::string& at) {
+    if (!v.is_string()) return Err(at, "expected string");
+    out = std::string(v.get_string());
+    return Status::Ok();
+  };
+}
+
+Status IntValue(const json::value& v, const std::string& at, int& out) {
+  if (!v.is_int64()) return Err(at, v.is_uint64() ? "out of range" : "expected integer");
+  const int64_t n = v.get_int64();
+  if (n < std::numeric_limits<int>::min() || n > std::numeric_limits<int>::max()) {
+    return Err(at, "out of range");
+  }
+  out = static_cast<int>(n);
+  return Status::Ok();
+}
+
+ReadFn Int(int& out) {
+  return [&out](const json::value& v, const std::string& at) { return IntValue(v, at, out); };
+}
+
+ReadFn OptInt(std::optional<int>& out) {
+  return [&out](const json::value& v, const std::string& at) {
+    int n = 0;
+    if (Status s = IntValue(v, at, n); !s.ok()) return s;
+    out = n;
+    return Status::Ok();
+  };
+}
+
+ReadFn OptBool(std::optional<bool>& out) {
+  return [&out](const json::value& v, const std::string& at) {
+    if (!v.is_bool()) return Err(at, "expected true or false");
+    out = v.get_bool();
+    return Status::Ok();
+  };
+}
+
+ReadFn Strs(std::vector<std::string>& out) {
+  return [&out](const json::value& v, const std::string& at) {
+    if (!v.is_array()) return Err(at, "expected array");
+    out.clear();
+    for (size_t i = 0; i < v.get_array().size(); ++i) {
+      const json::value& e = v.get_array()[i];
+      if (!e.is_string()) return Err(Child(at, i), "expected string");
+      out.emplace_back(e.get_string());
+    }
+    return Status::Ok();
+  };
+}
+
+template <typename T, typename ReadOne>
+ReadFn Array(std::vector<T>& out, ReadOne read_one) {
+  return [&out, read_one](const json::value& v, const std::string& at) {
+    if (!v.is_array()) return Err(at, "expected array");
+    out.clear();
+    for (size_t i = 0; i < v.get_array().size(); ++i) {
+      T item;
+      if (Status s = read_one(v.get_array()[i], Child(at, i), item); !s.ok()) return s;
+      out.push_back(std::move(item));
+    }
+    return Status::Ok();
+  };
+}
+
+constexpr std::pair<AddressMode, std::string_view> kModes[] = {
+    {AddressMode::kStatic, "static"},
+    {AddressMode::kDhcp, "dhcp"},
+    {AddressMode::kSlaac, "slaac"},
+    {AddressMode::kDhcpv6Stateful, "dhcpv6-stateful"},
+    {AddressMode::kDhcpv6Stateless, "dhcpv6-stateless"},
+};
+
+ReadFn Mode(AddressMode& out) {
+  return [&out](const json::value& v, const std::string& at) {
+    const char* want = "expected \"static\", \"dhcp\", \"slaac\", \"dhcpv6-stateful\" or "
+                       "\"dhcpv6-stateless\"";
+    if (!v.is_string()) return Err(at, want);
+    for (const auto& [mode, name] : kModes) {
+      if (v.get_string() == name) {
+        out = mode;
+        return Status::Ok();
+      }
+    }
+    return Err(at, want);
+  };
+}
+
+constexpr std::pair<Link::Kind, std::string_view> kLinkKinds[] = {
+    {Link::Kind::kPhysical, "physical"},
+    {Link::Kind::kBond, "bond"},
+    {Link::Kind::kVlan, "vlan"},
+};
+
+ReadFn LinkKind(Link::Kind& out) {
+  return [&out](const json::value& v, const std::string& at) {
+    if (v.is_string()) {
+      for (const auto& [kind, name] : kLinkKinds) {
+        if (v.get_string() == name) {
+          out = kind;
+          return Status::Ok();
+        }
+      }
+    }
+    return Err(at, "expected \"physical\", \"bond\" or \"vlan\"");
+  };
+}
+
+constexpr std::pair<Device::Kind, std::string_view> kDeviceKinds[] = {
+    {Device::Kind::kNic, "nic"},
+    {Device::Kind::kDisk, "disk"},
+};
+
+ReadFn DeviceKind(Device::Kind& out) {
+  return [&out](const json::value& v, const std::string& at) {
+    if (v.is_string()) {
+      for (const auto& [kind, name] : kDeviceKinds) {
+        if (v.get_string() == name) {
+          out = kind;
+          return Status::Ok();
+        }
+      }
+    }
+    return Err(at, "expected \"nic\" or \"disk\"");
+  };
+}
+
+Status ReadRoute(const json::value& v, const std::string& at, Route& r) {
+  return ReadObject(v, at, {{"destination", Str(r.destination)}, {"gateway", Str(r.gateway)}});
+}
+
+Status ReadLink(const json::value& v, const std::string& at, Link& l) {
+  return ReadObject(v, at,
+                    {
+                        {"name", Str(l.name)},
+                        {"type", LinkKind(l.kind)},
+                        {"mac", Str(l.mac)},
+                        {"mtu", Int(l.mtu)},
+                        {"vif_type", Str(l.vif_type)},
+                        {"vif_id", Str(l.vif_id)},
+                        {"bond_mode", Str(l.bond_mode)},
+                        {"bond_links", Strs(l.bond_links)},
+                        {"vlan_id", Int(l.vlan_id)},
+                        {"vlan_link", Str(l.vlan_link)},
+                    });
+}
+
+Status ReadNetwork(const json::value& v, const std::string& at, IpNetwork& n) {
+  return ReadObject(v, at,
+                    {
+                        {"link", Str(n.link)},
+                        {"network_id", Str(n.network_id)},
+                        {"ip_version", Int(n.ip_version)},
+                        {"mode", Mode(n.mode)},
+                        {"address", Str(n.address)},
+                        {"gateway", Str(n.gateway)},
+                        {"routes", Array(n.routes, ReadRoute)},
+                        {"dns_servers", Strs(n.dns_servers)},
+                    });
+}
+
+Status ReadDevice(const json::value& v, const std::string& at, Device& d) {
+  return ReadObject(v, at,
+                    {
+                        {"type", DeviceKind(d.kind)},
+                        {"bus", Str(d.bus)},
+                        {"address", Str(d.address)},
+                        {"tags", Strs(d.tags)},
+                        {"mac", Str(d.mac)},
+                        {"vlan", OptInt(d.vlan)},
+                        {"vf_trusted", OptBool(d.vf_trusted)},
+                        {"serial", Str(d.serial)},
+                        {"path", Str(d.path)},
+                    });
+}
+
+// ---------------------------------------------------------------------------
+// Canonical text.
+
+std::string Lower(std::string s) {
+  for (char& c : s) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return s;
+}
+
+void CanonAddress(std::string& a) {
+  if (auto ip = common::IpAddress::Parse(a)) a = ip->ToString();
+}
+
+// "10.0.0.5/24" keeps its host bits.
+std::optional<common::Cidr> ParseInterfaceAddress(std::string_view text) {
+  return common::Cidr::Parse(text, /*allow_host_bits=*/true);
+}
+
+void CanonInterfaceAddress(std::string& a) {
+  if (auto c = ParseInterfaceAddress(a)) a = c->address.ToString() + "/" + std::to_string(c->prefix_len);
+}
+
+void CanonCidr(std::string& a) {
+  if (auto c = common::Cidr::Parse(a)) a = c->ToString();
+}
+
+// ---------------------------------------------------------------------------
+// Checks.
+
+bool NameChars(std::string_view s, std::string_view extra) {
+  return std::all_of(s.begin(), s.end(), [extra](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           extra.find(c) != std::string_view::npos;
+  });
+}
+
+bool IsMac(std::string_view s) {
+  if (s.size() != 17) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    const bool hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+    if (i % 3 == 2 ? c != ':' : !hex) return false;
+  }
+  return true;
+}
+
+Status CheckMac(const std::string& at, const std::string& mac) {
+  if (!IsMac(mac)) return Err(at, "not a MAC address (want 02:00:00:00:00:01 form)");
+  if (Lower(mac) != mac) return Err(at, "not lower case");
+  return Status::Ok();
+}
+
+// One line of printable text.
+Status CheckLine(const std::string& at, const std::string& s) {
+  for (char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) return Err(at, "contains a control character");
+  }
+  return Status::Ok();
+}
+
+Status CheckAddress(const std::string& at, const std::string& text, int ip_version) {
+  auto ip = common::IpAddress::Parse(text);
+  if (!ip) return Err(at, "not an IP address");
+  if (ip->is_v4() != (ip_version == 4)) {
+    return Err(at, ip_version == 4 ? "not an IPv4 address" : "not an IPv6 address");
+  }
+  if (ip->ToString() != text) return Err(at, "not canonical (want " + ip->ToString() + ")");
+  return Status::Ok();
+}
+
+// Either family; returns the version in `version`.
+Status CheckAnyAddress(const std::string& at, const std::string& text) {
+  auto ip = common::IpAddress::Parse(text);
+  if (!ip) return Err(at, "not an IP address");
+  return CheckAddress(at, text, ip->is_v4() ? 4 : 6);
+}
+
+Status CheckRoute(const std::string& at, const Route& r, int ip_version) {
+  auto c = common::Cidr::Parse(r.destination);
+  if (!c) return Err(Child(at, "destination"), "not a CIDR with zero host bits");
+  if (c->address.is_v4() != (ip_version == 4)) {
+    return Err(Child(at, "destination"),
+               "not an IPv" + std::to_string(ip_version) + " CIDR (the network's family)");
+  }
+  if (c->ToString() != r.destination) {
+    return Err(Child(at, "destination"), "not canonical (want " + c->ToString() + ")");
+  }
+  if (r.gateway.empty()) return Err(Child(at, "gateway"), "required");
+  return CheckAddress(Child(at, "gateway"), r.gateway, ip_version);
+}
+
+constexpr std::string_view kBondModes[] = {"802.3ad",   "balance-rr",  "active-backup",
+                                           "balance-xor", "broadcast", "balance-tlb",
+                                           "balance-alb"};
+
+Status CheckNetworkConfig(const Instance& in) {
+  const NetworkConfig& nc = in.network_config;
+  const std::string root = "/network_config";
+  std::set<std::string> nic_macs;
+  for (const Nic& nic : in.nics) nic_macs.insert(nic.mac);
+
+  std::map<std::string, size_t> by_name;  // link name -> index
+  for (size_t i = 0; i < nc.links.size(); ++i) {
+    const Link& l = nc.links[i];
+    const std::string at = Child(Child(root, "links"), i);
+    if (l.name.empty() || l.name.size() > 64 || !NameChars(l.name, "._:-")) {
+      return Err(Child(at, "name"), "must be 1..64 characters of [A-Za-z0-9._:-]");
+    }
+    if (auto [it, fresh] = by_name.emplace(l.name, i); !fresh) {
+      return Err(Child(at, "name"),
+                 "\"" + l.name + "\" also used by " + Child(Child(root, "links"), it->second));
+    }
+  }
+  std::map<std::string, size_t> bonded;  // member link -> bond index
+  std::set<std::string> macs;
+  for (size_t i = 0; i < nc.links.size(); ++i) {
+    const Link& l = nc.links[i];
+    const std::string at = Child(Child(root, "links"), i);
+    if (!l.mac.empty()) {
+      if (Status s = CheckMac(Child(at, "mac"), l.mac); !s.ok()) return s;
+    }
+    if (l.mtu != 0 && (l.mtu < 68 || l.mtu > 65535)) {
+      return Err(Child(at, "mtu"), std::to_string(l.mtu) + " not in 68..65535");
+    }
+    if (Status s = CheckLine(Child(at, "vif_type"), l.vif_type); !s.ok()) return s;
+    if (Status s = CheckLine(Child(at, "vif_id"), l.vif_id); !s.ok()) return s;
+    const bool is_bond = l.kind == Link::Kind::kBond;
+    const bool is_vlan = l.kind == Link::Kind::kVlan;
+    const bool is_phys = l.kind == Link::Kind::kPhysical;
+    if (!is_bond && !l.bond_mode.empty()) return Err(Child(at, "bond_mode"), "only for a bond");
+    if (!is_bond && !l.bond_links.empty()) return Err(Child(at, "bond_links"), "only for a bond");
+    if (!is_vlan && l.vlan_id != 0) return Err(Child(at, "vlan_id"), "only for a vlan");
+    if (!is_vlan && !l.vlan_link.empty()) return Err(Child(at, "vlan_link"), "only for a vlan");
+    if (!is_phys && (!l.vif_type.empty() || !l.vif_id.empty())) {
+      return Err(Child(at, l.vif_type.empty() ? "vif_id" : "vif_type"), "only for a physical link");
+    }
+    if (is_phys) {
+      if (l.mac.empty()) return Err(Child(at, "mac"), "required for a physical link");
+      if (!nic_macs.empty() && nic_macs.count(l.mac) == 0) {
+        return Err(Child(at, "mac"), l.mac + " is not the MAC of any of /nics");
+      }
+      if (auto [it, fresh] = macs.emplace(l.mac); !fresh) {
+        return Err(Child(at, "mac"), l.mac + " used by two physical links");
+      }
+    }
+    if (is_bond) {
+      if (std::find(std::begin(kBondModes), std::end(kBondModes), l.bond_mode) ==
+          std::end(kBondModes)) {
+        return Err(Child(at, "bond_mode"),
+                   "expected 802.3ad, balance-rr, active-backup, balance-xor, broadcast, "
+                   "balance-tlb or balance-alb");
+      }
+      if (l.bond_links.empty()) return Err(Child(at, "bond_links"), "at least one link required");
+      for (size_t m = 0; m < l.bond_links.size(); ++m) {
+        const std::string p = Child(Child(at, "bond_links"), m);
+        auto it = by_name.find(l.bond_links[m]);
+        if (it == by_name.end()) return Err(p, "no link named \"" + l.bond_links[m] + "\"");
+        if (nc.links[it->second].kind != Link::Kind::kPhysical) {
+          return Err(p, "\"" + l.bond_links[m] + "\" is not a physical link");
+        }
+        if (auto [b, fresh] = bonded.emplace(l.bond_links[m], i); !fresh) {
+          return Err(p, "\"" + l.bond_links[m] + "\" is already a member of " +
+                            Child(Child(root, "links"), b->second));
+        }
+      }
+    }
+    if (is_vlan) {
+      if (l.vlan_id < 1 || l.vlan_id > 4094) {
+        return Err(Child(at, "vlan_id"), std::to_string(l.vlan_id) + " not in 1..4094");
+      }
+      auto it = by_name.find(l.vlan_link);
+      if (l.vlan_link.empty()) return Err(Child(at, "vlan_link"), "required for a vlan");
+      if (it == by_name.end()) {
+        return Err(Child(at, "vlan_link"), "no link named \"" + l.vlan_link + "\"");
+      }
+      if (nc.links[it->second].kind == Link::Kind::kVlan) {
+        return Err(Child(at, "vlan_link"), "\"" + l.vlan_link + "\" is itself a vlan");
+      }
+    }
+  }
+
+  for (size_t i = 0; i < nc.networks.size(); ++i) {
+    const IpNetwork& n = nc.networks[i];
+    const std::string at = Child(Child(root, "networks"), i);
+    if (n.link.empty()) return Err(Child(at, "link"), "required");
+    if (by_name.count(n.link) == 0) return Err(Child(at, "link"), "no link named \"" + n.link + "\"");
+    if (bonded.count(n.link) != 0) {
+      return Err(Child(at, "link"), "\"" + n.link + "\" is a bond member; configure the bond");
+    }
+    if (Status s = CheckLine(Child(at, "network_id"), n.network_id); !s.ok()) return s;
+    if (n.ip_version != 4 && n.ip_version != 6) {
+      return Err(Child(at, "ip_version"), std::to_string(n.ip_version) + " is not 4 or 6");
+    }
+    const bool v6_only = n.mode == AddressMode::kSlaac || n.mode == AddressMode::kDhcpv6Stateful ||
+                         n.mode == AddressMode::kDhcpv6Stateless;
+    if (v6_only && n.ip_version != 6) {
+      return Err(Child(at, "mode"), std::string(AddressModeName(n.mode)) + " needs ip_version 6");
+    }
+    if (n.mode == AddressMode::kStatic && n.address.empty()) {
+      return Err(Child(at, "address"), "required for a static network");
+    }
+    if (n.mode == AddressMode::kDhcp && !n.address.empty()) {
+      return Err(Child(at, "address"), "not allowed with dhcp (the server assigns it)");
+    }
+    if (!n.address.empty()) {
+      auto c = ParseInterfaceAddress(n.address);
+      if (!c) return Err(Child(at, "address"), "not an address with prefix (want 10.0.0.5/24)");
+      if (c->address.is_v4() != (n.ip_version == 4)) {
+        return Err(Child(at, "address"), "not an IPv" + std::to_string(n.ip_version) + " address");
+      }
+      std::string canon = n.address;
+      CanonInterfaceAddress(canon);
+      if (canon != n.address) return Err(Child(at, "address"), "not canonical (want " + canon + ")");
+    }
+    if (!n.gateway.empty()) {
+      if (Status s = CheckAddress(Child(at, "gateway"), n.gateway, n.ip_version); !s.ok()) return s;
+    }
+    for (size_t r = 0; r < n.routes.size(); ++r) {
+      if (Status s = CheckRoute(Child(Child(at, "routes"), r), n.routes[r], n.ip_version); !s.ok()) {
+        return s;
+      }
+    }
+    for (size_t d = 0; d < n.dns_servers.size(); ++d) {
+      if (Status s = CheckAnyAddress(Child(Child(at, "dns_servers"), d), n.dns_servers[d]);
+          !s.ok()) {
+        return s;
+      }
+    }
+  }
+  for (size_t d = 0; d < nc.dns_servers.size(); ++d) {
+    if (Status s = CheckAnyAddress(Child(Child(root, "dns_servers"), d), nc.dns_servers[d]);
+        !s.ok()) {
+      return s;
+    }
+  }
+  return Status::Ok();
+}
+
+constexpr std::string_view kBuses[] = {"pci", "usb", "scsi", "ide", "xen", "none"};
+
+Status CheckDevices(const Instance& in) {
+  for (size_t i = 0; i < in.devices.size(); ++i) {
+    const Device& d = in.devices[i];
+    const std::string at = Child("/devices", i);
+    if (std::find(std::begin(kBuses), std::end(kBuses), d.bus) == std::end(kBuses)) {
+      return Err(Child(at, "bus"), "expected pci, usb, scsi, ide, xen or none");
+    }
+    if (d.address.empty()) return Err(Child(at, "address"), "required");
+    if (Status s = CheckLine(Child(at, "address"), d.address); !s.ok()) return s;
+    for (size_t t = 0; t < d.tags.size(); ++t) {
+      const std::string p = Child(Child(at, "tags"), t);
+      if (d.tags[t].empty()) return Err(p, "empty");
+      if (Status s = CheckLine(p, d.tags[t]); !s.ok()) return s;
+    }
+    if (d.kind == Device::Kind::kNic) {
+      if (Status s = CheckMac(Child(at, "mac"), d.mac); !s.ok()) return s;
+      if (d.vlan && (*d.vlan < 1 || *d.vlan > 4094)) {
+        return Err(Child(at, "vlan"), std::to_string(*d.vlan) + " not in 1..4094");
+      }
+      if (!d.serial.empty()) return Err(Child(at, "serial"), "only for a disk");
+      if (!d.path.empty()) return Err(Child(at, "path"), "only for a disk");
+    } else {
+      if (!d.mac.empty()) return Err(Child(at, "mac"), "only for a nic");
+      if (d.vlan) return Err(Child(at, "vlan"), "only for a nic");
+      if (d.vf_trusted) return Err(Child(at, "vf_trusted"), "only for a nic");
+      if (Status s = CheckLine(Child(at, "serial"), d.serial); !s.ok()) return s;
+      if (Status s = CheckLine(Child(at, "path"), d.path); !s.ok()) return s;
+    }
+  }
+  return Status::Ok();
+}
+
+// Flavour names as Flavour::Name() spells them.
+bool IsFlavourName(std::string_view s) {
+  return !s.empty() && s.size() <= 32 && std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+  });
+}
+
+void PutStrings(json::object& o, std::string_view key, const std::vector<std::string>& v) {
+  if (v.empty()) return;
+  json::array a;
+  for (const auto& s : v) a.emplace_back(s);
+  o[key] = std::move(a);
+}
+
+void PutString(json::object& o, std::string_view key, const std::string& v) {
+  if (!v.empty()) o[key] = v;
+}
+
+}  // namespace
+
+std::string_view AddressModeName(AddressMode mode) {
+  for (const auto& [m, name] : kModes) {
+    if (m == mode) return name;
+  }
+  return "static";
+}
+
+Status ReadNetworkConfig(const json::value& v, const std::string& at, NetworkConfig& out) {
+  return ReadObject(v, at,
+                    {
+                        {"links", Array(out.links, ReadLink)},
+                        {"networks", Array(out.networks, ReadNetwork)},
+                        {"dns_servers", Strs(out.dns_servers)},
+                    });
+}
+
+Status ReadDevices(const json::value& v, const std::string& at, std::vector<Device>& out) {
+  return Array(out, ReadDevice)(v, at);
+}
+
+Status ReadIntArray(const json::value& v, const std::string& at, std::vector<int>& out) {
+  if (!v.is_array()) return Err(at, "expected array");
+  out.clear();
+  for (size_t i = 0; i < v.get_array().size(); ++i) {
+    int n = 0;
+    if (Status s = IntValue(v.get_array()[i], Child(at, i), n); !s.ok()) return s;
+    out.push_back(n);
+  }
+  return Status::Ok();
+}
+
+Status ReadJsonObjectText(const json::value& v, const std::string& at,
+                          std::optional<std::string>& out) {
+  if (!v.is_object()) return Err(at, "expected object");
+  out = json::serialize(v);
+  return Status::Ok();
+}
+
+void CanonicaliseGuestConfig(Instance& in) {
+  NetworkConfig& nc = in.network_config;
+  for (Link& l : nc.links) {
+    if (IsMac(l.mac)) l.mac = Lower(l.mac);
+  }
+  for (IpNetwork& n : nc.networks) {
+    CanonInterfaceAddress(n.address);
+    CanonAddress(n.gateway);
+    for (Route& r : n.routes) {
+      CanonCidr(r.destination);
+      CanonAddress(r.gateway);
+    }
+    for (auto& d : n.dns_servers) CanonAddress(d);
+  }
+  for (auto& d : nc.dns_servers) CanonAddress(d);
+  for (Device& d : in.devices) {
+    if (IsMac(d.mac)) d.mac = Lower(d.mac);
+  }
+  std::sort(in.dedicated_cpus.begin(), in.dedicated_cpus.end());
+  in.dedicated_cpus.erase(std::unique(in.dedicated_cpus.begin(), in.dedicated_cpus.end()),
+                          in.dedicated_cpus.end());
+  if (in.vendor_data) {
+    // Compact serialisation, so equal documents compare equal.
+    boost::system::error_code ec;
+    json::value parsed = json::parse(*in.vendor_data, ec);
+    if (!ec) in.vendor_data = json::serialize(parsed);
+  }
+}
+
+Status ValidateGuestConfig(const Instance& in) {
+  if (Status s = CheckNetworkConfig(in); !s.ok()) return s;
+  if (Status s = CheckDevices(in); !s.ok()) return s;
+  for (size_t i = 0; i < in.dedicated_cpus.size(); ++i) {
+    const std::string at = Child("/dedicated_cpus", i);
+    if (in.dedicated_cpus[i] < 0) return Err(at, "negative");
+    if (i > 0 && in.dedicated_cpus[i - 1] >= in.dedicated_cpus[i]) {
+      return Err(at, "not sorted and unique (Normalize sorts)");
+    }
+  }
+  if (in.vendor_data) {
+    boost::system::error_code ec;
+    json::value parsed = json::parse(*in.vendor_data, ec);
+    if (ec || !parsed.is_object()) return Err("/vendor_data", "not a JSON object");
+    if (json::serialize(parsed) != *in.vendor_data) {
+      return Err("/vendor_data", "not in compact form (Normalize rewrites it)");
+    }
+  }
+  std::set<std::string_view> seen;
+  for (size_t i = 0; i < in.flavours.size(); ++i) {
+    const std::string at = Child("/flavours", i);
+    if (!IsFlavourName(in.flavours[i])) return Err(at, "must be 1..32 characters of [a-z0-9_-]");
+    if (!seen.insert(in.flavours[i]).second) return Err(at, "listed twice");
+  }
+  return Status::Ok();
+}
+
+void GuestConfigToJson(const Instance& in, json::object& o) {
+  const NetworkConfig& nc = in.network_config;
+  if (!nc.empty()) {
+    json::object out;
+    if (!nc.links.empty()) {
+      json::array links;
+      for (const Link& l : nc.links) {
+        json::object j;
+        j["name"] = l.name;
+        for (const auto& [kind, name] : kLinkKinds) {
+          if (kind == l.kind) j["type"] = name;
+        }
+        PutString(j, "mac", l.mac);
+        if (l.mtu != 0) j["mtu"] = l.mtu;
+        PutString(j, "vif_type", l.vif_type);
+        PutString(j, "vif_id", l.vif_id);
+        PutString(j, "bond_mode", l.bond_mode);
+        PutStrings(j, "bond_links", l.bond_links);
+        if (l.vlan_id != 0) j["vlan_id"] = l.vlan_id;
+        PutString(j, "vlan_link", l.vlan_link);
+        links.emplace_back(std::move(j));
+      }
+      out["links"] = std::move(links);
+    }
+    if (!nc.networks.empty()) {
+      json::array networks;
+      for (const IpNetwork& n : nc.networks) {
+        json::object j;
+        j["link"] = n.link;
+        PutString(j, "network_id", n.network_id);
+        j["ip_version"] = n.ip_version;
+        j["mode"] = AddressModeName(n.mode);
+        PutString(j, "address", n.address);
+        PutString(j, "gateway", n.gateway);
+        if (!n.routes.empty()) {
+          json::array routes;
+          for (const Route& r : n.routes) {
+            routes.emplace_back(json::object{{"destination", r.destination}, {"gateway", r.gateway}});
+          }
+          j["routes"] = std::move(routes);
+        }
+        PutStrings(j, "dns_servers", n.dns_servers);
+        networks.emplace_back(std::move(j));
+      }
+      out["networks"] = std::move(networks);
+    }
+    PutStrings(out, "dns_servers", nc.dns_servers);
+    o["network_config"] = std::move(out);
+  }
+  if (!in.devices.empty()) {
+    json::array devices;
+    for (const Device& d : in.devices) {
+      json::object j;
+      j["type"] = d.kind == Device::Kind::kNic ? "nic" : "disk";
+      j["bus"] = d.bus;
+      j["address"] = d.address;
+      PutStrings(j, "tags", d.tags);
+      PutString(j, "mac", d.mac);
+      if (d.vlan) j["vlan"] = *d.vlan;
+      if (d.vf_trusted) j["vf_trusted"] = *d.vf_trusted;
+      PutString(j, "serial", d.serial);
+      PutString(j, "path", d.path);
+      devices.emplace_back(std::move(j));
+    }
+    o["devices"] = std::move(devices);
+  }
+  if (!in.dedicated_cpus.empty()) {
+    json::array cpus;
+    for (int c : in.dedicated_cpus) cpus.emplace_back(c);
+    o["dedicated_cpus"] = std::move(cpus);
+  }
+  if (in.vendor_data) {
+    boost::system::error_code ec;
+    json::value parsed = json::parse(*in.vendor_data, ec);
+    if (!ec) o["vendor_data"] = std::move(parsed);
+  }
+  PutStrings(o, "flavours", in.flavours);
+}
+
+}  // namespace openimds::model
