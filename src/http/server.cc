@@ -31,6 +31,7 @@
 #include <thread>
 
 #include "common/log.h"
+#include "http/hop_limit.h"
 
 namespace openimds::http {
 namespace {
@@ -304,38 +305,6 @@ common::IpAddress ToIp(const asio::ip::address& a) {
   return common::IpAddress::FromV6Bytes(arr);
 }
 
-// Sets the hop limit of the socket's outgoing packets; returns the previous
-// value so it can be restored. -1 for "the system default" on IPv6.
-struct TtlGuard {
-  int fd = -1;
-  bool v6 = false;
-  int saved_v4 = -1;
-  int saved_v6 = -1;
-  bool active = false;
-
-  void Apply(int fd_in, bool is_v6, int ttl) {
-    if (!active) {
-      fd = fd_in;
-      v6 = is_v6;
-      socklen_t len = sizeof(int);
-      getsockopt(fd, IPPROTO_IP, IP_TTL, &saved_v4, &len);
-      if (v6) {
-        len = sizeof(int);
-        getsockopt(fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, &saved_v6, &len);
-      }
-    }
-    // On a dual-stack socket a v4-mapped peer's packets use IP_TTL, so set both.
-    setsockopt(fd, IPPROTO_IP, IP_TTL, &ttl, sizeof(ttl));
-    if (v6) setsockopt(fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, &ttl, sizeof(ttl));
-    active = true;
-  }
-  void Restore() {
-    if (!active) return;
-    setsockopt(fd, IPPROTO_IP, IP_TTL, &saved_v4, sizeof(saved_v4));
-    if (v6) setsockopt(fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, &saved_v6, sizeof(saved_v6));
-    active = false;
-  }
-};
 
 }  // namespace
 
@@ -512,7 +481,7 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, ListenerState& ls, Wo
   std::string out;
   out.reserve(1024);
   boost::beast::flat_buffer buffer;
-  TtlGuard ttl;
+  HopLimitGuard ttl;
   uint32_t served = 0;
 
   try {

@@ -24,6 +24,7 @@
 
 #include "common/http_message.h"
 #include "common/log.h"
+#include "http/hop_limit.h"
 #include "proxy/header_policy.h"
 #include "proxy/wire.h"
 
@@ -87,37 +88,6 @@ common::IpAddress ToIp(const asio::ip::address& a) {
   return common::IpAddress::FromV6Bytes(arr);
 }
 
-// Sets the IP TTL / hop limit of a socket's outgoing packets for one
-// response and restores the previous values afterwards.
-struct TtlGuard {
-  int fd = -1;
-  bool v6 = false;
-  int saved_v4 = -1;
-  int saved_v6 = -1;
-  bool active = false;
-
-  void Apply(int fd_in, bool is_v6, int ttl) {
-    if (!active) {
-      fd = fd_in;
-      v6 = is_v6;
-      socklen_t len = sizeof(int);
-      getsockopt(fd, IPPROTO_IP, IP_TTL, &saved_v4, &len);
-      if (v6) {
-        len = sizeof(int);
-        getsockopt(fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, &saved_v6, &len);
-      }
-    }
-    setsockopt(fd, IPPROTO_IP, IP_TTL, &ttl, sizeof(ttl));
-    if (v6) setsockopt(fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, &ttl, sizeof(ttl));
-    active = true;
-  }
-  void Restore() {
-    if (!active) return;
-    setsockopt(fd, IPPROTO_IP, IP_TTL, &saved_v4, sizeof(saved_v4));
-    if (v6) setsockopt(fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, &saved_v6, sizeof(saved_v6));
-    active = false;
-  }
-};
 
 void AppendHeader(std::string& out, std::string_view name, std::string_view value) {
   out.append(name);
@@ -400,7 +370,7 @@ asio::awaitable<void> ProxyServer::Impl::Session(tcp::socket socket, ListenerSta
   std::string upstream_request;
   std::string out;
   boost::beast::flat_buffer buffer;
-  TtlGuard ttl;
+  http::HopLimitGuard ttl;
 
   try {
     for (;;) {

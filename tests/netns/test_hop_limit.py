@@ -310,12 +310,10 @@ def test_keep_alive_after_the_token_uses_the_default_ttl_again(lab, base):
     assert set(counts) <= {1, 63}, counts
 
 
-# The HTTP core restores the default TTL before the next response on the
-# connection, even while the token segment is still unacknowledged: its
-# retransmission then leaves with the default TTL and reaches a guest the hop
-# limit should stop. Fix (src/http/server.cc, TtlGuard::Restore): restore only
-# once ioctl(SIOCOUTQ) is 0. Remove this marker with that fix.
-@pytest.mark.xfail(strict=True, reason="http core restores the TTL while the token is unacked")
+# Regression: the HTTP core used to restore the default TTL before the next
+# response even while the token segment was unacknowledged, so its
+# retransmission left with the default TTL and reached a guest the hop limit
+# should stop. http::HopLimitGuard now restores only once ioctl(SIOCOUTQ) is 0.
 @pytest.mark.parametrize("base", ENDPOINTS)
 def test_a_pipelined_request_does_not_carry_the_token_past_the_hop_limit(lab, base):
     """PUT and GET written together (hop limit 1): the token segment is
