@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# Serves the same leaf (/latest/meta-data/instance-id) from OpenIMDS and from
+# nginx (1 worker, static file with the same bytes), each pinned to one core
+# with wrk on the other, in the same run; prints req/s, p50/p99 and the ratio
+# openimds/nginx for keep-alive and for a new connection per request
+# (cloud-init's pattern). Loopback only; every run is bounded by DURATION.
+#
+# Env: OPENIMDS_BINARY (default: build into <repo>/build-bench, Release),
+#      DURATION (s, default 10), WARMUP (s, default 2), CONNECTIONS (default 64),
+#      ROUNDS (default 1; the ratio uses each server's least-disturbed round),
+#      SERVER_CPU (default 0), WRK_CPU (default 1), KEEP_TMP (keep the temp dir),
+#      NGINX_CONTENT: static (default: the file, open_file_cache on, sendfile off,
+#      nginx's fastest way to serve a tiny file) or return (`return 200 "<bytes>"`,
+#      the bytes in the config: an upper bound for nginx, no file at all).
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+source "$REPO/bench/lib.sh"
+
+DURATION=${DURATION:-10}
+DURATION=${DURATION%s}
+WARMUP=${WARMUP:-2}
+WARMUP=${WARMUP%s}
+CONNECTIONS=${CONNECTIONS:-64}
+ROUNDS=${ROUNDS:-1}
+SERVER_CPU=${SERVER_CPU:-0}
+WRK_CPU=${WRK_CPU:-1}
+LEAF=/latest/meta-data/instance-id
+NGINX_CONTENT=${NGINX_CONTENT:-static}
+[[ $NGINX_CONTENT == static || $NGINX_CONTENT == return ]] || die "NGINX_CONTENT must be static or return"
+
+need_tools wrk nginx curl taskset cmp
+[[ $(nproc) -ge 2 ]] || echo "warning: fewer than 2 CPUs; server and wrk share a core" >&2
+
+TMP=$(mktemp -d /tmp/imds-vs-nginx.XXXXXX)
+chmod 755 "$TMP"                  # nginx workers (user nobody) read the docroot
+trap cleanup EXIT
+
+resolve_binary "$REPO"
+start_openimds
+IMDS_URL=http://$IMDS_ADDR$LEAF
+
+# The static file is exactly the bytes OpenIMDS answers with.
+mkdir -p "$TMP/www$(dirname "$LEAF")"
+code=$(curl -s -o "$TMP/www$LEAF" -w '%{http_code}' "$IMDS_URL")
+[[ $code == 200 ]] || die "openimds answered $code for $LEAF: $(cat "$TMP/www$LEAF")"
+chmod 644 "$TMP/www$LEAF"
+
+# nginx: 1 worker, no access log, keep-alive never cut by a request count.
+# For a 19-byte file sendfile only adds a syscall and open_file_cache saves
+# open/fstat/close per request: measured here, these settings double nginx's rate.
+start_nginx() {
+  local port content="root $TMP/www;"
+  if [[ $NGINX_CONTENT == return ]]; then
+    local body
+    body=$(cat "$TMP/www$LEAF")
+    [[ $body =~ ^[A-Za-z0-9._-]*$ ]] || die "NGINX_CONTENT=return needs a plain body, got '$body'"
+    content="return 200 '$body';"
+  fi
+  for _ in $(seq 20); do
+    port=$((20000 + RANDOM % 12000))
+    [[ -z $(ss -Htln "sport = :$port") ]] && break
+  done
+  mkdir -p "$TMP/nginx"
+  cat >"$TMP/nginx.conf" <<EOF
+daemon off;
+master_process on;
+worker_processes 1;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  default_type text/plain;
+  sendfile off;
+  open_file_cache max=16;
+  open_file_cache_valid 60s;
+  keepalive_requests 1000000;
+  client_body_temp_path $TMP/nginx/body;
+  proxy_temp_path $TMP/nginx/proxy;
+  fastcgi_temp_path $TMP/nginx/fastcgi;
+  uwsgi_temp_path $TMP/nginx/uwsgi;
+  scgi_temp_path $TMP/nginx/scgi;
+  server {
+    listen 127.0.0.1:$port;
+    location = $LEAF { $content }
+    location = /nginx_status { stub_status; }
+  }
+}
+EOF
+  taskset -c "$SERVER_CPU" nginx -p "$TMP/nginx" -c "$TMP/nginx.conf" -e "$TMP/nginx/error.log" \
+    >"$TMP/nginx/stdout.log" 2>&1 &
+  NGINX_PID=$!
+  BENCH_PIDS+=("$NGINX_PID")
+  NGINX_ADDR=127.0.0.1:$port
+  for _ in $(seq 50); do
+    curl -s -o /dev/null "http://$NGINX_ADDR/nginx_status" && return 0
+    kill -0 "$NGINX_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  cat "$TMP/nginx/error.log" "$TMP/nginx/stdout.log" >&2
+  die "nginx did not start"
+}
+start_nginx
+NGINX_URL=http://$NGINX_ADDR$LEAF
+
+# Same bytes from both, or no comparison.
+curl -s -D "$TMP/nginx.headers" -o "$TMP/nginx.body" "$NGINX_URL"
+curl -s -D "$TMP/imds.headers" -o "$TMP/imds.body" "$IMDS_URL"
+cmp -s "$TMP/nginx.body" "$TMP/imds.body" || die "bodies differ: nginx '$(cat "$TMP/nginx.body")' vs openimds '$(cat "$TMP/imds.body")'"
+grep -q '^HTTP/1.1 200' "$TMP/nginx.headers" || die "nginx: $(head -1 "$TMP/nginx.headers")"
+
+# Connections accepted / requests served, as each server counts them.
+nginx_counts() {   # "accepts requests" from stub_status
+  curl -s "http://$NGINX_ADDR/nginx_status" | awk 'NR == 3 { print $1, $3 }'
+}
+imds_counts() {
+  echo "$(imds_counter 'http_connections_total{listener="guest"}')" \
+    "$(imds_counter 'http_requests_total{listener="guest"}')"
+}
+
+print_machine
+echo "nginx: $(nginx -v 2>&1 | sed 's/^nginx version: //') ($NGINX_CONTENT)   duration: ${DURATION}s per run after a ${WARMUP}s warm-up"
+echo "body: $(wc -c <"$TMP/imds.body") bytes, identical ('$(cat "$TMP/imds.body")');" \
+  "response headers: nginx $(wc -c <"$TMP/nginx.headers") B, openimds $(wc -c <"$TMP/imds.headers") B"
+echo
+
+print_header conns requests
+SUMMARY=()
+for scenario in keepalive close; do
+  if [[ $scenario == keepalive ]]; then
+    label="keep-alive ($CONNECTIONS conns)"; args=()
+  else
+    label="conn/request ($CONNECTIONS)"; args=(-H 'Connection: close')
+  fi
+  # Each round runs nginx then openimds; the ratio uses, per server, the round
+  # least disturbed by other load (lowest wait%), so ROUNDS>1 helps on a busy box.
+  n=() o=()
+  for ((round = 1; round <= ROUNDS; round++)); do
+    COUNTS_SELF=1 measure "$label" nginx "$NGINX_URL" "$NGINX_PID" nginx_counts "${args[@]}"
+    [[ ${#n[@]} -eq 0 || $R_WAIT -lt ${n[6]} ]] &&
+      n=("$R_RPS" "$R_P50" "$R_P99" "$R_CONNS" "$R_REQS" "$R_PERCPU" "$R_WAIT")
+    COUNTS_SELF=0 measure "$label" openimds "$IMDS_URL" "$IMDS_PID" imds_counts "${args[@]}"
+    [[ ${#o[@]} -eq 0 || $R_WAIT -lt ${o[6]} ]] &&
+      o=("$R_RPS" "$R_P50" "$R_P99" "$R_CONNS" "$R_REQS" "$R_PERCPU" "$R_WAIT")
+  done
+  if [[ $scenario == close ]]; then
+    # wrk only reconnects if the server says "Connection: close"; prove it closed.
+    for pair in "nginx ${n[3]} ${n[4]}" "openimds ${o[3]} ${o[4]}"; do
+      set -- $pair
+      [[ $2 == ? ]] && { echo "WARNING: $1 has no connection counter" >&2; continue; }
+      awk -v c="$2" -v r="$3" 'BEGIN { exit !(r > 0 && c >= 0.99 * r) }' ||
+        echo "WARNING: $1 accepted $2 connections for $3 requests: it did not close per request" >&2
+    done
+  fi
+  flag=""
+  [[ ${n[6]} -ge 10 || ${o[6]} -ge 10 ]] && flag=" [CONTENDED: rerun when the machine is quiet]"
+  SUMMARY+=("$(printf '%s: nginx %s req/s p50 %sms p99 %sms | openimds %s req/s p50 %sms p99 %sms | ratio %s (p50 %s, p99 %s, req/cpu-s %s)%s' \
+    "$label" "${n[0]}" "${n[1]}" "${n[2]}" "${o[0]}" "${o[1]}" "${o[2]}" \
+    "$(ratio "${o[0]}" "${n[0]}")" "$(ratio "${o[1]}" "${n[1]}")" "$(ratio "${o[2]}" "${n[2]}")" \
+    "$(ratio "${o[5]}" "${n[5]}")" "$flag")")
+done
+
+echo
+echo "== ratio openimds/nginx (req/s: higher is better for openimds; latency: lower is)"
+printf '%s\n' "${SUMMARY[@]}"
+echo "loadavg after: $(cut -d' ' -f1-3 /proc/loadavg)"
+print_legend
