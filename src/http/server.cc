@@ -32,6 +32,7 @@
 
 #include "common/log.h"
 #include "http/hop_limit.h"
+#include "http/wire_format.h"
 
 namespace openimds::http {
 namespace {
@@ -128,53 +129,7 @@ class RequestParser final : public bhttp::basic_parser<true> {
 // write (with TCP_NODELAY), avoiding the Nagle/delayed-ACK stall clients.md
 // describes.
 
-std::string_view Reason(int status) {
-  switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 411: return "Length Required";
-    case 412: return "Precondition Failed";
-    case 413: return "Payload Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 507: return "Insufficient Storage";
-    default: return "Unknown";
-  }
-}
 
-// "Wed, 25 Nov 2026 13:31:53 GMT", formatted at most once a second per thread.
-std::string_view HttpDate() {
-  thread_local char buf[40];
-  thread_local std::time_t last = 0;
-  thread_local size_t len = 0;
-  std::time_t now = std::time(nullptr);
-  if (now != last) {
-    std::tm tm{};
-    gmtime_r(&now, &tm);
-    len = std::strftime(buf, sizeof(buf), "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    last = now;
-  }
-  return std::string_view(buf, len);
-}
 
 bool SafeHeaderText(std::string_view s) {
   for (char c : s) {
@@ -183,18 +138,13 @@ bool SafeHeaderText(std::string_view s) {
   return true;
 }
 
-void AppendNumber(std::string& out, size_t n) {
-  char buf[24];
-  auto r = std::to_chars(buf, buf + sizeof(buf), n);
-  out.append(buf, r.ptr);
-}
 
 void Serialize(const common::Response& r, int version, bool keep_alive, std::string& out) {
   out.clear();
   out += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
   AppendNumber(out, static_cast<size_t>(r.status));
   out += ' ';
-  out += Reason(r.status);
+  out += ReasonPhrase(r.status);
   out += "\r\nDate: ";
   out += HttpDate();
   if (r.status != 204 && r.status != 304) {
@@ -267,43 +217,7 @@ struct ListenerState {
   common::Counter* handler_errors = nullptr;
 };
 
-common::Result<tcp::endpoint> ParseTcpEndpoint(std::string_view text) {
-  std::string_view host, port;
-  if (!text.empty() && text.front() == '[') {
-    auto close = text.find(']');
-    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
-      return common::InvalidArgument("bad endpoint '" + std::string(text) + "' (want [addr]:port)");
-    }
-    host = text.substr(1, close - 1);
-    port = text.substr(close + 2);
-  } else {
-    auto colon = text.rfind(':');
-    if (colon == std::string_view::npos) {
-      return common::InvalidArgument("bad endpoint '" + std::string(text) + "' (want addr:port)");
-    }
-    host = text.substr(0, colon);
-    port = text.substr(colon + 1);
-  }
-  unsigned p = 0;
-  auto r = std::from_chars(port.data(), port.data() + port.size(), p);
-  if (r.ec != std::errc() || r.ptr != port.data() + port.size() || p > 65535) {
-    return common::InvalidArgument("bad port in endpoint '" + std::string(text) + "'");
-  }
-  boost::system::error_code ec;
-  auto addr = asio::ip::make_address(std::string(host), ec);
-  if (ec) {
-    return common::InvalidArgument("bad address in endpoint '" + std::string(text) + "'");
-  }
-  return tcp::endpoint(addr, static_cast<unsigned short>(p));
-}
 
-common::IpAddress ToIp(const asio::ip::address& a) {
-  if (a.is_v4()) return common::IpAddress::FromV4(a.to_v4().to_uint());
-  auto b = a.to_v6().to_bytes();
-  std::array<uint8_t, 16> arr;
-  std::memcpy(arr.data(), b.data(), 16);
-  return common::IpAddress::FromV6Bytes(arr);
-}
 
 
 }  // namespace
@@ -463,10 +377,10 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, ListenerState& ls, Wo
     boost::system::error_code ec;
     socket.set_option(tcp::no_delay(true), ec);
     auto remote = socket.remote_endpoint(ec);
-    if (!ec) req.peer = ToIp(remote.address());
+    if (!ec) req.peer = ToIpAddress(remote.address());
     auto local = socket.local_endpoint(ec);
     if (!ec) {
-      req.local = ToIp(local.address());
+      req.local = ToIpAddress(local.address());
       req.local_port = local.port();
       is_v6_socket = local.address().is_v6();
     }

@@ -25,6 +25,7 @@
 #include "common/http_message.h"
 #include "common/log.h"
 #include "http/hop_limit.h"
+#include "http/wire_format.h"
 #include "proxy/header_policy.h"
 #include "proxy/wire.h"
 
@@ -52,41 +53,7 @@ bool ValidNetworkName(std::string_view n) {
   return true;
 }
 
-common::Result<tcp::endpoint> ParseTcpEndpoint(std::string_view text) {
-  std::string_view host, port;
-  if (!text.empty() && text.front() == '[') {
-    auto close = text.find(']');
-    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
-      return common::InvalidArgument("bad endpoint '" + std::string(text) + "' (want [addr]:port)");
-    }
-    host = text.substr(1, close - 1);
-    port = text.substr(close + 2);
-  } else {
-    auto colon = text.rfind(':');
-    if (colon == std::string_view::npos) {
-      return common::InvalidArgument("bad endpoint '" + std::string(text) + "' (want addr:port)");
-    }
-    host = text.substr(0, colon);
-    port = text.substr(colon + 1);
-  }
-  unsigned p = 0;
-  auto r = std::from_chars(port.data(), port.data() + port.size(), p);
-  if (r.ec != std::errc() || r.ptr != port.data() + port.size() || p > 65535) {
-    return common::InvalidArgument("bad port in endpoint '" + std::string(text) + "'");
-  }
-  boost::system::error_code ec;
-  auto addr = asio::ip::make_address(std::string(host), ec);
-  if (ec) return common::InvalidArgument("bad address in endpoint '" + std::string(text) + "'");
-  return tcp::endpoint(addr, static_cast<unsigned short>(p));
-}
 
-common::IpAddress ToIp(const asio::ip::address& a) {
-  if (a.is_v4()) return common::IpAddress::FromV4(a.to_v4().to_uint());
-  auto b = a.to_v6().to_bytes();
-  std::array<uint8_t, 16> arr;
-  std::memcpy(arr.data(), b.data(), 16);
-  return common::IpAddress::FromV6Bytes(arr);
-}
 
 
 void AppendHeader(std::string& out, std::string_view name, std::string_view value) {
@@ -344,7 +311,7 @@ asio::awaitable<void> ProxyServer::Impl::Session(tcp::socket socket, ListenerSta
     boost::system::error_code ec;
     socket.set_option(tcp::no_delay(true), ec);
     auto remote = socket.remote_endpoint(ec);
-    if (!ec) peer = ToIp(remote.address());
+    if (!ec) peer = http::ToIpAddress(remote.address());
     auto local = socket.local_endpoint(ec);
     if (!ec) is_v6 = local.address().is_v6();
   }
@@ -732,7 +699,7 @@ common::Status ProxyServer::Start() {
   for (const auto& cfg : im.options.listeners) {
     auto ls = std::make_unique<ListenerState>();
     ls->config = cfg;
-    auto ep = ParseTcpEndpoint(cfg.endpoint);
+    auto ep = http::ParseTcpEndpoint(cfg.endpoint);
     if (!ep.ok()) return ep.status();
     ls->endpoint = *ep;
     const std::string network = cfg.network.empty() ? "(proxies)" : cfg.network;

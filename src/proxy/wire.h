@@ -13,6 +13,8 @@
 #include <utility>
 #include <vector>
 
+#include "http/wire_format.h"
+
 namespace openimds::proxy {
 
 // A slice of an arena string.
@@ -94,13 +96,10 @@ class MessageParser final : public boost::beast::http::basic_parser<isRequest> {
 using RequestParser = MessageParser<true>;
 using ResponseParser = MessageParser<false>;
 
-// "OK", "Service Unavailable", ...; "Unknown" for codes without a phrase here.
-std::string_view ReasonPhrase(int status);
-
-// "Wed, 25 Nov 2026 13:31:53 GMT", formatted at most once a second per thread.
-std::string_view HttpDate();
-
-void AppendNumber(std::string& out, uint64_t n);
+// Shared with the server core.
+using http::AppendNumber;
+using http::HttpDate;
+using http::ReasonPhrase;
 
 // True if the value may be written into a header line as is.
 bool SafeHeaderText(std::string_view s);

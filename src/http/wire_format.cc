@@ -1,0 +1,102 @@
+#include "http/wire_format.h"
+
+#include <array>
+#include <charconv>
+#include <cstring>
+#include <ctime>
+
+namespace openimds::http {
+
+std::string_view ReasonPhrase(int status) {
+  switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 411: return "Length Required";
+    case 412: return "Precondition Failed";
+    case 413: return "Payload Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 507: return "Insufficient Storage";
+    default: return "Unknown";
+  }
+}
+
+// "Wed, 25 Nov 2026 13:31:53 GMT", formatted at most once a second per thread.
+std::string_view HttpDate() {
+  thread_local char buf[40];
+  thread_local std::time_t last = 0;
+  thread_local size_t len = 0;
+  std::time_t now = std::time(nullptr);
+  if (now != last) {
+    std::tm tm{};
+    gmtime_r(&now, &tm);
+    len = std::strftime(buf, sizeof(buf), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    last = now;
+  }
+  return std::string_view(buf, len);
+}
+
+void AppendNumber(std::string& out, uint64_t n) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof(buf), n);
+  out.append(buf, r.ptr);
+}
+
+common::Result<boost::asio::ip::tcp::endpoint> ParseTcpEndpoint(std::string_view text) {
+  std::string_view host, port;
+  if (!text.empty() && text.front() == '[') {
+    auto close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      return common::InvalidArgument("bad endpoint '" + std::string(text) + "' (want [addr]:port)");
+    }
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else {
+    auto colon = text.rfind(':');
+    if (colon == std::string_view::npos) {
+      return common::InvalidArgument("bad endpoint '" + std::string(text) + "' (want addr:port)");
+    }
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+  }
+  unsigned p = 0;
+  auto r = std::from_chars(port.data(), port.data() + port.size(), p);
+  if (r.ec != std::errc() || r.ptr != port.data() + port.size() || p > 65535) {
+    return common::InvalidArgument("bad port in endpoint '" + std::string(text) + "'");
+  }
+  boost::system::error_code ec;
+  auto addr = boost::asio::ip::make_address(std::string(host), ec);
+  if (ec) {
+    return common::InvalidArgument("bad address in endpoint '" + std::string(text) + "'");
+  }
+  return boost::asio::ip::tcp::endpoint(addr, static_cast<unsigned short>(p));
+}
+
+common::IpAddress ToIpAddress(const boost::asio::ip::address& a) {
+  if (a.is_v4()) return common::IpAddress::FromV4(a.to_v4().to_uint());
+  auto b = a.to_v6().to_bytes();
+  std::array<uint8_t, 16> arr;
+  std::memcpy(arr.data(), b.data(), 16);
+  return common::IpAddress::FromV6Bytes(arr);
+}
+
+}  // namespace openimds::http

@@ -1,0 +1,32 @@
+#pragma once
+
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "common/ip_address.h"
+#include "common/result.h"
+
+namespace openimds::http {
+
+// Small pieces of HTTP/1.1 wire formatting shared by the server core and the
+// proxy. All thread-safe.
+
+// "OK", "Service Unavailable", ...; "Unknown" for codes without a phrase here.
+std::string_view ReasonPhrase(int status);
+
+// "Wed, 25 Nov 2026 13:31:53 GMT", formatted at most once a second per thread.
+std::string_view HttpDate();
+
+// Appends the decimal digits of `n`.
+void AppendNumber(std::string& out, uint64_t n);
+
+// "127.0.0.1:8169" or "[::1]:80"; InvalidArgument naming the text otherwise.
+common::Result<boost::asio::ip::tcp::endpoint> ParseTcpEndpoint(std::string_view text);
+
+// An Asio address as a common::IpAddress (v4-mapped IPv6 becomes IPv4).
+common::IpAddress ToIpAddress(const boost::asio::ip::address& a);
+
+}  // namespace openimds::http
