@@ -1,5 +1,7 @@
 #include "model/instance_json.h"
 
+#include "model/json_reader.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -23,40 +25,13 @@ namespace {
 
 namespace json = boost::json;
 using common::Status;
+using namespace json_reader;  // NOLINT: the reader toolkit shared with network_config_json.cc
 
 // EC2 fidelity fields (ec2b, issue #3): defined at the end of this namespace.
 void CanonicaliseEc2Fields(Instance& in);
 Status CheckNicEc2Fields(const std::string& at, const Nic& nic);
 Status ValidateEc2Fields(const Instance& in);
 
-// ---------------------------------------------------------------------------
-// JSON pointers (RFC 6901) for error messages.
-
-std::string PointerToken(std::string_view key) {
-  std::string out;
-  out.reserve(key.size());
-  for (char c : key) {
-    if (c == '~') {
-      out += "~0";
-    } else if (c == '/') {
-      out += "~1";
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
-std::string Child(const std::string& at, std::string_view key) {
-  return at + "/" + PointerToken(key);
-}
-std::string Child(const std::string& at, size_t index) { return at + "/" + std::to_string(index); }
-
-// Every message starts with the pointer; the root is "/" (the empty pointer
-// would make a message start with ": ").
-Status Err(const std::string& at, std::string_view what) {
-  return common::InvalidArgument((at.empty() ? std::string("/") : at) + ": " + std::string(what));
-}
 
 // ---------------------------------------------------------------------------
 // Character-level checks.
@@ -479,66 +454,6 @@ Status ValidateImpl(const Instance& in, CheckMode mode) {
 // Reading JSON: types only, plus decoding (base64, RFC 3339). Values are
 // checked afterwards by ValidateImpl.
 
-using Reader = std::function<Status(const json::value&, const std::string& at)>;
-struct Field {
-  std::string_view name;
-  Reader read;
-};
-
-// Reads an object field by field, in document order, so the first offender in
-// the text is the one reported.
-Status ReadObject(const json::value& v, const std::string& at,
-                  std::initializer_list<Field> fields) {
-  if (!v.is_object()) return Err(at, "expected object");
-  for (const auto& member : v.get_object()) {
-    const std::string_view key = member.key();
-    const std::string child = Child(at, key);
-    auto it =
-        std::find_if(fields.begin(), fields.end(), [key](const Field& f) { return f.name == key; });
-    if (it == fields.end()) return Err(child, "unknown field");
-    if (Status s = it->read(member.value(), child); !s.ok()) return s;
-  }
-  return Status::Ok();
-}
-
-Reader String(std::string& out) {
-  return [&out](const json::value& v, const std::string& at) {
-    if (!v.is_string()) return Err(at, "expected string");
-    out = std::string(v.get_string());
-    return Status::Ok();
-  };
-}
-
-Reader Int(int& out) {
-  return [&out](const json::value& v, const std::string& at) {
-    int64_t n;
-    if (v.is_int64()) {
-      n = v.get_int64();
-    } else if (v.is_uint64()) {
-      return Err(at, "out of range");
-    } else {
-      return Err(at, "expected integer");
-    }
-    if (n < std::numeric_limits<int>::min() || n > std::numeric_limits<int>::max()) {
-      return Err(at, "out of range");
-    }
-    out = static_cast<int>(n);
-    return Status::Ok();
-  };
-}
-
-Reader StringArray(std::vector<std::string>& out) {
-  return [&out](const json::value& v, const std::string& at) {
-    if (!v.is_array()) return Err(at, "expected array");
-    out.clear();
-    const auto& array = v.get_array();
-    for (size_t i = 0; i < array.size(); ++i) {
-      if (!array[i].is_string()) return Err(Child(at, i), "expected string");
-      out.emplace_back(array[i].get_string());
-    }
-    return Status::Ok();
-  };
-}
 
 Reader StringMap(std::map<std::string, std::string>& out) {
   return [&out](const json::value& v, const std::string& at) {

@@ -8,6 +8,7 @@
 #include <boost/json.hpp>
 
 #include "common/ip_address.h"
+#include "model/json_reader.h"
 
 namespace openimds::model {
 namespace {
@@ -15,71 +16,9 @@ namespace {
 namespace json = boost::json;
 using common::Status;
 
-// The same pointer conventions as instance_json.cc (RFC 6901 tokens; the
-// message starts with the pointer).
-std::string Token(std::string_view key) {
-  std::string out;
-  for (char c : key) {
-    if (c == '~') {
-      out += "~0";
-    } else if (c == '/') {
-      out += "~1";
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-std::string Child(const std::string& at, std::string_view key) { return at + "/" + Token(key); }
-std::string Child(const std::string& at, size_t i) { return at + "/" + std::to_string(i); }
-Status Err(const std::string& at, std::string_view what) {
-  return common::InvalidArgument((at.empty() ? std::string("/") : at) + ": " + std::string(what));
-}
+using namespace json_reader;  // NOLINT: the reader toolkit shared with instance_json.cc
 
-// ---------------------------------------------------------------------------
-// Readers.
-
-using ReadFn = std::function<Status(const json::value&, const std::string&)>;
-struct Field {
-  std::string_view name;
-  ReadFn read;
-};
-
-Status ReadObject(const json::value& v, const std::string& at, std::initializer_list<Field> fields) {
-  if (!v.is_object()) return Err(at, "expected object");
-  for (const auto& member : v.get_object()) {
-    const std::string child = Child(at, member.key());
-    auto it = std::find_if(fields.begin(), fields.end(),
-                           [&](const Field& f) { return f.name == member.key(); });
-    if (it == fields.end()) return Err(child, "unknown field");
-    if (Status s = it->read(member.value(), child); !s.ok()) return s;
-  }
-  return Status::Ok();
-}
-
-ReadFn Str(std::string& out) {
-  return [&out](const json::value& v, const std::string& at) {
-    if (!v.is_string()) return Err(at, "expected string");
-    out = std::string(v.get_string());
-    return Status::Ok();
-  };
-}
-
-Status IntValue(const json::value& v, const std::string& at, int& out) {
-  if (!v.is_int64()) return Err(at, v.is_uint64() ? "out of range" : "expected integer");
-  const int64_t n = v.get_int64();
-  if (n < std::numeric_limits<int>::min() || n > std::numeric_limits<int>::max()) {
-    return Err(at, "out of range");
-  }
-  out = static_cast<int>(n);
-  return Status::Ok();
-}
-
-ReadFn Int(int& out) {
-  return [&out](const json::value& v, const std::string& at) { return IntValue(v, at, out); };
-}
-
-ReadFn OptInt(std::optional<int>& out) {
+Reader OptInt(std::optional<int>& out) {
   return [&out](const json::value& v, const std::string& at) {
     int n = 0;
     if (Status s = IntValue(v, at, n); !s.ok()) return s;
@@ -88,7 +27,7 @@ ReadFn OptInt(std::optional<int>& out) {
   };
 }
 
-ReadFn OptBool(std::optional<bool>& out) {
+Reader OptBool(std::optional<bool>& out) {
   return [&out](const json::value& v, const std::string& at) {
     if (!v.is_bool()) return Err(at, "expected true or false");
     out = v.get_bool();
@@ -96,21 +35,9 @@ ReadFn OptBool(std::optional<bool>& out) {
   };
 }
 
-ReadFn Strs(std::vector<std::string>& out) {
-  return [&out](const json::value& v, const std::string& at) {
-    if (!v.is_array()) return Err(at, "expected array");
-    out.clear();
-    for (size_t i = 0; i < v.get_array().size(); ++i) {
-      const json::value& e = v.get_array()[i];
-      if (!e.is_string()) return Err(Child(at, i), "expected string");
-      out.emplace_back(e.get_string());
-    }
-    return Status::Ok();
-  };
-}
 
 template <typename T, typename ReadOne>
-ReadFn Array(std::vector<T>& out, ReadOne read_one) {
+Reader Array(std::vector<T>& out, ReadOne read_one) {
   return [&out, read_one](const json::value& v, const std::string& at) {
     if (!v.is_array()) return Err(at, "expected array");
     out.clear();
@@ -131,7 +58,7 @@ constexpr std::pair<AddressMode, std::string_view> kModes[] = {
     {AddressMode::kDhcpv6Stateless, "dhcpv6-stateless"},
 };
 
-ReadFn Mode(AddressMode& out) {
+Reader Mode(AddressMode& out) {
   return [&out](const json::value& v, const std::string& at) {
     const char* want = "expected \"static\", \"dhcp\", \"slaac\", \"dhcpv6-stateful\" or "
                        "\"dhcpv6-stateless\"";
@@ -152,7 +79,7 @@ constexpr std::pair<Link::Kind, std::string_view> kLinkKinds[] = {
     {Link::Kind::kVlan, "vlan"},
 };
 
-ReadFn LinkKind(Link::Kind& out) {
+Reader LinkKind(Link::Kind& out) {
   return [&out](const json::value& v, const std::string& at) {
     if (v.is_string()) {
       for (const auto& [kind, name] : kLinkKinds) {
@@ -171,7 +98,7 @@ constexpr std::pair<Device::Kind, std::string_view> kDeviceKinds[] = {
     {Device::Kind::kDisk, "disk"},
 };
 
-ReadFn DeviceKind(Device::Kind& out) {
+Reader DeviceKind(Device::Kind& out) {
   return [&out](const json::value& v, const std::string& at) {
     if (v.is_string()) {
       for (const auto& [kind, name] : kDeviceKinds) {
@@ -186,36 +113,36 @@ ReadFn DeviceKind(Device::Kind& out) {
 }
 
 Status ReadRoute(const json::value& v, const std::string& at, Route& r) {
-  return ReadObject(v, at, {{"destination", Str(r.destination)}, {"gateway", Str(r.gateway)}});
+  return ReadObject(v, at, {{"destination", String(r.destination)}, {"gateway", String(r.gateway)}});
 }
 
 Status ReadLink(const json::value& v, const std::string& at, Link& l) {
   return ReadObject(v, at,
                     {
-                        {"name", Str(l.name)},
+                        {"name", String(l.name)},
                         {"type", LinkKind(l.kind)},
-                        {"mac", Str(l.mac)},
+                        {"mac", String(l.mac)},
                         {"mtu", Int(l.mtu)},
-                        {"vif_type", Str(l.vif_type)},
-                        {"vif_id", Str(l.vif_id)},
-                        {"bond_mode", Str(l.bond_mode)},
-                        {"bond_links", Strs(l.bond_links)},
+                        {"vif_type", String(l.vif_type)},
+                        {"vif_id", String(l.vif_id)},
+                        {"bond_mode", String(l.bond_mode)},
+                        {"bond_links", StringArray(l.bond_links)},
                         {"vlan_id", Int(l.vlan_id)},
-                        {"vlan_link", Str(l.vlan_link)},
+                        {"vlan_link", String(l.vlan_link)},
                     });
 }
 
 Status ReadNetwork(const json::value& v, const std::string& at, IpNetwork& n) {
   return ReadObject(v, at,
                     {
-                        {"link", Str(n.link)},
-                        {"network_id", Str(n.network_id)},
+                        {"link", String(n.link)},
+                        {"network_id", String(n.network_id)},
                         {"ip_version", Int(n.ip_version)},
                         {"mode", Mode(n.mode)},
-                        {"address", Str(n.address)},
-                        {"gateway", Str(n.gateway)},
+                        {"address", String(n.address)},
+                        {"gateway", String(n.gateway)},
                         {"routes", Array(n.routes, ReadRoute)},
-                        {"dns_servers", Strs(n.dns_servers)},
+                        {"dns_servers", StringArray(n.dns_servers)},
                     });
 }
 
@@ -223,14 +150,14 @@ Status ReadDevice(const json::value& v, const std::string& at, Device& d) {
   return ReadObject(v, at,
                     {
                         {"type", DeviceKind(d.kind)},
-                        {"bus", Str(d.bus)},
-                        {"address", Str(d.address)},
-                        {"tags", Strs(d.tags)},
-                        {"mac", Str(d.mac)},
+                        {"bus", String(d.bus)},
+                        {"address", String(d.address)},
+                        {"tags", StringArray(d.tags)},
+                        {"mac", String(d.mac)},
                         {"vlan", OptInt(d.vlan)},
                         {"vf_trusted", OptBool(d.vf_trusted)},
-                        {"serial", Str(d.serial)},
-                        {"path", Str(d.path)},
+                        {"serial", String(d.serial)},
+                        {"path", String(d.path)},
                     });
 }
 
@@ -540,7 +467,7 @@ Status ReadNetworkConfig(const json::value& v, const std::string& at, NetworkCon
                     {
                         {"links", Array(out.links, ReadLink)},
                         {"networks", Array(out.networks, ReadNetwork)},
-                        {"dns_servers", Strs(out.dns_servers)},
+                        {"dns_servers", StringArray(out.dns_servers)},
                     });
 }
 
