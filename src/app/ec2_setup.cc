@@ -82,6 +82,21 @@ void RegisterEc2ServeFlags(CLI::App& serve, Ec2ServeOptions& o) {
       .add_option("--token-key-period", o.token_key_period_seconds,
                   "Seconds between IMDSv2 token key rotations (same on every serve of a store).")
       ->capture_default_str();
+  serve
+      .add_option("--ec2-versions", o.ec2_versions,
+                  "EC2 tree to serve: aws (AWS's versions and categories) or nova (a drop-in for "
+                  "nova-api-metadata: versions 1.0 .. 2009-04-04, latest = 2009-04-04, Nova's "
+                  "keys).")
+      ->check(CLI::IsMember({"aws", "nova"}))
+      ->capture_default_str();
+}
+
+flavour::ec2::Ec2Flavour::Options Ec2FlavourOptions(const Ec2ServeOptions& options) {
+  flavour::ec2::Ec2Flavour::Options out;
+  if (!flavour::ec2::ParseEc2Dialect(options.ec2_versions, out.dialect)) {
+    out.dialect = flavour::ec2::Ec2Dialect::kAws;  // unreachable: CLI11 checked the value
+  }
+  return out;
 }
 
 Ec2Runtime::Ec2Runtime(store::Store& store, const common::Clock& clock,

@@ -15,6 +15,7 @@
 #include "common/clock.h"
 #include "common/metrics.h"
 #include "common/result.h"
+#include "flavour/ec2/ec2_flavour.h"
 #include "store/store.h"
 
 namespace openimds::app {
@@ -34,9 +35,17 @@ struct Ec2ServeOptions {
   // valid for the longest token lifetime (6 h) after they stop issuing.
   // Every serve sharing a store must use the same period.
   int token_key_period_seconds = 6 * 3600;
+  // --ec2-versions aws|nova: the EC2 dialect (flavour::ec2::Ec2Dialect).
+  // "nova" makes the EC2 tree a drop-in for nova-api-metadata's: Nova's
+  // versions (1.0 .. 2009-04-04, latest = 2009-04-04) and key set.
+  std::string ec2_versions = "aws";
 };
 
 void RegisterEc2ServeFlags(CLI::App& serve, Ec2ServeOptions& options);
+
+// The EC2 flavour's options for these flags (the flag values were checked
+// by CLI11 when parsed).
+flavour::ec2::Ec2Flavour::Options Ec2FlavourOptions(const Ec2ServeOptions& options);
 
 // Owns the token authority, the signer and the credential source, and the
 // background thread that rotates token keys.

@@ -195,6 +195,7 @@ void RegisterServeCommand(CLI::App& app, ServeOptions& o) {
   serve->add_option("--ready-file", o.ready_file,
                     "Write the bound endpoints as JSON here once listening (for scripts/tests).");
   RegisterEc2ServeFlags(*serve, o.ec2);  // EC2 (issue #3)
+  RegisterOpenStackServeFlags(*serve, o.openstack);  // vendordata (issue #5)
   AddIdentityFlags(*serve, o.identity);
   serve->footer(
       "\nExamples:\n"
@@ -280,6 +281,14 @@ int RunServe(const ServeOptions& o) {
                : 1;
   }
 
+  // OpenStack vendordata (issue #5): static file, DynamicJSON targets, their
+  // HTTP client and cache. Before the registry: the flavour borrows it.
+  auto openstack_rt = OpenStackRuntime::Create(o.openstack, catalog, clock, metrics);
+  if (!openstack_rt.ok()) {
+    common::LogError("serve", openstack_rt.status().message());
+    return 2;
+  }
+
   flavour::Registry flavours;
   // OpenStack (issue #5): before EC2, which owns "/" and "/latest". Passwords
   // live in the store's secrets (store::InstancePasswordSecret), whose
@@ -294,15 +303,15 @@ int RunServe(const ServeOptions& o) {
         if (!stored.ok()) return stored.status();
         return *stored == value;
       });
-  auto openstack = flavour::openstack::OpenStackFlavour::Create({}, clock, &openstack_passwords,
-                                                                metrics);
+  auto openstack = flavour::openstack::OpenStackFlavour::Create(
+      (*openstack_rt)->FlavourOptions(), clock, &openstack_passwords, metrics);
   if (!openstack.ok()) {
     common::LogError("serve", openstack.status().ToString());
     return 1;
   }
   flavours.Add(std::move(*openstack));
   flavours.Add(std::make_unique<flavour::ec2::Ec2Flavour>(
-      flavour::ec2::Ec2Flavour::Options{}, (*ec2)->tokens(), clock, metrics, (*ec2)->signer(),
+      Ec2FlavourOptions(o.ec2), (*ec2)->tokens(), clock, metrics, (*ec2)->signer(),
       (*ec2)->credentials()));
   identity::Resolver resolver;
   service::MetadataService metadata(resolver, catalog, flavours, metrics);
@@ -327,7 +336,7 @@ int RunServe(const ServeOptions& o) {
   admin::AdminApi::Options admin_options;
   admin_options.render_preview = [&metadata](const model::Instance& i, const common::Request& r,
                                              common::Response& out) {
-    return metadata.RenderPreview(i, r, out);
+    return RenderPreviewWaiting(metadata, i, r, out);  // waits out a deferred render
   };
   store::Store* store_ptr = store->get();
   admin_options.store_healthy = [store_ptr] { return store_ptr->LatestRevision().ok(); };
@@ -408,6 +417,7 @@ int RunServe(const ServeOptions& o) {
     std::filesystem::rename(tmp, o.ready_file, fs_ec);
   }
   (*ec2)->Start();  // token key rotation, credential source (issue #3)
+  (*openstack_rt)->Start();  // vendordata prefetch (issue #5)
   signals.Start(server);
   server.Run();
   common::LogInfo("serve", "stopped");

@@ -8,6 +8,7 @@
 #include "app/identity_config.h"
 
 #include "app/ec2_setup.h"  // Ec2ServeOptions (issue #3)
+#include "app/openstack_setup.h"  // OpenStackServeOptions: vendordata (issue #5)
 
 namespace openimds::app {
 
@@ -24,6 +25,7 @@ struct ServeOptions {
   std::string ready_file;
   IdentityFlags identity;  // for mode=proxy listeners
   Ec2ServeOptions ec2;  // EC2 flags: --identity-keys, --credential-source-command, ... (issue #3)
+  OpenStackServeOptions openstack;  // --vendordata-* flags (issue #5)
   bool selected = false;  // set when the subcommand was given
 };
 

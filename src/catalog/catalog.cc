@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "catalog/eui64.h"
 #include "model/instance_json.h"
 
 namespace openimds::catalog {
@@ -22,6 +23,23 @@ std::shared_ptr<const Snapshot> Snapshot::Build(std::vector<Entry> entries, uint
       if (!ip) continue;  // Validate() guarantees parseable addresses
       snap->by_address_[AddressKey{inst.network, *ip}] = &inst;
     }
+  }
+  // Derived link-local addresses, after every claimed one so a claim always
+  // wins. nullptr marks a derived address more than one instance would have.
+  std::unordered_map<AddressKey, const model::Instance*, AddressKeyHash> derived;
+  for (const Entry& entry : snap->entries_) {
+    const model::Instance& inst = *entry.instance;
+    for (const model::Nic& nic : inst.nics) {
+      const auto ip = Eui64LinkLocal(nic.mac);
+      if (!ip) continue;  // not a 48-bit MAC: nothing to derive
+      const AddressKey key{inst.network, *ip};
+      if (snap->by_address_.count(key) != 0) continue;
+      auto [it, fresh] = derived.emplace(key, &inst);
+      if (!fresh && it->second != &inst) it->second = nullptr;
+    }
+  }
+  for (const auto& [key, inst] : derived) {
+    if (inst != nullptr) snap->by_address_.emplace(key, inst);
   }
   return snap;
 }

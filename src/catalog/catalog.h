@@ -21,17 +21,28 @@ struct Entry {
 };
 
 // An immutable view of every instance with its indexes: id -> entry and
-// (network, caller address) -> instance. Built once, never changed, shared by
+// (network, caller address) -> instance (claimed and EUI-64-derived
+// link-local addresses, see Build). Built once, never changed, shared by
 // all readers; safe for concurrent use without locks.
 class Snapshot {
  public:
-  // Builds indexes over `entries`. Addresses are taken from
-  // model::CallerAddresses; if two entries claim one (network, address) the
-  // later one in `entries` wins (the store's unique index makes that a bug).
+  // Builds indexes over `entries`. The address index holds, per instance
+  // and in its network:
+  //  - model::CallerAddresses (the addresses the store keeps unique); if two
+  //    entries claim one (network, address) the later one by id wins (the
+  //    store's unique index makes that a bug);
+  //  - the IPv6 link-local address each NIC's MAC gives by EUI-64
+  //    (Eui64LinkLocal), so a guest calling fe80::a9fe:a9fe over its link is
+  //    found as Neutron's agent finds it, by MAC. These are derived, not
+  //    claimed: the store does not hold them, a claimed address wins over a
+  //    derived one, and a derived address two instances would share (the
+  //    same MAC twice in one network) is left out for both, silently (the
+  //    caller is then unknown, as Neutron answers when a MAC matches more
+  //    than one port).
   static std::shared_ptr<const Snapshot> Build(std::vector<Entry> entries, uint64_t generation);
 
-  // The instance that answers from `address` in `network`, or nullptr.
-  // Lock-free and allocation-free.
+  // The instance that answers from `address` in `network` (claimed or
+  // derived, see Build), or nullptr. Lock-free and allocation-free.
   const model::Instance* FindByAddress(std::string_view network,
                                        const common::IpAddress& address) const;
   // nullptr if absent.

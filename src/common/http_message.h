@@ -1,5 +1,8 @@
 #pragma once
 
+#include <chrono>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -27,6 +30,10 @@ struct Request {
   std::vector<HeaderField> headers;
   std::string_view body;
   int version = 11;  // 10 or 11
+  // True when the http core calls the handler a second time for this request
+  // because the first call answered with Response::deferred (at most once).
+  // A handler that still cannot answer must now fail rather than defer.
+  bool resumed = false;
 
   // Where the request arrived. `listener_network` is the tenant network the
   // guest-facing listener serves (empty on the admin listener).
@@ -39,6 +46,22 @@ struct Request {
   std::optional<std::string_view> Header(std::string_view name) const;
   // Number of headers with this name (case-insensitive); used to refuse duplicates.
   int HeaderCount(std::string_view name) const;
+};
+
+// A render that waits for something slow (an upstream fetch). A handler that
+// cannot answer without blocking starts the work, sets Response::deferred and
+// returns; the http core then parks that one request without blocking its
+// thread and calls the handler again (Request::resumed) once the Deferred is
+// ready or MaxWait() has passed. Implementations are thread-safe.
+class Deferred {
+ public:
+  virtual ~Deferred() = default;
+  // Calls `ready` exactly once, on any thread, once the result is available;
+  // at once (inside this call) if it already is. `ready` must be cheap and
+  // must not block (it typically posts to an executor).
+  virtual void OnReady(std::function<void()> ready) = 0;
+  // The longest the caller should wait before calling the handler again.
+  virtual std::chrono::milliseconds MaxWait() const = 0;
 };
 
 // A response as a plain value. The http core keeps one per connection and
@@ -57,6 +80,10 @@ struct Response {
   bool close = false;
   // HEAD: send headers with the body's Content-Length but no body.
   bool head = false;
+  // Set by a handler that cannot answer yet (see Deferred); the rest of the
+  // response is then ignored. Null on every ordinary response, so clearing
+  // it costs no atomic operation.
+  std::shared_ptr<Deferred> deferred;
 
   void Clear() {
     status = 200;
@@ -66,6 +93,7 @@ struct Response {
     ip_ttl.reset();
     close = false;
     head = false;
+    if (deferred) deferred.reset();
   }
   void AddHeader(std::string name, std::string value) {
     headers.emplace_back(std::move(name), std::move(value));

@@ -5,8 +5,10 @@
 namespace openimds::http {
 
 // What a listener hands each parsed request to. Called on an I/O thread, so
-// implementations must not block on the network; several threads call
-// Handle concurrently, so implementations must be thread-safe.
+// implementations must not block on the network (one that needs an upstream
+// answer sets Response::deferred instead, see common::Deferred and
+// deferred_wait.h); several threads call Handle concurrently, so
+// implementations must be thread-safe.
 class Handler {
  public:
   virtual ~Handler() = default;

@@ -31,6 +31,7 @@
 #include <thread>
 
 #include "common/log.h"
+#include "http/deferred_wait.h"
 #include "http/hop_limit.h"
 #include "http/wire_format.h"
 
@@ -494,6 +495,12 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, ListenerState& ls, Wo
         req.version = parsed.version;
         try {
           ls.config.handler->Handle(req, resp);
+          if (resp.deferred) [[unlikely]] {
+            // The handler waits on an upstream (common::Deferred): park this
+            // request only; the reaper must not take the wait for a slowloris.
+            deadline = Clock::now() + DeferralBound(*resp.deferred) + limits.write_timeout;
+            co_await ResumeDeferred(*ls.config.handler, req, resp);
+          }
         } catch (const std::exception& e) {
           ls.handler_errors->Inc();
           common::LogError("http", "handler failed for " + std::string(req.method) + " " +

@@ -1,5 +1,7 @@
 #include "http/wire_format.h"
 
+#include <net/if.h>
+
 #include <array>
 #include <charconv>
 #include <cstring>
@@ -83,10 +85,51 @@ common::Result<boost::asio::ip::tcp::endpoint> ParseTcpEndpoint(std::string_view
   if (r.ec != std::errc() || r.ptr != port.data() + port.size() || p > 65535) {
     return common::InvalidArgument("bad port in endpoint '" + std::string(text) + "'");
   }
+  // An IPv6 link-local address means nothing without its link: "%IFACE"
+  // (or "%INDEX") names it, as in fe80::a9fe:a9fe%eth0. The zone is resolved
+  // here, in the caller's network namespace, so a missing interface is a
+  // clear error at start-up rather than EINVAL from bind().
+  std::string_view zone;
+  if (const size_t percent = host.find('%'); percent != std::string_view::npos) {
+    zone = host.substr(percent + 1);
+    host = host.substr(0, percent);
+    if (zone.empty()) {
+      return common::InvalidArgument("empty scope after '%' in endpoint '" + std::string(text) +
+                                     "'");
+    }
+  }
   boost::system::error_code ec;
   auto addr = boost::asio::ip::make_address(std::string(host), ec);
   if (ec) {
     return common::InvalidArgument("bad address in endpoint '" + std::string(text) + "'");
+  }
+  const bool link_local = addr.is_v6() && addr.to_v6().is_link_local();
+  if (link_local) {
+    if (zone.empty()) {
+      return common::InvalidArgument("IPv6 link-local endpoint '" + std::string(text) +
+                                     "' needs its interface: [" + std::string(host) +
+                                     "%IFACE]:PORT");
+    }
+    unsigned scope = if_nametoindex(std::string(zone).c_str());
+    if (scope == 0) {
+      const auto n = std::from_chars(zone.data(), zone.data() + zone.size(), scope);
+      char name[IF_NAMESIZE];
+      if (n.ec != std::errc() || n.ptr != zone.data() + zone.size() ||
+          if_indextoname(scope, name) == nullptr) {
+        scope = 0;
+      }
+    }
+    if (scope == 0) {
+      return common::InvalidArgument("no network interface '" + std::string(zone) +
+                                     "' for endpoint '" + std::string(text) + "'");
+    }
+    auto v6 = addr.to_v6();
+    v6.scope_id(scope);
+    addr = v6;
+  } else if (!zone.empty()) {
+    return common::InvalidArgument("a scope ('%" + std::string(zone) +
+                                   "') goes only with an IPv6 link-local address, not in '" +
+                                   std::string(text) + "'");
   }
   return boost::asio::ip::tcp::endpoint(addr, static_cast<unsigned short>(p));
 }

@@ -23,7 +23,10 @@ std::string_view HttpDate();
 // Appends the decimal digits of `n`.
 void AppendNumber(std::string& out, uint64_t n);
 
-// "127.0.0.1:8169" or "[::1]:80"; InvalidArgument naming the text otherwise.
+// "127.0.0.1:8169", "[::1]:80", or an IPv6 link-local address with its
+// interface, "[fe80::a9fe:a9fe%eth0]:80" (name or index, resolved in the
+// calling thread's network namespace; required for fe80::/10, refused for
+// any other address). InvalidArgument naming the text otherwise.
 common::Result<boost::asio::ip::tcp::endpoint> ParseTcpEndpoint(std::string_view text);
 
 // An Asio address as a common::IpAddress (v4-mapped IPv6 becomes IPv4).

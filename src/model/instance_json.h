@@ -64,8 +64,10 @@ common::Status Validate(const Instance& instance);
 // code (and the store, before it writes) call it before Validate().
 void Normalize(Instance& instance);
 
-// Every address the instance answers from in its network (private IPv4s and
-// IPv6s of all NICs), canonical text. Used for the (network, address) index.
+// Every address the instance answers from in its network, canonical text,
+// each once: private IPv4s and IPv6s of all NICs, then the addresses of
+// network_config's static networks. Used for the store's unique (network,
+// address) index and the catalog's lookup index.
 std::vector<std::string> CallerAddresses(const Instance& instance);
 
 // Limits, with the reason for each.

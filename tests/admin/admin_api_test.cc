@@ -269,6 +269,46 @@ TEST_F(AdminApiTest, AddressClashIs409NamingTheHolder) {
   EXPECT_EQ(CatalogHolder("net-b", "10.0.0.5"), "second");
 }
 
+// An address that exists only in network_config (a static network) is
+// claimed like a NIC's: it identifies the guest, so it must be unique too.
+TEST_F(AdminApiTest, NetworkConfigStaticAddressClashIs409) {
+  const std::string only_in_config = R"({"id":"cfg","network":"net-a","network_config":{
+      "links":[{"name":"e0","type":"physical","mac":"02:00:00:00:00:0c"}],
+      "networks":[{"link":"e0","address":"10.0.0.7/24"},
+                  {"link":"e0","ip_version":6,"address":"fd00::7/64"}]}})";
+  ASSERT_EQ(Put("cfg", only_in_config).status, 201);
+  EXPECT_EQ(CatalogHolder("net-a", "10.0.0.7"), "cfg");
+  EXPECT_EQ(CatalogHolder("net-a", "fd00::7"), "cfg");
+
+  // A NIC claiming it: 409 naming the holder.
+  common::Response clash =
+      Put("nic", InstanceJson("nic", "net-a", "10.0.0.7", "02:00:00:00:00:0d"));
+  ASSERT_EQ(clash.status, 409) << clash.body;
+  EXPECT_EQ(ErrorCode(clash), "conflict");
+  EXPECT_NE(ErrorMessage(clash).find("cfg"), std::string::npos) << ErrorMessage(clash);
+
+  // Another record's network_config claiming a NIC's address: 409 too.
+  ASSERT_EQ(Put("holder", InstanceJson("holder", "net-a", "10.0.0.5")).status, 201);
+  common::Response clash2 = Put("cfg2", R"({"id":"cfg2","network":"net-a","network_config":{
+      "links":[{"name":"e0","type":"physical","mac":"02:00:00:00:00:0e"}],
+      "networks":[{"link":"e0","address":"10.0.0.5/24"}]}})");
+  ASSERT_EQ(clash2.status, 409) << clash2.body;
+  EXPECT_NE(ErrorMessage(clash2).find("holder"), std::string::npos) << ErrorMessage(clash2);
+
+  // The same within one import.
+  common::Response import = Import(
+      R"({"id":"i1","network":"net-b","nics":[{"mac":"02:00:00:00:00:01","private_ipv4s":["10.1.0.5"]}]})"
+      "\n"
+      R"({"id":"i2","network":"net-b","network_config":{"links":[{"name":"e0","type":"physical","mac":"02:00:00:00:00:02"}],"networks":[{"link":"e0","address":"10.1.0.5/16"}]}})");
+  ASSERT_EQ(import.status, 409) << import.body;
+  EXPECT_EQ(CatalogHolder("net-b", "10.1.0.5"), "");
+
+  // Dropping the static network frees the address.
+  ASSERT_EQ(Put("cfg", R"({"id":"cfg","network":"net-a"})").status, 200);
+  EXPECT_EQ(Put("nic", InstanceJson("nic", "net-a", "10.0.0.7", "02:00:00:00:00:0d")).status, 201);
+  EXPECT_EQ(CatalogHolder("net-a", "10.0.0.7"), "nic");
+}
+
 TEST_F(AdminApiTest, PatchMergesPerRfc7396) {
   const std::string full = R"({
     "id": "i-1", "network": "n", "name": "web",

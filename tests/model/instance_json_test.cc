@@ -562,5 +562,40 @@ TEST(InstanceJsonTest, CallerAddressesArePrivateV4AndV6OfEveryNic) {
   EXPECT_THAT(CallerAddresses(Ipv6Only()), ElementsAre("fd00::1", "fd00::2", "fd00::3", "fd00::4"));
 }
 
+TEST(InstanceJsonTest, CallerAddressesIncludeStaticNetworkConfigAddressesOnce) {
+  // 10.0.0.5 is on the NIC and in network_config (listed once); 10.0.1.9 and
+  // 2001:db8:9::9 exist only in network_config; DHCP/SLAAC addresses are the
+  // guest's to pick and are not claimed.
+  auto in = FromJsonText(R"({"id":"i-1","network":"n",
+      "nics":[{"mac":"02:00:00:00:00:01","private_ipv4s":["10.0.0.5"]}],
+      "network_config":{
+        "links":[{"name":"e0","type":"physical","mac":"02:00:00:00:00:01"}],
+        "networks":[
+          {"link":"e0","address":"10.0.0.5/24"},
+          {"link":"e0","address":"10.0.1.9/24"},
+          {"link":"e0","ip_version":6,"address":"2001:DB8:9:0::9/64"},
+          {"link":"e0","ip_version":6,"mode":"slaac","address":"2001:db8:8::8/64"},
+          {"link":"e0","mode":"dhcp"}]}})");
+  ASSERT_TRUE(in.ok()) << in.status().ToString();
+  EXPECT_THAT(CallerAddresses(*in), ElementsAre("10.0.0.5", "10.0.1.9", "2001:db8:9::9"));
+
+  // A record with network_config only (no NICs) still answers from its
+  // static address.
+  auto bare = FromJsonText(R"({"id":"i-2","network_config":{
+      "links":[{"name":"e0","type":"physical","mac":"02:00:00:00:00:02"}],
+      "networks":[{"link":"e0","address":"192.0.2.7/24"}]}})");
+  ASSERT_TRUE(bare.ok()) << bare.status().ToString();
+  EXPECT_THAT(CallerAddresses(*bare), ElementsAre("192.0.2.7"));
+
+  // Two NICs listing one address: once.
+  Instance twice = Minimal();
+  twice.nics.resize(2);
+  twice.nics[0].mac = "02:00:00:00:00:01";
+  twice.nics[1].mac = "02:00:00:00:00:02";
+  twice.nics[0].private_ipv4s = {"10.0.0.5"};
+  twice.nics[1].private_ipv4s = {"10.0.0.5"};
+  EXPECT_THAT(CallerAddresses(twice), ElementsAre("10.0.0.5"));
+}
+
 }  // namespace
 }  // namespace openimds::model

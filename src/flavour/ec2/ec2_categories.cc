@@ -450,10 +450,53 @@ const NodeSpec kCategories[] = {
     {"meta-data/tags/instance/*", "2021-03-23",
      [](const C& c, std::string& o) { o += *c.value; }, KeySource::kTagKey, kEmptyIsValue},
 };
+
+// Nova's EC2 tree (nova/api/metadata/base.py get_ec2_metadata; openstack.md
+// §1.4): its keys, from the version Nova's _check_version gates them at,
+// which differs from AWS's for kernel-id (2007-12-15, not 2008-02-01) and
+// ramdisk-id (2007-12-15, not 2007-10-10). Nova has kernel-id and
+// ramdisk-id only when set, public-keys only with a key and user-data only
+// when there is some; every other key is in its dict unconditionally, so
+// here it is kEmptyIsValue (kAlways): listed and 200 even when the record
+// leaves it empty (Nova prints '' for an empty value, and cloud-init retries
+// every listed key that is not 200). block-device-mapping/ is always a dict
+// in Nova, so always listed.
+constexpr uint8_t kAlways = kEmptyIsValue;
+const KeySetRow kNovaKeySet[] = {
+    {"user-data", "1.0"},
+    {"meta-data/ami-id", "1.0", kAlways},
+    {"meta-data/ami-launch-index", "1.0", kAlways},
+    {"meta-data/ami-manifest-path", "1.0", kAlways},
+    {"meta-data/block-device-mapping/*", "2007-12-15", kListedWithoutKeys},
+    {"meta-data/hostname", "1.0", kAlways},
+    {"meta-data/instance-action", "2008-09-01", kAlways},
+    {"meta-data/instance-id", "1.0", kAlways},
+    {"meta-data/instance-type", "2007-08-29", kAlways},
+    {"meta-data/kernel-id", "2007-12-15"},
+    {"meta-data/local-hostname", "2007-01-19", kAlways},
+    {"meta-data/local-ipv4", "1.0", kAlways},
+    {"meta-data/placement/availability-zone", "2008-02-01", kAlways},
+    {"meta-data/public-hostname", "2007-01-19", kAlways},
+    {"meta-data/public-ipv4", "2007-01-19", kAlways},
+    {"meta-data/public-keys/*", "1.0"},
+    {"meta-data/public-keys/*/openssh-key", "1.0"},
+    {"meta-data/ramdisk-id", "2007-12-15"},
+    {"meta-data/reservation-id", "1.0", kAlways},
+    {"meta-data/security-groups", "1.0", kAlways},
+};
 // clang-format on
 
 }  // namespace
 
 std::span<const NodeSpec> Ec2Categories() { return kCategories; }
+
+Ec2TreeOptions TreeOptionsFor(Ec2Dialect dialect) {
+  Ec2TreeOptions options;
+  if (dialect == Ec2Dialect::kNova) {
+    options.key_set = kNovaKeySet;
+    options.slash_root_directories = true;
+  }
+  return options;
+}
 
 }  // namespace openimds::flavour::ec2

@@ -112,7 +112,7 @@ Ec2Flavour::Ec2Flavour(Options options, const auth::TokenAuthority& tokens,
     : options_(std::move(options)),
       tokens_(tokens),
       clock_(clock),
-      tree_(Ec2Categories()),
+      tree_(Ec2Categories(), TreeOptionsFor(options_.dialect)),
       signer_(signer),
       credentials_(credentials),
       metrics_(metrics),
@@ -190,7 +190,7 @@ bool Ec2Flavour::Owns(const Request& request) const {
   if (path == "/") return true;
   if (path.size() < 2 || path.front() != '/') return false;
   path.remove_prefix(1);
-  return VersionIndex(path.substr(0, path.find('/'))) >= 0;
+  return VersionIndex(path.substr(0, path.find('/')), options_.dialect) >= 0;
 }
 
 Status Ec2Flavour::Refuse(Code code, int http_status, std::string_view log_reason,
@@ -216,9 +216,9 @@ Status Ec2Flavour::Render(const model::Instance& instance, const Request& reques
   }
 
   Ec2Path path;
-  int version = kLatestVersion;
+  int version = LatestVersion(options_.dialect);
   if (!ParseEc2Path(request.path, options_.max_path_bytes, path) ||
-      (path.size > 0 && (version = VersionIndex(path[0])) < 0)) {
+      (path.size > 0 && (version = VersionIndex(path[0], options_.dialect)) < 0)) {
     not_found_.Inc();
     return Refuse(Code::kNotFound, 404, "bad path", instance, request, out);
   }
@@ -240,10 +240,11 @@ Status Ec2Flavour::Render(const model::Instance& instance, const Request& reques
   if (Status auth = CheckToken(instance, request, out, v2); !auth.ok()) return auth;
 
   if (path.size == 0) {  // "/": the version list
-    for (size_t i = 0; i < kVersions.size(); ++i) {
-      if (i > 0) out.body += '\n';
-      out.body += kVersions[i];
+    for (std::string_view v : DatedVersions(options_.dialect)) {
+      out.body += v;
+      out.body += '\n';
     }
+    out.body += "latest";
     return Status::Ok();
   }
 
@@ -279,7 +280,8 @@ Status Ec2Flavour::Render(const model::Instance& instance, const Request& reques
       // to its '/' form. Clients that ask without the slash
       // (cloud-init: dynamic/instance-identity) follow the redirect.
       const bool bare_latest = path.size == 1 && path[0] == "latest";
-      if (path.trailing_slash || bare_latest || !options_.redirect_directories) {
+      if (path.trailing_slash || bare_latest || !options_.redirect_directories ||
+          options_.dialect == Ec2Dialect::kNova) {
         return Status::Ok();
       }
       out.body.resize(mark);

@@ -14,15 +14,17 @@
 #include "common/metrics.h"
 #include "flavour/ec2/credential_provider.h"
 #include "flavour/ec2/ec2_tree.h"
+#include "flavour/ec2/ec2_versions.h"
 #include "flavour/flavour.h"
 
 namespace openimds::flavour::ec2 {
 
 // The EC2 instance metadata service (IMDSv1 and IMDSv2), ec2.md §1–§2.
 //
-// Owns "/", "/latest[/...]" and "/<known dated version>[/...]". Serves the
-// version list, the meta-data / dynamic / user-data tree rendered from
-// model::Instance (Ec2Categories(), version-gated), and the IMDSv2 token
+// Owns "/", "/latest[/...]" and "/<known dated version>[/...]" (known to the
+// configured Options::dialect). Serves the version list, the meta-data /
+// dynamic / user-data tree rendered from model::Instance (Ec2Categories(),
+// version-gated, cut by TreeOptionsFor(dialect)), and the IMDSv2 token
 // endpoint PUT /latest/api/token. Every response carries "Server: EC2ws".
 //
 // Request policy, in order:
@@ -71,6 +73,12 @@ class Ec2Flavour final : public Flavour {
     // as EC2 does (ec2.md §1.3 [EMU]). false: answer with the listing (AEMM's
     // behaviour), for clients that do not follow redirects.
     bool redirect_directories = true;
+    // Which EC2 service to imitate (Ec2Dialect). kNova: Nova's versions
+    // (1.0 .. 2009-04-04, "latest" = 2009-04-04), Nova's key set, and no 301
+    // for directories asked without '/' (Nova normalises paths and answers
+    // the listing), whatever redirect_directories says. Tokens, the
+    // endpoint switch and the counters work as in kAws.
+    Ec2Dialect dialect = Ec2Dialect::kAws;
     // Longer paths are 404 without lookup. EC2's longest real path is under
     // 150 bytes; 1 KiB leaves room for long tag keys.
     size_t max_path_bytes = 1024;

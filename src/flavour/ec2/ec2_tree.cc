@@ -116,7 +116,29 @@ void AddEntry(std::string_view name, bool slash, std::string& out, bool& first) 
 
 }  // namespace
 
-Ec2Tree::Ec2Tree(std::span<const NodeSpec> specs) {
+Ec2Tree::Ec2Tree(std::span<const NodeSpec> table, Ec2TreeOptions options)
+    : slash_root_directories_(options.slash_root_directories) {
+  // The rows this tree serves: the whole table, or the key set's rows with
+  // the key set's version and extra flags.
+  std::vector<NodeSpec> specs;
+  if (options.key_set.empty()) {
+    specs.assign(table.begin(), table.end());
+  } else {
+    for (const KeySetRow& row : options.key_set) {
+      const auto it = std::find_if(table.begin(), table.end(),
+                                   [&](const NodeSpec& s) { return s.path == row.path; });
+      if (it == table.end()) BadTable("key-set row names no table row", row.path);
+    }
+    for (const NodeSpec& spec : table) {
+      const auto it = std::find_if(options.key_set.begin(), options.key_set.end(),
+                                   [&](const KeySetRow& r) { return r.path == spec.path; });
+      if (it == options.key_set.end()) continue;
+      NodeSpec cut = spec;
+      cut.since = it->since;
+      cut.flags = static_cast<uint8_t>(cut.flags | it->flags);
+      specs.push_back(cut);
+    }
+  }
   nodes_.emplace_back();  // the version root
   // Index of the node at each declared or implied path, for parent lookup
   // while building; a linear scan is fine for a table of ~60 rows.
@@ -223,7 +245,8 @@ bool Ec2Tree::Present(const Node& node, const RenderContext& ctx, std::string& s
   }
   if (node.keyed_child >= 0) {
     const Node& keyed = nodes_[node.keyed_child];
-    return keyed.since <= ctx.version && HasKeys(keyed.keys, ctx);
+    return keyed.since <= ctx.version &&
+           ((keyed.flags & kListedWithoutKeys) != 0 || HasKeys(keyed.keys, ctx));
   }
   for (uint16_t child : node.children) {
     if (Present(nodes_[child], ctx, scratch)) return true;
@@ -287,10 +310,11 @@ bool Ec2Tree::AppendListing(const Node& dir, const RenderContext& ctx, std::stri
   bool first = true;
   if (dir.keyed_child >= 0) {
     const Node& keyed = nodes_[dir.keyed_child];
-    if (keyed.since <= ctx.version) AppendKeys(keyed, ctx, out, first);
-    return !first;
+    if (keyed.since > ctx.version) return false;
+    AppendKeys(keyed, ctx, out, first);
+    return !first || (keyed.flags & kListedWithoutKeys) != 0;
   }
-  const bool slashes = &dir != &nodes_.front();
+  const bool slashes = slash_root_directories_ || &dir != &nodes_.front();
   for (uint16_t index : dir.children) {
     const Node& child = nodes_[index];
     if (!Present(child, ctx, out)) continue;

@@ -48,6 +48,10 @@ enum NodeFlag : uint8_t {
   kOctetStream = 1 << 0,   // served as application/octet-stream instead of text/plain
   kEmptyIsValue = 1 << 1,  // an empty value is served (200, empty body), not a 404
   kCredentialRead = 1 << 2,  // reading it hands out credentials (counted per read)
+  // On a "*" row: its directory is present (listed, 200 with an empty
+  // listing) even when the instance has no such keys. Nova always lists
+  // block-device-mapping/.
+  kListedWithoutKeys = 1 << 3,
 };
 
 // One row of a tree table.
@@ -63,6 +67,24 @@ struct NodeSpec {
   uint8_t flags = 0;                  // NodeFlag bits
 };
 
+// A dialect's view of the category table (Ec2Dialect): which rows exist, from
+// which version, with which extra NodeFlags. The rows' values still come from
+// the table's LeafFns, so every dialect shares one renderer.
+struct KeySetRow {
+  std::string_view path;   // a NodeSpec path, e.g. "meta-data/kernel-id"
+  std::string_view since;  // first version that serves it in this dialect
+  uint8_t flags = 0;       // OR-ed into the NodeSpec's flags
+};
+
+// How one Ec2Tree is cut from the table.
+struct Ec2TreeOptions {
+  // The rows to serve; empty: every row of the table, as written there.
+  std::span<const KeySetRow> key_set;
+  // The version root lists directories with '/' too ("meta-data/\nuser-data",
+  // as Nova's ec2_md_print), where EC2 lists "dynamic\nmeta-data\nuser-data".
+  bool slash_root_directories = false;
+};
+
 // A metadata tree built once from a table of NodeSpecs. Directory listings
 // are derived from the table and the instance, never written by hand:
 //  - a node is visible in a version at or after its `since`;
@@ -71,7 +93,8 @@ struct NodeSpec {
 //    with nothing in them are absent (404), not empty;
 //  - listings are the present children in byte order of their names, one per
 //    line, no trailing newline; directories end in '/' except directly under
-//    the version root (EC2 lists "dynamic", "meta-data", "user-data").
+//    the version root (EC2 lists "dynamic", "meta-data", "user-data")
+//    unless Ec2TreeOptions::slash_root_directories.
 // Immutable after construction; safe for concurrent use.
 class Ec2Tree {
  public:
@@ -88,9 +111,10 @@ class Ec2Tree {
   };
 
   // Aborts on a malformed table (unknown version, undeclared "*" parent,
-  // duplicate path, "*" beside named children): the table is code, and a
-  // broken one must fail the first test, not a guest's request.
-  explicit Ec2Tree(std::span<const NodeSpec> specs);
+  // duplicate path, "*" beside named children, a key-set row naming no table
+  // row): the tables are code, and a broken one must fail the first test, not
+  // a guest's request.
+  explicit Ec2Tree(std::span<const NodeSpec> specs, Ec2TreeOptions options = {});
 
   // The version root ("/<version>/").
   const Node& root() const { return nodes_.front(); }
@@ -113,10 +137,18 @@ class Ec2Tree {
   bool AppendKeys(const Node& keyed, const RenderContext& ctx, std::string& out, bool& first) const;
 
   std::vector<Node> nodes_;  // [0] is the version root; constant after construction
+  bool slash_root_directories_ = false;
 };
 
 // The EC2 categories OpenIMDS serves (ec2.md §1.5, §1.6, §1.7, §1.8).
 std::span<const NodeSpec> Ec2Categories();
+
+// How `dialect` cuts Ec2Categories(): AWS takes the table as it is; Nova
+// (openstack.md §1.4, nova/api/metadata/base.py get_ec2_metadata) takes its
+// 2009-04-04 key set with Nova's version gates, lists the keys Nova always
+// has even when the record leaves them empty (200, empty body: cloud-init
+// crawls every listed key), and lists "meta-data/" with its slash.
+Ec2TreeOptions TreeOptionsFor(Ec2Dialect dialect);
 
 // True if `key` may appear under tags/instance/: [A-Za-z0-9+-=.,_:@]+, and
 // not ".", ".." or "_index" (AWS Using_Tags.md). Other keys are not served.

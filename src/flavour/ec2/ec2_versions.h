@@ -1,6 +1,8 @@
 #pragma once
 
 #include <array>
+#include <cstdint>
+#include <span>
 #include <string_view>
 
 namespace openimds::flavour::ec2 {
@@ -22,8 +24,43 @@ inline constexpr std::array<std::string_view, 33> kVersions = {
 // every category.
 inline constexpr int kLatestVersion = static_cast<int>(kVersions.size()) - 1;
 
+// Which EC2-style metadata service a deployment imitates (`serve
+// --ec2-versions aws|nova`). Both are rendered by the same tree and category
+// table; a dialect only chooses the version list, what "latest" means and
+// which rows of the table exist from which version.
+enum class Ec2Dialect : uint8_t {
+  // AWS: every version in kVersions, "latest" newest, the whole category table.
+  kAws,
+  // nova-api-metadata (openstack.md §1.2, §1.4; nova/api/metadata/base.py
+  // VERSIONS and get_ec2_metadata): 1.0 .. 2009-04-04, "latest" serves
+  // 2009-04-04's content, and only the keys Nova's EC2 tree has.
+  kNova,
+};
+
+// Nova's newest EC2 version. Nova's VERSIONS list is exactly kVersions'
+// first kNovaNewestVersion + 1 entries, so indexes mean the same in both
+// dialects and one tree serves both.
+inline constexpr int kNovaNewestVersion = 8;
+static_assert(kVersions[kNovaNewestVersion] == "2009-04-04");
+
+// The dated versions `dialect` lists at "/", oldest first ("latest", which
+// every dialect lists last, is not included).
+std::span<const std::string_view> DatedVersions(Ec2Dialect dialect);
+
+// The version index "latest" stands for in `dialect`.
+int LatestVersion(Ec2Dialect dialect);
+
 // The index of `name` in kVersions, or -1 for an unknown version.
 // Allocation-free; safe for concurrent use.
 int VersionIndex(std::string_view name);
+
+// As above, but -1 also for versions `dialect` does not serve, and "latest"
+// is LatestVersion(dialect).
+int VersionIndex(std::string_view name, Ec2Dialect dialect);
+
+// "aws" / "nova". ParseEc2Dialect returns false (and leaves `out`) for
+// anything else.
+std::string_view Ec2DialectName(Ec2Dialect dialect);
+bool ParseEc2Dialect(std::string_view text, Ec2Dialect& out);
 
 }  // namespace openimds::flavour::ec2

@@ -262,13 +262,7 @@ common::Status OpenStackFlavour::Render(const model::Instance& instance,
   if (file == "vendor_data2.json") {
     if (version < kNewtonTwo) return NotFound("vendor_data2.json before 2016-10-06", instance, request, out);
     out.content_type = kJson;
-    out.body.append("{");
-    if (options_.static_vendor_data_enabled) {
-      out.body.append("\"static\": ");
-      VendorData(instance, out.body);
-    }
-    out.body.append("}");
-    return common::Status::Ok();
+    return VendorData2(instance, request, out);
   }
   return NotFound("no such OpenStack document", instance, request, out);
 }
@@ -279,6 +273,65 @@ void OpenStackFlavour::VendorData(const model::Instance& instance, std::string& 
     return;
   }
   out.append(MergeObjects(static_vendor_data_, instance.vendor_data));
+}
+
+// Nova's _vendor_data2: providers in order into one object; StaticJSON sets
+// "static", DynamicJSON adds one member per target and loses any key that
+// is already there.
+common::Status OpenStackFlavour::VendorData2(const model::Instance& instance,
+                                             const common::Request& request,
+                                             common::Response& out) const {
+  DynamicVendorData::LookupResult dynamic;
+  if (options_.dynamic_vendor_data != nullptr) {
+    dynamic = options_.dynamic_vendor_data->Lookup(instance, request.resumed);
+    if (dynamic.pending) {
+      out.deferred = std::move(dynamic.pending);  // the http core calls again
+      return common::Status::Ok();
+    }
+    if (options_.vendordata_failure_fatal) {
+      for (const auto& v : dynamic.values) {
+        if (v.failure.empty()) continue;
+        // Name and reason only: the detail (in the log) names internal
+        // addresses a guest has no business seeing.
+        const std::string why =
+            "dynamic vendordata target " + std::string(v.name) + " failed: " + v.failure;
+        WebobError(500, "Internal Server Error", why, out);
+        return common::Unavailable(why);
+      }
+    }
+  }
+  const bool with_static = options_.static_vendor_data_enabled;
+  bool first = true;
+  auto key = [&](std::string_view name) {
+    if (!first) out.body.append(", ");
+    first = false;
+    AppendPythonJson(json::value(json::string(name)), out.body);
+    out.body.append(": ");
+  };
+  bool static_done = false;
+  out.body.append("{");
+  if (with_static && options_.static_before_dynamic) {
+    key("static");
+    VendorData(instance, out.body);
+    static_done = true;
+  }
+  for (const auto& v : dynamic.values) {
+    if (with_static && v.name == "static") {
+      if (static_done) continue;  // dropped, as Nova does
+      key("static");  // Nova's later j['static'] = ... keeps this position
+      VendorData(instance, out.body);
+      static_done = true;
+      continue;
+    }
+    key(v.name);
+    out.body.append(*v.json);
+  }
+  if (with_static && !static_done) {
+    key("static");
+    VendorData(instance, out.body);
+  }
+  out.body.append("}");
+  return common::Status::Ok();
 }
 
 common::Status OpenStackFlavour::Password(const model::Instance& instance,

@@ -9,6 +9,7 @@
 #include "common/metrics.h"
 #include "common/result.h"
 #include "flavour/flavour.h"
+#include "flavour/openstack/dynamic_vendordata.h"
 #include "flavour/openstack/password_store.h"
 
 namespace openimds::flavour::openstack {
@@ -30,7 +31,9 @@ namespace openimds::flavour::openstack {
 //   /openstack/<ver>/user_data       raw bytes; 404 if none
 //   /openstack/<ver>/vendor_data.json   deployment static JSON with the
 //                                    instance's vendor_data merged over it
-//   /openstack/<ver>/vendor_data2.json  {"static": <the same>}
+//   /openstack/<ver>/vendor_data2.json  {"static": <the same>, "<target>": <its JSON>,
+//                                    ...} (DynamicJSON: see dynamic_vendordata.h;
+//                                    a cold cache answers with Response::deferred)
 //   /openstack/<ver>/network_data.json  text/plain as Nova sends it
 //   /openstack/<ver>/password        GET: the password or ""; POST: set once
 //   /openstack/content/NNNN          404 (no content files are modelled)
@@ -54,6 +57,17 @@ class OpenStackFlavour final : public Flavour {
     // vendor_data.json is 404 (still listed, as Nova does) and
     // vendor_data2.json has no "static" member.
     bool static_vendor_data_enabled = true;
+    // Nova's "DynamicJSON in [api]vendordata_providers": the targets' values
+    // in vendor_data2.json. Borrowed (thread-safe, must outlive the flavour);
+    // null = no DynamicJSON.
+    DynamicVendorData* dynamic_vendor_data = nullptr;
+    // Nova's provider order: StaticJSON listed before DynamicJSON. Decides
+    // only a target named "static": dropped when static comes first (Nova's
+    // "Removing duplicate metadata key"), overwritten in place otherwise.
+    bool static_before_dynamic = true;
+    // Nova's [api]vendordata_dynamic_failure_fatal: a failed target makes
+    // vendor_data2.json a 500 naming the target and the reason (else {}).
+    bool vendordata_failure_fatal = false;
     // Nova's [api]dhcp_domain, appended to the hostname as ".<domain>".
     // Empty by default: the model's hostname is already what the guest gets.
     std::string dhcp_domain;
@@ -96,6 +110,8 @@ class OpenStackFlavour final : public Flavour {
   common::Status Password(const model::Instance& instance, const common::Request& request,
                           common::Response& out) const;
   void VendorData(const model::Instance& instance, std::string& out) const;
+  common::Status VendorData2(const model::Instance& instance, const common::Request& request,
+                             common::Response& out) const;
 
   // Constant after construction.
   const Options options_;
