@@ -5,7 +5,12 @@
 # openimds/nginx for keep-alive and for a new connection per request
 # (cloud-init's pattern). Loopback only; every run is bounded by DURATION.
 #
+# A third server, bench/bare_beast.cc (Beast's coroutine example returning the
+# same bytes: no routing, identity or rendering), is measured in the same run
+# as the ceiling a Beast-based server can reach here; unset BARE_BEAST= skips it.
+#
 # Env: OPENIMDS_BINARY (default: build into <repo>/build-bench, Release),
+#      BARE_BEAST (default: <repo>/build-bench/bench/bare_beast; "none" skips it),
 #      DURATION (s, default 10), WARMUP (s, default 2), CONNECTIONS (default 64),
 #      ROUNDS (default 1; the ratio uses each server's least-disturbed round),
 #      SERVER_CPU (default 0), WRK_CPU (default 1), KEEP_TMP (keep the temp dir),
@@ -37,6 +42,7 @@ chmod 755 "$TMP"                  # nginx workers (user nobody) read the docroot
 trap cleanup EXIT
 
 resolve_binary "$REPO"
+BARE_BEAST=${BARE_BEAST:-$REPO/build-bench/bench/bare_beast}
 start_openimds
 IMDS_URL=http://$IMDS_ADDR$LEAF
 
@@ -104,6 +110,18 @@ EOF
 start_nginx
 NGINX_URL=http://$NGINX_ADDR$LEAF
 
+BEAST_URL=""
+if [[ ${BARE_BEAST:-none} != none && -x ${BARE_BEAST:-} ]]; then
+  taskset -c "$SERVER_CPU" "$BARE_BEAST" 0 "$(cat "$TMP/www$LEAF")" >"$TMP/beast.port" 2>"$TMP/beast.log" &
+  BEAST_PID=$!
+  BENCH_PIDS+=("$BEAST_PID")
+  for _ in $(seq 50); do [[ -s $TMP/beast.port ]] && break; sleep 0.1; done
+  BEAST_URL=http://127.0.0.1:$(head -1 "$TMP/beast.port")$LEAF
+  curl -s -o "$TMP/beast.body" "$BEAST_URL" && cmp -s "$TMP/beast.body" "$TMP/www$LEAF" ||
+    die "bare_beast did not serve the same bytes"
+fi
+beast_counts() { echo "? ?"; }
+
 # Same bytes from both, or no comparison.
 curl -s -D "$TMP/nginx.headers" -o "$TMP/nginx.body" "$NGINX_URL"
 curl -s -D "$TMP/imds.headers" -o "$TMP/imds.body" "$IMDS_URL"
@@ -135,7 +153,7 @@ for scenario in keepalive close; do
   fi
   # Each round runs nginx then openimds; the ratio uses, per server, the round
   # least disturbed by other load (lowest wait%), so ROUNDS>1 helps on a busy box.
-  n=() o=()
+  n=() o=() b=()
   for ((round = 1; round <= ROUNDS; round++)); do
     COUNTS_SELF=1 measure "$label" nginx "$NGINX_URL" "$NGINX_PID" nginx_counts "${args[@]}"
     [[ ${#n[@]} -eq 0 || $R_WAIT -lt ${n[6]} ]] &&
@@ -143,6 +161,11 @@ for scenario in keepalive close; do
     COUNTS_SELF=0 measure "$label" openimds "$IMDS_URL" "$IMDS_PID" imds_counts "${args[@]}"
     [[ ${#o[@]} -eq 0 || $R_WAIT -lt ${o[6]} ]] &&
       o=("$R_RPS" "$R_P50" "$R_P99" "$R_CONNS" "$R_REQS" "$R_PERCPU" "$R_WAIT")
+    if [[ -n $BEAST_URL ]]; then
+      COUNTS_SELF=0 measure "$label" beast "$BEAST_URL" "$BEAST_PID" beast_counts "${args[@]}"
+      [[ ${#b[@]} -eq 0 || $R_WAIT -lt ${b[6]} ]] &&
+        b=("$R_RPS" "$R_P50" "$R_P99" "$R_CONNS" "$R_REQS" "$R_PERCPU" "$R_WAIT")
+    fi
   done
   if [[ $scenario == close ]]; then
     # wrk only reconnects if the server says "Connection: close"; prove it closed.
@@ -159,6 +182,10 @@ for scenario in keepalive close; do
     "$label" "${n[0]}" "${n[1]}" "${n[2]}" "${o[0]}" "${o[1]}" "${o[2]}" \
     "$(ratio "${o[0]}" "${n[0]}")" "$(ratio "${o[1]}" "${n[1]}")" "$(ratio "${o[2]}" "${n[2]}")" \
     "$(ratio "${o[5]}" "${n[5]}")" "$flag")")
+  if [[ ${#b[@]} -gt 0 ]]; then
+    SUMMARY+=("$(printf '  reference: bare Beast %s req/s = %s nginx (req/cpu-s %s); openimds = %s of bare Beast' \
+      "${b[0]}" "$(ratio "${b[0]}" "${n[0]}")" "$(ratio "${b[5]}" "${n[5]}")" "$(ratio "${o[0]}" "${b[0]}")")")
+  fi
 done
 
 echo

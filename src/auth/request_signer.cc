@@ -1,27 +1,36 @@
 #include "auth/request_signer.h"
 
+// The low-level SHA256_* calls below are deprecated (not removed) in OpenSSL 3.
+#define OPENSSL_SUPPRESS_DEPRECATED 1
+
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/sha.h>
 
 #include <array>
 #include <charconv>
+#include <cstring>
 #include <utility>
 
 #include "common/encoding.h"
 
 namespace openimds::auth {
 
-// RAII over an EVP_MAC_CTX keyed with one secret. Immutable once built;
-// EVP_MAC_CTX_dup only reads it, so threads share it.
+// HMAC-SHA256 with the key already absorbed: the SHA-256 states after the
+// inner (key ^ ipad) and outer (key ^ opad) blocks, computed once per key.
+// A MAC then costs two struct copies and three SHA-256 compressions for a
+// ~100-byte message. EVP_MAC_CTX_dup + final + free, which this replaces,
+// spent ~14k instructions per request in the proxy (callgrind: 39% of its
+// user time) and the same again in the server's Verify. Immutable once
+// built; each call copies the states onto its stack, so threads share it.
+// SHA256_Init/Update/Final are deprecated in OpenSSL 3 but present and use
+// the same assembly (SHA-NI/AVX2) as EVP; the result is checked against
+// HMAC() in tests/auth (RFC 4231 vectors).
 struct KeyedMac {
-  EVP_MAC* mac = nullptr;
-  EVP_MAC_CTX* ctx = nullptr;
-  ~KeyedMac() {
-    EVP_MAC_CTX_free(ctx);
-    EVP_MAC_free(mac);
-  }
+  SHA256_CTX inner{};
+  SHA256_CTX outer{};
 };
 
 namespace {
@@ -42,33 +51,36 @@ Mac HmacSha256(std::string_view key, std::string_view message) {
 }
 
 std::shared_ptr<const KeyedMac> MakeKeyedMac(std::string_view key) {
-  auto k = std::make_shared<KeyedMac>();
-  k->mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
-  if (k->mac == nullptr) return nullptr;
-  k->ctx = EVP_MAC_CTX_new(k->mac);
-  if (k->ctx == nullptr) return nullptr;
-  char digest[] = "SHA256";
-  OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
-                         OSSL_PARAM_construct_end()};
-  if (EVP_MAC_init(k->ctx, reinterpret_cast<const unsigned char*>(key.data()), key.size(),
-                   params) != 1) {
-    return nullptr;
+  constexpr size_t kBlock = 64;  // SHA-256 block size
+  unsigned char block[kBlock] = {};
+  if (key.size() > kBlock) {
+    SHA256(reinterpret_cast<const unsigned char*>(key.data()), key.size(), block);
+  } else {
+    std::memcpy(block, key.data(), key.size());
   }
+  unsigned char pad[kBlock];
+  auto k = std::make_shared<KeyedMac>();
+  for (size_t i = 0; i < kBlock; ++i) pad[i] = block[i] ^ 0x36;
+  if (SHA256_Init(&k->inner) != 1 || SHA256_Update(&k->inner, pad, kBlock) != 1) return nullptr;
+  for (size_t i = 0; i < kBlock; ++i) pad[i] = block[i] ^ 0x5c;
+  if (SHA256_Init(&k->outer) != 1 || SHA256_Update(&k->outer, pad, kBlock) != 1) return nullptr;
+  OPENSSL_cleanse(block, sizeof(block));
+  OPENSSL_cleanse(pad, sizeof(pad));
   return k;
 }
 
-// HMAC with a pre-keyed context; falls back to the one-shot call if OpenSSL
-// cannot copy the context (it always can in practice).
-Mac KeyedHmac(const KeyedMac& keyed, std::string_view fallback_key, std::string_view message) {
+// HMAC with the pre-keyed states (RFC 2104): H(opad || H(ipad || message)).
+Mac KeyedHmac(const KeyedMac& keyed, std::string_view message) {
+  Mac inner_digest{};
   Mac mac{};
-  EVP_MAC_CTX* c = EVP_MAC_CTX_dup(keyed.ctx);
-  size_t len = 0;
-  bool ok = c != nullptr &&
-            EVP_MAC_update(c, reinterpret_cast<const unsigned char*>(message.data()),
-                           message.size()) == 1 &&
-            EVP_MAC_final(c, mac.data(), &len, mac.size()) == 1 && len == kMacBytes;
-  EVP_MAC_CTX_free(c);
-  return ok ? mac : HmacSha256(fallback_key, message);
+  SHA256_CTX c = keyed.inner;
+  SHA256_Update(&c, message.data(), message.size());
+  SHA256_Final(inner_digest.data(), &c);
+  c = keyed.outer;
+  SHA256_Update(&c, inner_digest.data(), inner_digest.size());
+  SHA256_Final(mac.data(), &c);
+  OPENSSL_cleanse(&c, sizeof(c));
+  return mac;
 }
 
 std::string ToHex(const Mac& mac) {
@@ -195,7 +207,7 @@ common::Result<RequestSigner> RequestSigner::Create(std::vector<SigningKey> keys
   std::vector<std::shared_ptr<const KeyedMac>> macs;
   for (const auto& k : keys) {
     auto m = MakeKeyedMac(k.secret);
-    if (!m) return common::Internal("OpenSSL has no HMAC-SHA256");
+    if (!m) return common::Internal("OpenSSL SHA-256 failed");
     macs.push_back(std::move(m));
   }
   return RequestSigner(std::move(keys), std::move(macs), options, clock);
@@ -225,7 +237,7 @@ SignedIdentity RequestSigner::Sign(std::string_view method, std::string_view tar
   out.timestamp =
       std::chrono::duration_cast<std::chrono::seconds>(clock_->Now().time_since_epoch()).count();
   out.signature =
-      ToHex(KeyedHmac(*macs_.front(), key.secret,
+      ToHex(KeyedHmac(*macs_.front(),
                       CanonicalMessage(method, target, network, source, out.timestamp)));
   return out;
 }
@@ -264,7 +276,7 @@ common::Status RequestSigner::Verify(std::string_view method, std::string_view t
   // The MAC is checked before the time: a stale but authentic request is
   // reported as stale, a forged one as forged, whatever its timestamp.
   Mac expected =
-      KeyedHmac(*keyed, key->secret, CanonicalMessage(method, target, network, source, ts));
+      KeyedHmac(*keyed, CanonicalMessage(method, target, network, source, ts));
   if (CRYPTO_memcmp(expected.data(), given.data(), kMacBytes) != 0) {
     return Refuse(SignatureError::kBadSignature, why,
                   "signed identity does not verify under key '" + key->id + "'");

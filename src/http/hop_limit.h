@@ -37,6 +37,8 @@ class HopLimitGuard {
   // test_hop_limit.py with a pipelined PUT+GET). Until the peer has
   // acknowledged everything the socket stays restrictive; call again before
   // each later response.
+  bool active() const { return active_; }
+
   void Restore() {
     if (!active_) return;
     int unacked = 0;

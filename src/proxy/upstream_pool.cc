@@ -11,6 +11,9 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/http/error.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <charconv>
 
 #include "common/log.h"
@@ -156,6 +159,7 @@ UpstreamPool::UpstreamPool(asio::io_context& ctx, Deadlines& deadlines, Upstream
   open_.resize(upstreams_.size());
   waiters_.resize(upstreams_.size());
   health_timers_.resize(upstreams_.size());
+  pipes_.resize(upstreams_.size());
 }
 
 void UpstreamPool::OnClosed(size_t index) {
@@ -169,7 +173,6 @@ void UpstreamPool::OnClosed(size_t index) {
 
 UpstreamPool::~UpstreamPool() = default;
 
-const ParsedMessage& UpstreamPool::Lease::response() const { return conn->response; }
 
 int UpstreamPool::Pick(uint64_t tried) {
   const size_t n = upstreams_.size();
@@ -279,6 +282,30 @@ asio::awaitable<UpstreamPool::Io> UpstreamPool::RoundTrip(UpstreamConnection& c,
 }
 
 asio::awaitable<UpstreamPool::Lease> UpstreamPool::Forward(const Exchange& ex) {
+  if (ex.response_out != nullptr && ex.wait_timer != nullptr && ex.retryable &&
+      options_.pipeline_depth > 1) {
+    co_return co_await ForwardPipelined(ex);
+  }
+  co_return co_await ForwardExclusive(ex);
+}
+
+std::unique_ptr<UpstreamConnection> UpstreamPool::TakeIdlePipe(size_t index) {
+  auto& list = pipes_[index];
+  for (auto it = list.begin(); it != list.end(); ++it) {
+    Pipe& p = **it;
+    if (p.broken || p.connecting || p.reading || p.writing || p.flush_posted ||
+        !p.inflight.empty() || !p.conn->socket.is_open()) {
+      continue;
+    }
+    std::unique_ptr<UpstreamConnection> c = std::move(p.conn);
+    p.broken = true;
+    list.erase(it);
+    return c;
+  }
+  return nullptr;
+}
+
+asio::awaitable<UpstreamPool::Lease> UpstreamPool::ForwardExclusive(const Exchange& ex) {
   Lease lease;
   lease.failure = Failure::kUnavailable;
   lease.detail = "no healthy upstream";
@@ -308,6 +335,7 @@ asio::awaitable<UpstreamPool::Lease> UpstreamPool::Forward(const Exchange& ex) {
 
     for (;;) {
       std::unique_ptr<UpstreamConnection> c = TakeIdle(i);
+      if (!c) c = TakeIdlePipe(i);
       if (!c && open_[i] >= options_.max_connections_per_upstream) {
         // Wait for a connection to come back, or for room to open one.
         Waiter w(ctx_);
@@ -368,6 +396,323 @@ asio::awaitable<UpstreamPool::Lease> UpstreamPool::Forward(const Exchange& ex) {
   co_return lease;
 }
 
+// ---------------------------------------------------------------------------
+// Pipelining. A batch forms while one event-loop turn runs the guests'
+// sessions: each appends its request to the chosen connection's `pending`
+// and the first posts the flush, which runs after the rest of the turn's
+// completions, so the whole batch leaves in one write. One reader per busy
+// connection parses the responses in order into each caller's storage.
+
+std::shared_ptr<UpstreamPool::Pipe> UpstreamPool::PickPipe(size_t index, bool* may_open) {
+  *may_open = false;
+  auto& list = pipes_[index];
+  std::erase_if(list, [](const std::shared_ptr<Pipe>& p) {
+    return p->broken || (!p->connecting && !p->conn->socket.is_open());
+  });
+  // A batch still forming in this turn, with room: the point of pipelining.
+  for (auto& p : list) {
+    if (p->flush_posted && p->inflight.size() < options_.pipeline_depth) return p;
+  }
+  // A connection being opened in this turn, with room.
+  for (auto& p : list) {
+    if (p->connecting && p->inflight.size() < options_.pipeline_depth) return p;
+  }
+  // An idle connection: nothing in flight that a new request could wait on.
+  for (auto& p : list) {
+    if (p->inflight.empty()) return p;
+  }
+  *may_open = open_[index] < options_.max_connections_per_upstream;
+  if (*may_open) return nullptr;  // open one
+  // At the connection cap: the shortest queue (null if every connection is
+  // held by exclusive exchanges).
+  std::shared_ptr<Pipe> best;
+  for (auto& p : list) {
+    if (!p->connecting && (!best || p->inflight.size() < best->inflight.size())) best = p;
+  }
+  return best;
+}
+
+void UpstreamPool::PipeFail(Pipe& p, Io first, Io rest, const std::string& why) {
+  p.broken = true;
+  boost::system::error_code ignored;
+  if (p.conn) p.conn->socket.close(ignored);
+  bool is_first = true;
+  for (PipeEntry* e : p.inflight) {
+    e->done = true;
+    e->io = is_first ? first : rest;
+    e->why = why;
+    e->ex->wait_timer->cancel();
+    is_first = false;
+  }
+  p.inflight.clear();
+  p.pending.clear();
+}
+
+void UpstreamPool::PipeFlush(const std::shared_ptr<Pipe>& p) {
+  if (p->writing || p->broken || p->connecting || p->pending.empty()) return;
+  p->writing = true;
+  p->sending.swap(p->pending);
+  p->pending.clear();
+  asio::async_write(p->conn->socket, asio::buffer(p->sending),
+                    [this, p](boost::system::error_code ec, size_t) {
+                      p->writing = false;
+                      p->sending.clear();
+                      if (p->broken) return;
+                      if (ec) {
+                        const Io io = p->conn->timed_out ? Io::kTimeout
+                                      : p->reused        ? Io::kStale
+                                                         : Io::kFailed;
+                        PipeFail(*p, io, io == Io::kTimeout ? Io::kTimeout : Io::kStale,
+                                 "send to " + upstreams_.endpoint(p->conn->index).text + ": " +
+                                     ec.message());
+                        return;
+                      }
+                      PipeFlush(p);  // what was appended while this write ran
+                    });
+}
+
+asio::awaitable<void> UpstreamPool::PipeReader(std::shared_ptr<Pipe> p) {
+  UpstreamConnection& c = *p->conn;
+  const std::string& name = upstreams_.endpoint(c.index).text;
+  try {
+    while (!p->inflight.empty() && !p->broken) {
+      PipeEntry* e = p->inflight.front();
+      ParsedMessage& out = *e->ex->response_out;
+      out.Clear();
+      ResponseParser parser(out);
+      parser.eager(true);
+      parser.header_limit(static_cast<uint32_t>(options_.max_response_header_bytes));
+      parser.body_limit(options_.max_response_body_bytes);
+      if (e->ex->head) parser.skip(true);
+      bool eof = false;
+      std::string why;
+      Io failed = Io::kOk;
+      while (!parser.is_done()) {
+        if (c.buffer.size() > 0) {
+          boost::system::error_code perr;
+          size_t n = parser.put(c.buffer.data(), perr);
+          c.buffer.consume(n);
+          if (perr == bhttp::error::need_more) {
+            perr = {};
+          } else if (perr) {
+            why = "response from " + name + ": " + perr.message();
+            failed = Io::kBad;
+            break;
+          }
+          if (parser.is_done()) break;
+          if (n > 0 && c.buffer.size() > 0) continue;
+        }
+        auto [rec, rn] = co_await c.socket.async_read_some(c.buffer.prepare(kReadChunk), kTuple);
+        if (p->broken) co_return;  // failed meanwhile (deadline, Stop): entries are ended
+        if (rec) {
+          if (rec == asio::error::eof && parser.is_header_done()) {
+            boost::system::error_code perr;
+            parser.put_eof(perr);
+            if (!perr) {
+              eof = true;
+              break;
+            }
+          }
+          if (c.timed_out) {
+            why = "no response from " + name + " in time";
+            failed = Io::kTimeout;
+          } else {
+            why = "read from " + name + ": " + rec.message();
+            // Closed before any byte since it went idle: the server had
+            // dropped the kept-alive connection; not the upstream's fault.
+            failed = (p->reused && p->bytes_since_idle == 0) ? Io::kStale : Io::kFailed;
+          }
+          break;
+        }
+        c.buffer.commit(rn);
+        p->bytes_since_idle += rn;
+      }
+      if (failed != Io::kOk) {
+        PipeFail(*p, failed, failed == Io::kTimeout ? Io::kTimeout : Io::kStale, why);
+        co_return;
+      }
+      ++c.uses;
+      p->inflight.pop_front();
+      e->done = true;
+      e->io = Io::kOk;
+      e->ex->wait_timer->cancel();
+      if (eof || !parser.keep_alive()) {
+        // The server ends the connection here: what follows was not
+        // answered and is safe to send again (GET/HEAD only pipeline).
+        PipeFail(*p, Io::kStale, Io::kStale, "the server closed a pipelined connection");
+        co_return;
+      }
+    }
+  } catch (const std::exception& ex) {
+    PipeFail(*p, Io::kFailed, Io::kStale, std::string("pipeline reader: ") + ex.what());
+    co_return;
+  }
+  p->reading = false;
+  if (!p->broken && p->inflight.empty()) {
+    p->reused = true;
+    p->bytes_since_idle = 0;
+    p->latest = {};
+    if (!waiters_[c.index].empty() && !p->writing && !p->flush_posted && !stopped_) {
+      // An exclusive exchange waits for a connection: this one is free.
+      const size_t index = c.index;
+      Waiter* w = waiters_[index].front();
+      waiters_[index].pop_front();
+      w->handed = std::move(p->conn);
+      p->broken = true;
+      std::erase(pipes_[index], p);
+      w->timer.cancel();
+      co_return;
+    }
+    c.ArmIdle(Clock::now() + options_.pool_idle_timeout);
+  }
+}
+
+asio::awaitable<UpstreamPool::Io> UpstreamPool::PipelinedRoundTrip(size_t index,
+                                                                   const Exchange& ex,
+                                                                   Clock::time_point deadline,
+                                                                   std::string& why) {
+  bool may_open = false;
+  std::shared_ptr<Pipe> p = PickPipe(index, &may_open);
+  if (!p && !may_open) co_return Io::kNoPipe;
+  PipeEntry entry;
+  entry.ex = &ex;
+  const auto start = [this](const std::shared_ptr<Pipe>& pipe) {
+    if (!pipe->flush_posted) {
+      pipe->flush_posted = true;
+      asio::post(ctx_, [this, pipe] {
+        pipe->flush_posted = false;
+        PipeFlush(pipe);
+      });
+    }
+    if (!pipe->reading) {
+      pipe->reading = true;
+      asio::co_spawn(ctx_, PipeReader(pipe), asio::detached);
+    }
+  };
+  if (!p) {
+    // Open one; requests of this turn that find it connecting queue on it
+    // (so the connection cap holds) and leave once it is up.
+    p = std::make_shared<Pipe>();
+    p->connecting = true;
+    pipes_[index].push_back(p);
+    p->pending.append(ex.request);
+    p->inflight.push_back(&entry);
+    p->latest = deadline;
+    auto c = co_await Connect(index, deadline, why);
+    p->connecting = false;
+    if (!c) {
+      PipeFail(*p, Io::kConnect, Io::kConnect, why);
+      co_return Io::kConnect;
+    }
+    p->conn = std::move(c);
+    if (p->broken) {  // Stop() meanwhile
+      why = entry.why;
+      co_return entry.io;
+    }
+    p->conn->Arm(p->latest);
+    start(p);
+  } else {
+    if (p->inflight.empty()) p->reused = p->conn->uses > 0;
+    p->pending.append(ex.request);
+    p->inflight.push_back(&entry);
+    p->latest = std::max(p->latest, deadline);
+    if (!p->connecting) {
+      p->conn->Arm(p->latest);
+      start(p);
+    }
+  }
+  ex.wait_timer->expires_at(deadline);
+  while (!entry.done) {
+    auto [ec] = co_await ex.wait_timer->async_wait(kTuple);
+    if (entry.done) break;
+    if (Clock::now() >= deadline || stopped_) {
+      // This caller's deadline: the responses queued behind it cannot be
+      // told apart any more, so the connection goes (they retry).
+      PipeFail(*p, Io::kTimeout, Io::kStale,
+               "no response from " + upstreams_.endpoint(index).text + " in time");
+      break;
+    }
+  }
+  why = std::move(entry.why);
+  co_return entry.io;
+}
+
+asio::awaitable<UpstreamPool::Lease> UpstreamPool::ForwardPipelined(const Exchange& ex) {
+  Lease lease;
+  lease.failure = Failure::kUnavailable;
+  lease.detail = "no healthy upstream";
+  uint64_t tried = 0;
+  int attempts = 0;
+  int stale_retries = 0;
+  const size_t n = upstreams_.size();
+  while (attempts < options_.max_attempts && !stopped_) {
+    const auto now = Clock::now();
+    if (now >= ex.deadline) {
+      lease.failure = Failure::kTimeout;
+      lease.detail = "no time left for another upstream";
+      break;
+    }
+    int picked = Pick(tried);
+    if (picked < 0) break;
+    const size_t i = static_cast<size_t>(picked);
+    tried |= uint64_t{1} << i;
+    ++attempts;
+    int healthy_left = 0;
+    for (size_t k = 0; k < n; ++k) {
+      if ((tried & (uint64_t{1} << k)) == 0 && upstreams_.healthy(k)) ++healthy_left;
+    }
+    const int later = std::min(options_.max_attempts - attempts, healthy_left);
+    const auto attempt_deadline = now + (ex.deadline - now) / (later + 1);
+    for (;;) {
+      std::string why;
+      Io io = co_await PipelinedRoundTrip(i, ex, attempt_deadline, why);
+      if (io == Io::kNoPipe) {
+        // Exclusive exchanges hold every allowed connection: wait for one
+        // the way they do.
+        co_return co_await ForwardExclusive(ex);
+      }
+      if (io == Io::kOk) {
+        lease.pipelined = ex.response_out;
+        lease.failure = Failure::kNone;
+        lease.detail.clear();
+        co_return lease;
+      }
+      lease.detail = why;
+      // A dropped kept-alive connection, or a request queued behind another
+      // one that ended the connection: send it again on this upstream. Each
+      // round answers or fails the head of a batch, so a batch of N needs
+      // at most N rounds; the deadline bounds it too.
+      if (io == Io::kStale && ++stale_retries <= static_cast<int>(options_.pipeline_depth) + 2 &&
+          Clock::now() < attempt_deadline) {
+        continue;
+      }
+      if (io == Io::kConnect) {
+        upstreams_.CountError(i, UpstreamSet::Error::kConnect);
+        upstreams_.MarkDown(i, why);
+        lease.failure = Failure::kUnavailable;
+        break;
+      }
+      if (io == Io::kBad) {
+        upstreams_.CountError(i, why.find("limit") != std::string::npos
+                                     ? UpstreamSet::Error::kTooLarge
+                                     : UpstreamSet::Error::kBadResponse);
+        lease.failure = Failure::kBadResponse;
+        co_return lease;
+      }
+      if (io == Io::kTimeout) {
+        upstreams_.CountError(i, UpstreamSet::Error::kTimeout);
+        lease.failure = Failure::kTimeout;
+      } else {
+        upstreams_.CountError(i, UpstreamSet::Error::kReset);
+        lease.failure = Failure::kUnavailable;
+      }
+      upstreams_.MarkDown(i, why);
+      break;  // next upstream (GET/HEAD are retryable)
+    }
+  }
+  co_return lease;
+}
+
 void UpstreamPool::Release(Lease lease) {
   if (!lease.conn) return;
   UpstreamConnection* c = lease.conn.get();
@@ -421,6 +766,10 @@ asio::awaitable<void> UpstreamPool::HealthLoop(size_t index) {
 
 void UpstreamPool::Stop() {
   stopped_ = true;
+  for (auto& list : pipes_) {
+    for (auto& p : list) PipeFail(*p, Io::kFailed, Io::kFailed, "the proxy is stopping");
+    list.clear();
+  }
   for (auto& q : waiters_) q.clear();
   for (auto& t : health_timers_) {
     if (t) t->cancel();

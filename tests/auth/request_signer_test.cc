@@ -59,6 +59,35 @@ TEST_F(RequestSignerTest, SignatureIsHmacSha256OfTheDocumentedMessage) {
             "openimds-identity-v1\nGET\n/x\nn\n1.2.3.4\n5");
 }
 
+TEST_F(RequestSignerTest, PrecomputedHmacMatchesPythonAcrossTheKeyBlockBoundary) {
+  // The MAC is computed from SHA-256 states pre-keyed once per key; keys
+  // shorter than, equal to and longer than the 64-byte block (hashed first)
+  // must all give RFC 2104 HMAC. Expected values from Python's hmac module
+  // over the same message as above; key i-th char = hex((i*7+3)%256)[..n].
+  std::string hex;
+  for (int i = 0; i < 200; ++i) {
+    static constexpr char kHex[] = "0123456789abcdef";
+    const int b = (i * 7 + 3) % 256;
+    hex += kHex[b >> 4];
+    hex += kHex[b & 15];
+  }
+  const struct {
+    size_t length;
+    const char* mac;
+  } cases[] = {
+      {63, "ee632006b91e1357af92540c3b1e636912cbe6200a42c7ae89f11c04270c1f4e"},
+      {64, "bb6e9cf17457b2e23ca290ab6a34ed5845a016662bb776aecf8573781a0e4b8d"},
+      {65, "8c06f5093f27a8c21d41c4f7b3f6a5ef7b87b4b04667b0aac213d5608e164a4f"},
+      {200, "a8c58e934cdd3ce22aab3a7c8d1e92d8ccdb3d7bbfabc9ac231384ad0a0038fa"},
+  };
+  for (const auto& c : cases) {
+    RequestSigner s = Make({{"k", hex.substr(0, c.length)}});
+    SignedIdentity id = s.Sign("GET", "/latest/meta-data/instance-id", "tenant-a", "10.0.0.5");
+    EXPECT_EQ(id.signature, c.mac) << "key length " << c.length;
+    EXPECT_EQ(Check(s, id, "GET", "/latest/meta-data/instance-id"), std::nullopt);
+  }
+}
+
 TEST_F(RequestSignerTest, AcceptsItsOwnSignature) {
   RequestSigner s = Make({{"k1", std::string(kSecretA)}});
   EXPECT_EQ(Check(s, s.Sign("GET", "/latest/meta-data/", "tenant-a", "10.0.0.5")), std::nullopt);

@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <linux/tcp.h>  // tcp_info with tcpi_segs_in (glibc's lacks it)
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -134,6 +135,41 @@ TEST_F(ServerTest, PipelinedRequestsAnsweredInOrder) {
   ASSERT_NE(p3, std::string::npos) << r;
   EXPECT_LT(p1, p2);
   EXPECT_LT(p2, p3);
+  close(fd);
+}
+
+// tcpi_segs_in of a connected socket: TCP segments it has received.
+static uint32_t SegmentsIn(int fd) {
+  tcp_info info{};
+  socklen_t len = sizeof(info);
+  EXPECT_EQ(getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len), 0);
+  return info.tcpi_segs_in;
+}
+
+TEST_F(ServerTest, PipelinedBatchIsAnsweredInOneWrite) {
+  // A batch of pipelined requests (as openimds proxy sends a turn's GETs)
+  // gets its responses coalesced into one write: with TCP_NODELAY each
+  // write is its own segment, so the client sees one data segment, not
+  // three. A pure ACK may add one.
+  StartServer();
+  int fd = Connect();
+  Send(fd, "GET /warm HTTP/1.1\r\nHost: h\r\n\r\n");
+  ReadResponses(fd, 1);
+  const uint32_t before = SegmentsIn(fd);
+  Send(fd, "GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\n"
+           "GET /3 HTTP/1.1\r\nHost: h\r\n\r\n");
+  std::string r = ReadResponses(fd, 3);
+  ASSERT_NE(r.find("GET /3"), std::string::npos) << r;
+  EXPECT_LT(r.find("GET /1"), r.find("GET /2"));
+  EXPECT_LT(r.find("GET /2"), r.find("GET /3"));
+  EXPECT_LE(SegmentsIn(fd) - before, 2u) << "three responses, " << SegmentsIn(fd) - before
+                                          << " segments: not coalesced";
+  // An incomplete request after a complete one: the first answer must not
+  // wait for the rest (responses are flushed before the server reads).
+  Send(fd, "GET /4 HTTP/1.1\r\nHost: h\r\n\r\nGET /5 HTTP/1.1\r\nHo");
+  EXPECT_NE(ReadResponses(fd, 1).find("GET /4"), std::string::npos);
+  Send(fd, "st: h\r\n\r\n");
+  EXPECT_NE(ReadResponses(fd, 1).find("GET /5"), std::string::npos);
   close(fd);
 }
 

@@ -240,6 +240,80 @@ TEST_F(ProxyServerTest, BootStormIsBoundedToFewUpstreamConnections) {
   EXPECT_EQ(proxy.Rejected("upstream_busy"), 0u);
 }
 
+TEST_F(ProxyServerTest, PipelinedGuestsEachGetTheirOwnAnswer) {
+  // Many guests at once: their GETs (and HEADs) share upstream connections
+  // in pipelined batches; every guest must get the answer to its own path,
+  // HEAD without a body, a POST (never pipelined) in between included.
+  FakeUpstream up;
+  up.handler.respond = [](const common::Request& r, common::Response& out) {
+    if (r.path != "/healthz") std::this_thread::sleep_for(1ms);
+    out.body = "answer for " + std::string(r.method) + " " + std::string(r.target);
+  };
+  ProxyOptions o = Options({up.endpoint()});
+  o.threads = 1;
+  o.upstream.max_connections_per_upstream = 3;
+  o.upstream_timeout = 5s;
+  o.upstream.health_interval = 10s;
+  RunningProxy proxy(o, signer_);
+  ASSERT_TRUE(proxy.status.ok());
+  std::vector<std::unique_ptr<Client>> guests;
+  for (int i = 0; i < 40; ++i) guests.push_back(std::make_unique<Client>(proxy.endpoint()));
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < 40; ++i) {
+      const std::string method = i % 10 == 3 ? "HEAD" : i % 10 == 7 ? "POST" : "GET";
+      guests[i]->Send(method + " /g/" + std::to_string(round) + "/" + std::to_string(i) +
+                      " HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n");
+    }
+    for (int i = 0; i < 40; ++i) {
+      const std::string method = i % 10 == 3 ? "HEAD" : i % 10 == 7 ? "POST" : "GET";
+      Reply r = guests[i]->Read(method == "HEAD");
+      ASSERT_EQ(r.status, 200) << r.raw;
+      const std::string want =
+          "answer for " + method + " /g/" + std::to_string(round) + "/" + std::to_string(i);
+      if (method == "HEAD") {
+        EXPECT_EQ(r.body, "");
+        EXPECT_EQ(r.Get("Content-Length"), std::to_string(want.size()));
+      } else {
+        EXPECT_EQ(r.body, want);
+      }
+    }
+  }
+  // 120 requests over at most 3 connections (plus health checks' own).
+  const uint64_t health = up.handler.count() - 120;
+  EXPECT_LE(up.connections(), 3u + health);
+  EXPECT_EQ(proxy.Rejected("upstream_busy"), 0u);
+}
+
+TEST_F(ProxyServerTest, PipelinedBatchSurvivesAnUpstreamThatClosesAfterEachAnswer) {
+  // A server that ends every connection after one response (Connection:
+  // close) answers only the head of each pipelined batch; the GETs queued
+  // behind it are sent again on a new connection, and every guest gets its
+  // own answer, none a 5xx.
+  FakeUpstream up;
+  up.handler.respond = [](const common::Request& r, common::Response& out) {
+    out.body = "answer for " + std::string(r.target);
+    out.close = true;
+  };
+  ProxyOptions o = Options({up.endpoint()});
+  o.threads = 1;
+  o.upstream.max_connections_per_upstream = 2;
+  o.upstream_timeout = 5s;
+  o.upstream.health_interval = 10s;
+  RunningProxy proxy(o, signer_);
+  ASSERT_TRUE(proxy.status.ok());
+  std::vector<std::unique_ptr<Client>> guests;
+  for (int i = 0; i < 12; ++i) guests.push_back(std::make_unique<Client>(proxy.endpoint()));
+  for (int i = 0; i < 12; ++i) {
+    guests[i]->Send("GET /c/" + std::to_string(i) + " HTTP/1.1\r\nHost: h\r\n\r\n");
+  }
+  for (int i = 0; i < 12; ++i) {
+    Reply r = guests[i]->Read();
+    EXPECT_EQ(r.status, 200) << r.raw;
+    EXPECT_EQ(r.body, "answer for /c/" + std::to_string(i));
+  }
+  EXPECT_EQ(proxy.Rejected("unavailable"), 0u);
+}
+
 TEST_F(ProxyServerTest, BusyUpstreamConnectionsTimeOutAs503) {
   RawUpstream silent([](int, const std::string&) {});
   ProxyOptions o = Options({silent.endpoint()});
