@@ -12,7 +12,8 @@
 # Env: OPENIMDS_BINARY (default: build into <repo>/build-bench, Release),
 #      BARE_BEAST (default: <repo>/build-bench/bench/bare_beast; "none" skips it),
 #      DURATION (s, default 10), WARMUP (s, default 2), CONNECTIONS (default 64),
-#      ROUNDS (default 1; the ratio uses each server's least-disturbed round),
+#      ROUNDS (default 1; with more, rounds interleave the servers and each
+#      ratio uses each server's median round by req/s, with the spread shown),
 #      SERVER_CPU (default 0), WRK_CPU (default 1), KEEP_TMP (keep the temp dir),
 #      NGINX_CONTENT: static (default: the file, open_file_cache on, sendfile off,
 #      nginx's fastest way to serve a tiny file) or return (`return 200 "<bytes>"`,
@@ -151,22 +152,32 @@ for scenario in keepalive close; do
   else
     label="conn/request ($CONNECTIONS)"; args=(-H 'Connection: close')
   fi
-  # Each round runs nginx then openimds; the ratio uses, per server, the round
-  # least disturbed by other load (lowest wait%), so ROUNDS>1 helps on a busy box.
-  n=() o=() b=()
+  # Each round runs nginx, openimds and bare Beast in turn, so slow drifts of
+  # the machine hit all three; each server's median round (by req/s) is used,
+  # and the min..max of its rounds is printed: on a noisy VM the spread says
+  # how far a single ratio can be trusted.
+  nr=() or=() br=()
   for ((round = 1; round <= ROUNDS; round++)); do
     COUNTS_SELF=1 measure "$label" nginx "$NGINX_URL" "$NGINX_PID" nginx_counts "${args[@]}"
-    [[ ${#n[@]} -eq 0 || $R_WAIT -lt ${n[6]} ]] &&
-      n=("$R_RPS" "$R_P50" "$R_P99" "$R_CONNS" "$R_REQS" "$R_PERCPU" "$R_WAIT")
+    nr+=("$R_RPS $R_P50 $R_P99 $R_CONNS $R_REQS $R_PERCPU $R_WAIT")
     COUNTS_SELF=0 measure "$label" openimds "$IMDS_URL" "$IMDS_PID" imds_counts "${args[@]}"
-    [[ ${#o[@]} -eq 0 || $R_WAIT -lt ${o[6]} ]] &&
-      o=("$R_RPS" "$R_P50" "$R_P99" "$R_CONNS" "$R_REQS" "$R_PERCPU" "$R_WAIT")
+    or+=("$R_RPS $R_P50 $R_P99 $R_CONNS $R_REQS $R_PERCPU $R_WAIT")
     if [[ -n $BEAST_URL ]]; then
       COUNTS_SELF=0 measure "$label" beast "$BEAST_URL" "$BEAST_PID" beast_counts "${args[@]}"
-      [[ ${#b[@]} -eq 0 || $R_WAIT -lt ${b[6]} ]] &&
-        b=("$R_RPS" "$R_P50" "$R_P99" "$R_CONNS" "$R_REQS" "$R_PERCPU" "$R_WAIT")
+      br+=("$R_RPS $R_P50 $R_P99 $R_CONNS $R_REQS $R_PERCPU $R_WAIT")
     fi
   done
+  median() { printf '%s\n' "$@" | sort -n -k1,1 | sed -n "$(( ($# + 1) / 2 ))p"; }
+  spread() { printf '%s\n' "$@" | sort -n -k1,1 | awk 'NR == 1 { lo = $1 } { hi = $1 } END { print lo ".." hi }'; }
+  read -r -a n <<<"$(median "${nr[@]}")"
+  read -r -a o <<<"$(median "${or[@]}")"
+  b=()
+  [[ ${#br[@]} -gt 0 ]] && read -r -a b <<<"$(median "${br[@]}")"
+  if ((ROUNDS > 1)); then
+    SUMMARY+=("$(printf '%s: req/s over %d rounds (min..max): nginx %s, openimds %s%s' "$label" "$ROUNDS" \
+      "$(spread "${nr[@]}")" "$(spread "${or[@]}")" \
+      "$([[ ${#br[@]} -gt 0 ]] && echo ", bare Beast $(spread "${br[@]}")")")")
+  fi
   if [[ $scenario == close ]]; then
     # wrk only reconnects if the server says "Connection: close"; prove it closed.
     for pair in "nginx ${n[3]} ${n[4]}" "openimds ${o[3]} ${o[4]}"; do

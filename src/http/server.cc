@@ -200,7 +200,7 @@ struct Worker {
     Clock::time_point* deadline;
     common::Counter* timeouts;  // counted here, before the close is visible to the peer
     const std::string* endpoint;
-    std::string peer;
+    common::IpAddress peer;  // formatted only when a line is logged
   };
   std::list<SessionHandle> sessions;  // owned by this thread
   std::unique_ptr<asio::steady_timer> reaper;
@@ -214,6 +214,7 @@ struct ListenerState {
   ListenerConfig config;
   bool is_unix = false;
   tcp::endpoint tcp_endpoint;  // resolved, with the real port once bound
+  bool nodelay_inherited = false;  // TCP_NODELAY set on the listening sockets
   std::string unix_path;
   std::string display;  // the endpoint as bound (real port), for logs
   common::Counter* requests = nullptr;
@@ -255,7 +256,8 @@ struct Server::Impl {
   void StartReaper(Worker& w);
 
   template <typename Socket>
-  asio::awaitable<void> Session(Socket socket, ListenerState& ls, Worker& w);
+  asio::awaitable<void> Session(Socket socket, typename Socket::endpoint_type peer,
+                                ListenerState& ls, Worker& w);
   template <typename Acceptor>
   asio::awaitable<void> AcceptLoop(Acceptor& acceptor, ListenerState& ls, Worker& w);
 };
@@ -280,6 +282,13 @@ common::Status Server::Impl::BindTcp(ListenerState& ls, Worker& w, bool first) {
   if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
   if (ec) {
     return common::Unavailable("cannot listen on " + ls.config.endpoint + ": " + ec.message());
+  }
+  {
+    // Accepted sockets inherit TCP_NODELAY from the listener on Linux.
+    boost::system::error_code nec;
+    acc->set_option(tcp::no_delay(true), nec);
+    if (first) ls.nodelay_inherited = !nec;
+    else if (nec) ls.nodelay_inherited = false;
   }
   if (first) {
     ls.tcp_endpoint = acc->local_endpoint();
@@ -330,7 +339,7 @@ void Server::Impl::StartReaper(Worker& w) {
         if (*s.deadline <= now) {
           if (!*s.idle) {
             s.timeouts->Inc();
-            common::LogRefusal("http", "closing connection from " + s.peer + " on " +
+            common::LogRefusal("http", "closing connection from " + s.peer.ToString() + " on " +
                                            *s.endpoint + ": request not complete in time");
           }
           s.close();
@@ -347,7 +356,9 @@ void Server::Impl::StartReaper(Worker& w) {
 template <typename Acceptor>
 asio::awaitable<void> Server::Impl::AcceptLoop(Acceptor& acceptor, ListenerState& ls, Worker& w) {
   for (;;) {
-    auto [ec, socket] = co_await acceptor.async_accept(kTuple);
+    // The peer's address comes with accept(2): no getpeername per connection.
+    typename Acceptor::endpoint_type peer;
+    auto [ec, socket] = co_await acceptor.async_accept(peer, kTuple);
     if (ec) {
       if (ec == asio::error::operation_aborted || draining.load()) co_return;
       // EMFILE and friends: say so, back off briefly, keep serving.
@@ -357,12 +368,13 @@ asio::awaitable<void> Server::Impl::AcceptLoop(Acceptor& acceptor, ListenerState
       continue;
     }
     if (draining.load()) co_return;
-    asio::co_spawn(w.ctx, Session(std::move(socket), ls, w), asio::detached);
+    asio::co_spawn(w.ctx, Session(std::move(socket), peer, ls, w), asio::detached);
   }
 }
 
 template <typename Socket>
-asio::awaitable<void> Server::Impl::Session(Socket socket, ListenerState& ls, Worker& w) {
+asio::awaitable<void> Server::Impl::Session(Socket socket, typename Socket::endpoint_type peer,
+                                            ListenerState& ls, Worker& w) {
   const Limits& limits = ls.config.limits;
   ls.connections->Inc();
   w.active.fetch_add(1, std::memory_order_relaxed);
@@ -382,17 +394,26 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, ListenerState& ls, Wo
   req.listener_network = ls.config.network;
   bool is_v6_socket = false;
   if constexpr (std::is_same_v<Socket, tcp::socket>) {
+    // Per-connection syscalls matter for cloud-init's connection per request:
+    // TCP_NODELAY is inherited from the listening socket (set in BindTcp),
+    // the peer came with accept, and a listener bound to one address needs
+    // no getsockname.
     boost::system::error_code ec;
-    socket.set_option(tcp::no_delay(true), ec);
-    auto remote = socket.remote_endpoint(ec);
-    if (!ec) req.peer = ToIpAddress(remote.address());
-    auto local = socket.local_endpoint(ec);
-    if (!ec) {
-      req.local = ToIpAddress(local.address());
-      req.local_port = local.port();
-      is_v6_socket = local.address().is_v6();
+    if (!ls.nodelay_inherited) socket.set_option(tcp::no_delay(true), ec);
+    req.peer = ToIpAddress(peer.address());
+    if (!ls.tcp_endpoint.address().is_unspecified()) {
+      req.local = ToIpAddress(ls.tcp_endpoint.address());
+      req.local_port = ls.tcp_endpoint.port();
+      is_v6_socket = ls.tcp_endpoint.address().is_v6();
+    } else {
+      auto local = socket.local_endpoint(ec);
+      if (!ec) {
+        req.local = ToIpAddress(local.address());
+        req.local_port = local.port();
+        is_v6_socket = local.address().is_v6();
+      }
     }
-    handle_it->peer = req.peer.ToString();
+    handle_it->peer = req.peer;
   }
 
   ParsedRequest parsed;
@@ -581,10 +602,9 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, ListenerState& ls, Wo
       out.clear();
       if (wec || !keep_alive) break;
     }
-    if constexpr (std::is_same_v<Socket, tcp::socket>) {
-      boost::system::error_code ignored;
-      socket.shutdown(tcp::socket::shutdown_send, ignored);
-    }
+    // No shutdown(SHUT_WR) before the close below: it sent the FIN close()
+    // sends anyway (nothing here lingers to drain the peer), one syscall per
+    // connection for nothing.
   } catch (const std::exception& e) {
     // An exception escaping a detached coroutine would abort the process.
     common::LogError("http", std::string("connection failed: ") + e.what());
