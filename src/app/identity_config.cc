@@ -38,6 +38,36 @@ common::Result<std::vector<auth::SigningKey>> ReadKeyFile(const std::string& pat
   return keys;
 }
 
+namespace {
+
+// The secrets the flags name, read and checked (see ReadKeyFile and
+// ReadSecretFileStrict); errors name the file.
+struct IdentitySecrets {
+  std::vector<auth::SigningKey> proxy_keys;
+  std::string neutron_shared_secret;
+};
+
+common::Result<IdentitySecrets> ReadIdentitySecrets(const IdentityFlags& f) {
+  IdentitySecrets out;
+  if (!f.proxy_keys_file.empty()) {
+    auto keys = ReadKeyFile(f.proxy_keys_file);
+    if (!keys.ok()) return keys.status();
+    out.proxy_keys = std::move(keys).value();
+  }
+  if (!f.neutron_secret_file.empty()) {
+    auto secret = ReadSecretFileStrict(f.neutron_secret_file);
+    if (!secret.ok()) return secret.status();
+    if (secret->size() < auth::kMinSecretBytes) {
+      common::LogWarn("serve", "the Neutron shared secret in " + f.neutron_secret_file +
+                                   " is shorter than 16 characters; use a long random one");
+    }
+    out.neutron_shared_secret = std::move(secret).value();
+  }
+  return out;
+}
+
+}  // namespace
+
 void AddIdentityFlags(CLI::App& serve, IdentityFlags& f) {
   serve.add_option("--trusted-proxy", f.trusted_proxies,
                    "CIDR of peers (openimds proxies, neutron-metadata-agents) whose identity "
@@ -81,23 +111,45 @@ common::Result<std::optional<identity::Resolver>> BuildProxyResolver(
   }
   o.trust_unix_socket = f.trust_unix_socket;
   o.replay_window = std::chrono::seconds(f.replay_window_seconds);
-  if (!f.proxy_keys_file.empty()) {
-    auto keys = ReadKeyFile(f.proxy_keys_file);
-    if (!keys.ok()) return keys.status();
-    o.proxy_keys = std::move(keys).value();
-  }
-  if (!f.neutron_secret_file.empty()) {
-    auto secret = ReadSecretFileStrict(f.neutron_secret_file);
-    if (!secret.ok()) return secret.status();
-    if (secret->size() < auth::kMinSecretBytes) {
-      common::LogWarn("serve", "the Neutron shared secret in " + f.neutron_secret_file +
-                                   " is shorter than 16 characters; use a long random one");
-    }
-    o.neutron_shared_secret = std::move(secret).value();
-  }
+  auto secrets = ReadIdentitySecrets(f);
+  if (!secrets.ok()) return secrets.status();
+  o.proxy_keys = std::move(secrets->proxy_keys);
+  o.neutron_shared_secret = std::move(secrets->neutron_shared_secret);
   auto resolver = identity::Resolver::Create(std::move(o), clock, metrics);
   if (!resolver.ok()) return resolver.status();
   return std::optional<identity::Resolver>(std::move(resolver).value());
+}
+
+}  // namespace openimds::app
+
+namespace openimds::app {
+
+common::Result<std::string> ReloadProxyResolver(const IdentityFlags& f,
+                                                identity::Resolver& resolver) {
+  auto secrets = ReadIdentitySecrets(f);
+  if (!secrets.ok()) return secrets.status();
+  std::string summary;
+  if (!f.proxy_keys_file.empty()) {
+    summary = "proxy keys";
+    for (size_t i = 0; i < secrets->proxy_keys.size(); ++i) {
+      summary += (i == 0 ? " " : ", ") + secrets->proxy_keys[i].id;
+    }
+    summary += " from " + f.proxy_keys_file;
+  }
+  if (!f.neutron_secret_file.empty()) {
+    summary += (summary.empty() ? "" : "; ") + std::string("Neutron secret from ") +
+               f.neutron_secret_file;
+  }
+  common::Status set = resolver.SetKeys(std::move(secrets->proxy_keys),
+                                        std::move(secrets->neutron_shared_secret));
+  if (!set.ok()) {
+    // ReadKeyFile already checked what RequestSigner checks, so this is rare;
+    // the message names a key id at most.
+    const std::string& file =
+        f.proxy_keys_file.empty() ? f.neutron_secret_file : f.proxy_keys_file;
+    return common::Status(set.code(), file + ": " + set.message());
+  }
+  return summary;
 }
 
 }  // namespace openimds::app

@@ -42,4 +42,13 @@ void AddIdentityFlags(CLI::App& serve, IdentityFlags& flags);
 common::Result<std::optional<identity::Resolver>> BuildProxyResolver(
     const IdentityFlags& flags, const common::Clock& clock, common::MetricsRegistry& metrics);
 
+// SIGHUP: re-reads --proxy-keys-file and --neutron-secret-file and installs
+// them in `resolver` (built by BuildProxyResolver from the same flags) while
+// it serves. Any error (unreadable file, mode, syntax, invalid key) leaves
+// the keys in use unchanged; the Status names the file and the reason, never
+// a secret. On success returns a summary for the log ("proxy keys a, b;
+// Neutron secret from PATH"), free of secrets.
+common::Result<std::string> ReloadProxyResolver(const IdentityFlags& flags,
+                                                identity::Resolver& resolver);
+
 }  // namespace openimds::app

@@ -14,6 +14,7 @@
 
 #include "app/identity_config.h"
 #include "auth/request_signer.h"
+#include "auth/signer_holder.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/metrics.h"
@@ -70,6 +71,43 @@ class MetricsHandler final : public http::Handler {
  private:
   common::MetricsRegistry& metrics_;
 };
+
+// The proxy's keys as read from --key-file (and --trust-key-file): built
+// whole at start-up and again on each SIGHUP.
+struct ProxyKeys {
+  std::shared_ptr<const auth::RequestSigner> signer;    // the first key of --key-file signs
+  std::shared_ptr<const auth::RequestSigner> verifier;  // chains only (--trust-proxy), else null
+  std::string summary;                                  // key ids, for the log; no secret
+};
+
+// Errors name the file and the reason, never a secret.
+common::Result<ProxyKeys> LoadProxyKeys(const ProxyCommandOptions& o, bool chain,
+                                        const common::Clock& clock) {
+  auto keys = ReadKeyFile(o.key_file);
+  if (!keys.ok()) return keys.status();
+  auth::RequestSigner::Options so;
+  so.replay_window = std::chrono::seconds(o.replay_window_seconds);
+  ProxyKeys out;
+  out.summary = "signing with key " + keys->front().id;
+  auto signer = auth::RequestSigner::Create(*keys, so, clock);
+  if (!signer.ok()) {
+    return common::Status(signer.status().code(), o.key_file + ": " + signer.status().message());
+  }
+  out.signer = std::make_shared<const auth::RequestSigner>(std::move(signer).value());
+  if (chain) {
+    const std::string& file = o.trust_key_file.empty() ? o.key_file : o.trust_key_file;
+    auto trust_keys = o.trust_key_file.empty() ? keys : ReadKeyFile(o.trust_key_file);
+    if (!trust_keys.ok()) return trust_keys.status();
+    auto v = auth::RequestSigner::Create(*trust_keys, so, clock);
+    if (!v.ok()) return common::Status(v.status().code(), file + ": " + v.status().message());
+    out.verifier = std::make_shared<const auth::RequestSigner>(std::move(v).value());
+    out.summary += "; accepting chained identities signed with";
+    for (size_t i = 0; i < trust_keys->size(); ++i) {
+      out.summary += (i == 0 ? " " : ", ") + (*trust_keys)[i].id;
+    }
+  }
+  return out;
+}
 
 // 10k idle guests need 10k descriptors: take the hard limit.
 void RaiseFileLimit() {
@@ -151,11 +189,13 @@ int RunProxy(const ProxyCommandOptions& o) {
   }
   common::SetLogLevel(level);
 
-  // Block the stop signals in every thread before any starts; one thread waits for them.
+  // Block the stop and reload signals in every thread before any starts; one
+  // thread waits for them.
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);   // re-read the key files
   sigaddset(&set, SIGUSR2);  // our own wake-up at exit
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 
@@ -197,36 +237,25 @@ int RunProxy(const ProxyCommandOptions& o) {
   }
 
   common::SystemClock clock;
-  auto keys = ReadKeyFile(o.key_file);
+  const bool chain = !po.trusted_proxies.empty();
+  auto keys = LoadProxyKeys(o, chain, clock);
   if (!keys.ok()) {
     common::LogError("proxy", keys.status().message());
     return kExitFailed;
   }
-  auth::RequestSigner::Options so;
-  so.replay_window = std::chrono::seconds(o.replay_window_seconds);
-  auto signer = auth::RequestSigner::Create(*keys, so, clock);
-  if (!signer.ok()) {
-    common::LogError("proxy", signer.status().message());
-    return kExitFailed;
-  }
-  std::optional<auth::RequestSigner> verifier;
-  if (!po.trusted_proxies.empty()) {
-    auto trust_keys = o.trust_key_file.empty() ? keys : ReadKeyFile(o.trust_key_file);
-    if (!trust_keys.ok()) {
-      common::LogError("proxy", trust_keys.status().message());
-      return kExitFailed;
-    }
-    auto v = auth::RequestSigner::Create(*trust_keys, so, clock);
-    if (!v.ok()) {
-      common::LogError("proxy", v.status().message());
-      return kExitFailed;
-    }
-    verifier.emplace(std::move(v).value());
-  }
+  // Replaced together on SIGHUP; the I/O threads read them lock-free.
+  auth::SignerHolder signer(keys->signer);
+  std::optional<auth::SignerHolder> verifier;
+  if (chain) verifier.emplace(keys->verifier);
 
   RaiseFileLimit();
   common::MetricsRegistry metrics;
-  proxy::ProxyServer server(po, *signer, verifier ? &*verifier : nullptr, metrics);
+  constexpr std::string_view kReload = "proxy_key_reload_total";
+  constexpr std::string_view kReloadHelp =
+      "SIGHUP reloads of --key-file/--trust-key-file, by result.";
+  common::Counter& reload_ok = metrics.GetCounter(kReload, kReloadHelp, "result=\"ok\"");
+  common::Counter& reload_error = metrics.GetCounter(kReload, kReloadHelp, "result=\"error\"");
+  proxy::ProxyServer server(po, signer, verifier ? &*verifier : nullptr, metrics);
   common::Status started = server.Start();
   if (!started.ok()) {
     common::LogError("proxy", started.message());
@@ -271,8 +300,7 @@ int RunProxy(const ProxyCommandOptions& o) {
   }
   std::string upstream_list;
   for (const auto& u : po.upstreams) upstream_list += (upstream_list.empty() ? "" : ", ") + u;
-  common::LogInfo(
-      "proxy", "forwarding to " + upstream_list + ", signing with key " + signer->signing_key_id());
+  common::LogInfo("proxy", "forwarding to " + upstream_list + ", " + keys->summary);
   if (!o.ready_file.empty()) {
     boost::json::object ready;
     ready["guest"] = std::move(guests);
@@ -287,14 +315,36 @@ int RunProxy(const ProxyCommandOptions& o) {
     std::filesystem::rename(tmp, o.ready_file, ec);
   }
 
-  std::thread watcher([&set, &server, &metrics_server] {
-    int sig = 0;
-    sigwait(&set, &sig);
-    if (sig == SIGUSR2) return;
-    common::LogInfo("proxy", std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") +
-                                 ", draining connections");
-    server.Shutdown();
-    if (metrics_server) metrics_server->Shutdown();
+  // SIGHUP: re-read the key files and swap both signers, or neither (the old
+  // keys stay in use when a file is bad). On this thread, off the I/O threads.
+  auto reload = [&] {
+    auto fresh = LoadProxyKeys(o, chain, clock);
+    if (!fresh.ok()) {
+      reload_error.Inc();
+      common::LogError("proxy", "SIGHUP: key reload failed, keeping the keys in use: " +
+                                    fresh.status().message());
+      return;
+    }
+    if (verifier) verifier->Set(fresh->verifier);
+    signer.Set(fresh->signer);
+    reload_ok.Inc();
+    common::LogInfo("proxy", "SIGHUP: reloaded; now " + fresh->summary);
+  };
+  std::thread watcher([&set, &server, &metrics_server, &reload] {
+    while (true) {
+      int sig = 0;
+      sigwait(&set, &sig);
+      if (sig == SIGUSR2) return;
+      if (sig == SIGHUP) {
+        reload();
+        continue;
+      }
+      common::LogInfo("proxy", std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") +
+                                   ", draining connections");
+      server.Shutdown();
+      if (metrics_server) metrics_server->Shutdown();
+      return;
+    }
   });
   server.Run();
   if (metrics_server) metrics_server->Shutdown();

@@ -8,6 +8,7 @@
 #include <boost/json.hpp>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <thread>
 
 #include "admin/admin_api.h"
@@ -136,33 +137,50 @@ common::Result<std::string> ReadSecretFile(const std::string& path) {
   return token;
 }
 
-// Blocks SIGINT/SIGTERM in every thread and waits for them on one thread that
-// starts the server's two-phase shutdown.
+// Blocks SIGINT/SIGTERM/SIGHUP in every thread and waits for them on one
+// thread: SIGINT/SIGTERM start the server's two-phase shutdown, SIGHUP calls
+// `on_reload` (re-read key files) on this thread, off the I/O threads.
 class SignalWatcher {
  public:
   SignalWatcher() {
     sigemptyset(&set_);
     sigaddset(&set_, SIGINT);
     sigaddset(&set_, SIGTERM);
+    sigaddset(&set_, SIGHUP);   // reload; until Start() it stays pending, not fatal
     sigaddset(&set_, SIGUSR2);  // used only to wake the watcher at exit
     pthread_sigmask(SIG_BLOCK, &set_, nullptr);
   }
-  void Start(http::Server& server) {
-    thread_ = std::thread([this, &server] {
-      int sig = 0;
-      sigwait(&set_, &sig);
-      if (sig == SIGUSR2) return;  // our own wake-up at exit
-      common::LogInfo("serve", std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") +
-                                   ", draining connections");
-      server.Shutdown();
+  void Start(http::Server& server, std::function<void()> on_reload) {
+    thread_ = std::thread([this, &server, on_reload = std::move(on_reload)] {
+      while (true) {
+        int sig = 0;
+        sigwait(&set_, &sig);
+        if (sig == SIGUSR2) return;  // our own wake-up at exit
+        if (sig == SIGHUP) {
+          if (on_reload) {
+            on_reload();
+          } else {
+            common::LogInfo("serve", "received SIGHUP; no key files to reload");
+          }
+          continue;
+        }
+        common::LogInfo("serve", std::string("received ") +
+                                     (sig == SIGINT ? "SIGINT" : "SIGTERM") +
+                                     ", draining connections");
+        server.Shutdown();
+        return;
+      }
     });
   }
-  ~SignalWatcher() {
+  // Wakes and joins the watcher; a reload in progress finishes first. Call it
+  // before what `on_reload` uses goes away. Idempotent.
+  void Stop() {
     if (thread_.joinable()) {
       pthread_kill(thread_.native_handle(), SIGUSR2);
       thread_.join();
     }
   }
+  ~SignalWatcher() { Stop(); }
 
  private:
   sigset_t set_;
@@ -418,8 +436,30 @@ int RunServe(const ServeOptions& o) {
   }
   (*ec2)->Start();  // token key rotation, credential source (issue #3)
   (*openstack_rt)->Start();  // vendordata prefetch (issue #5)
-  signals.Start(server);
+  // SIGHUP: re-read the proxy keys and the Neutron secret (docs/proxy.md §2).
+  std::function<void()> reload;
+  if (proxy_resolver->has_value()) {
+    constexpr std::string_view kReload = "identity_key_reload_total";
+    constexpr std::string_view kReloadHelp =
+        "SIGHUP reloads of --proxy-keys-file/--neutron-secret-file, by result.";
+    common::Counter* reload_ok = &metrics.GetCounter(kReload, kReloadHelp, "result=\"ok\"");
+    common::Counter* reload_error = &metrics.GetCounter(kReload, kReloadHelp, "result=\"error\"");
+    identity::Resolver* r = &**proxy_resolver;
+    reload = [&o, r, reload_ok, reload_error] {
+      auto done = ReloadProxyResolver(o.identity, *r);
+      if (!done.ok()) {
+        reload_error->Inc();
+        common::LogError("serve", "SIGHUP: key reload failed, keeping the keys in use: " +
+                                      done.status().message());
+        return;
+      }
+      reload_ok->Inc();
+      common::LogInfo("serve", "SIGHUP: reloaded; now accepting " + *done);
+    };
+  }
+  signals.Start(server, std::move(reload));
   server.Run();
+  signals.Stop();  // before the resolver and the server it uses go away
   common::LogInfo("serve", "stopped");
   return 0;
 }

@@ -41,15 +41,15 @@ common::Result<Resolver> Resolver::Create(Options options, const common::Clock& 
   if (options.trusted_peers.empty() && !options.trust_unix_socket) {
     return common::InvalidArgument("a proxy-mode listener needs at least one trusted peer");
   }
+  auto keys = MakeKeys(std::move(options.proxy_keys), std::move(options.neutron_shared_secret),
+                       options.replay_window, clock);
+  if (!keys.ok()) return keys.status();
   Resolver r;
   r.proxy_mode_ = true;
-  if (!options.proxy_keys.empty()) {
-    auth::RequestSigner::Options so;
-    so.replay_window = options.replay_window;
-    auto verifier = auth::RequestSigner::Create(options.proxy_keys, so, clock);
-    if (!verifier.ok()) return verifier.status();
-    r.verifier_.emplace(std::move(verifier).value());
-  }
+  r.clock_ = &clock;
+  r.keys_ = std::make_unique<auth::Swappable<Keys>>(std::move(keys).value());
+  options.proxy_keys.clear();
+  options.neutron_shared_secret.clear();
   r.options_ = std::move(options);
   auto counter = [&metrics](std::string_view reason) {
     return &metrics.GetCounter(kRejected, kRejectedHelp, "reason=\"" + std::string(reason) + "\"");
@@ -72,6 +72,37 @@ common::Result<Resolver> Resolver::Create(Options options, const common::Clock& 
   c.accepted_proxy = &metrics.GetCounter(kAccepted, kAcceptedHelp, "via=\"proxy\"");
   c.accepted_neutron = &metrics.GetCounter(kAccepted, kAcceptedHelp, "via=\"neutron\"");
   return r;
+}
+
+common::Result<std::shared_ptr<const Resolver::Keys>> Resolver::MakeKeys(
+    std::vector<auth::SigningKey> proxy_keys, std::string neutron_shared_secret,
+    std::chrono::seconds replay_window, const common::Clock& clock) {
+  if (proxy_keys.empty() && neutron_shared_secret.empty()) {
+    return common::InvalidArgument(
+        "a proxy-mode listener needs proxy keys or a Neutron shared secret");
+  }
+  auto keys = std::make_shared<Keys>();
+  if (!proxy_keys.empty()) {
+    auth::RequestSigner::Options so;
+    so.replay_window = replay_window;
+    auto verifier = auth::RequestSigner::Create(std::move(proxy_keys), so, clock);
+    if (!verifier.ok()) return verifier.status();
+    keys->verifier.emplace(std::move(verifier).value());
+  }
+  keys->neutron_shared_secret = std::move(neutron_shared_secret);
+  return std::shared_ptr<const Keys>(std::move(keys));
+}
+
+common::Status Resolver::SetKeys(std::vector<auth::SigningKey> proxy_keys,
+                                 std::string neutron_shared_secret) {
+  if (!proxy_mode_ || !keys_) {
+    return common::FailedPrecondition("a direct-mode resolver has no keys to replace");
+  }
+  auto keys = MakeKeys(std::move(proxy_keys), std::move(neutron_shared_secret),
+                       options_.replay_window, *clock_);
+  if (!keys.ok()) return keys.status();
+  keys_->Set(std::move(keys).value());
+  return common::Status::Ok();
 }
 
 common::Result<CallerIdentity> Resolver::Resolve(const common::Request& request) const {
@@ -103,22 +134,26 @@ common::Result<CallerIdentity> Resolver::ResolveProxied(const common::Request& r
   }
   // Our own headers take precedence: a request carrying both is from an
   // openimds proxy (which strips the Neutron ones a guest might send).
+  // One look-up per request (lock-free); `keys` is used before this thread
+  // reads any other Swappable.
+  const Keys& keys = keys_->Get();
   if (request.HeaderCount(auth::kSignatureHeader) > 0 ||
       request.HeaderCount(auth::kNetworkHeader) > 0) {
-    return ResolveSigned(request);
+    return ResolveSigned(keys, request);
   }
   if (request.HeaderCount(auth::kNeutronInstanceIdHeader) > 0 ||
       request.HeaderCount(auth::kNeutronSignatureHeader) > 0 ||
       request.HeaderCount(auth::kNeutronTenantIdHeader) > 0) {
-    return ResolveNeutron(request);
+    return ResolveNeutron(keys, request);
   }
   Count(counters_.missing_identity);
   return common::InvalidArgument("request from proxy " + request.peer.ToString() +
                                  " carries no caller identity headers");
 }
 
-common::Result<CallerIdentity> Resolver::ResolveSigned(const common::Request& request) const {
-  if (!verifier_) {
+common::Result<CallerIdentity> Resolver::ResolveSigned(const Keys& keys,
+                                                       const common::Request& request) const {
+  if (!keys.verifier) {
     Count(counters_.unknown_key);
     return common::PermissionDenied("proxy-signed identity is not accepted here (no proxy keys)");
   }
@@ -140,7 +175,7 @@ common::Result<CallerIdentity> Resolver::ResolveSigned(const common::Request& re
         std::string(auth::kKeyIdHeader) + ", " + std::string(auth::kSignatureHeader) + ")");
   }
   auth::SignatureError why = auth::SignatureError::kMalformed;
-  common::Status verified = verifier_->Verify(request.method, request.target, *network, *source,
+  common::Status verified = keys.verifier->Verify(request.method, request.target, *network, *source,
                                               *key_id, *timestamp, *signature, &why);
   if (!verified.ok()) {
     switch (why) {
@@ -175,8 +210,9 @@ common::Result<CallerIdentity> Resolver::ResolveSigned(const common::Request& re
   return who;
 }
 
-common::Result<CallerIdentity> Resolver::ResolveNeutron(const common::Request& request) const {
-  if (options_.neutron_shared_secret.empty()) {
+common::Result<CallerIdentity> Resolver::ResolveNeutron(const Keys& keys,
+                                                        const common::Request& request) const {
+  if (keys.neutron_shared_secret.empty()) {
     Count(counters_.neutron_disabled);
     return common::PermissionDenied(
         "Neutron instance headers are not accepted here (no shared secret configured)");
@@ -202,7 +238,7 @@ common::Result<CallerIdentity> Resolver::ResolveNeutron(const common::Request& r
     Count(counters_.neutron_missing_header);
     return common::InvalidArgument("X-Tenant-ID header is missing from request.");
   }
-  if (!auth::VerifyNeutronInstanceSignature(options_.neutron_shared_secret, *instance_id,
+  if (!auth::VerifyNeutronInstanceSignature(keys.neutron_shared_secret, *instance_id,
                                             *signature)) {
     Count(counters_.neutron_bad_signature);
     return common::PermissionDenied("Invalid proxy request signature (instance " +

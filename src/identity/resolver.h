@@ -1,12 +1,14 @@
 #pragma once
 
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "auth/request_signer.h"
+#include "auth/signer_holder.h"
 #include "catalog/catalog.h"
 #include "common/clock.h"
 #include "common/http_message.h"
@@ -71,7 +73,8 @@ struct CallerIdentity {
 // The messages name the reason, never a secret or an expected MAC; the
 // caller logs them (one line per refusal).
 //
-// Immutable after construction; safe for concurrent use.
+// Safe for concurrent use. Only the keys change after construction
+// (SetKeys, on SIGHUP); Resolve reads them lock-free (auth::Swappable).
 class Resolver {
  public:
   struct Options {
@@ -99,6 +102,15 @@ class Resolver {
                                          common::MetricsRegistry& metrics);
 
   bool proxy_mode() const { return proxy_mode_; }
+
+  // Replaces the accepted proxy keys and the Neutron shared secret while
+  // requests are being resolved: those already running finish with the old
+  // ones, later ones use the new ones. Same rules as Create: InvalidArgument
+  // when both are empty or a key is invalid (the message names the key id,
+  // never a secret); FailedPrecondition in direct mode. On error the keys in
+  // use are unchanged. Thread-safe.
+  common::Status SetKeys(std::vector<auth::SigningKey> proxy_keys,
+                         std::string neutron_shared_secret);
 
   // Direct mode: InvalidArgument when the request has no peer address (a unix
   // socket listener). Proxy mode: see the table above.
@@ -137,16 +149,31 @@ class Resolver {
     common::Counter* accepted_neutron = nullptr;
   };
 
+  // What SetKeys replaces, as one immutable value.
+  struct Keys {
+    std::optional<auth::RequestSigner> verifier;  // set iff proxy keys were given
+    std::string neutron_shared_secret;            // empty: Neutron headers refused
+  };
+  static common::Result<std::shared_ptr<const Keys>> MakeKeys(
+      std::vector<auth::SigningKey> proxy_keys, std::string neutron_shared_secret,
+      std::chrono::seconds replay_window, const common::Clock& clock);
+
   common::Result<CallerIdentity> ResolveProxied(const common::Request& request) const;
-  common::Result<CallerIdentity> ResolveSigned(const common::Request& request) const;
-  common::Result<CallerIdentity> ResolveNeutron(const common::Request& request) const;
+  common::Result<CallerIdentity> ResolveSigned(const Keys& keys,
+                                               const common::Request& request) const;
+  common::Result<CallerIdentity> ResolveNeutron(const Keys& keys,
+                                                const common::Request& request) const;
   bool Trusted(const common::Request& request) const;
 
-  // Constant after construction.
+  // Constant after construction. options_ keeps no secret: proxy_keys and
+  // neutron_shared_secret are moved into keys_.
   bool proxy_mode_ = false;
   Options options_;
-  std::optional<auth::RequestSigner> verifier_;  // set iff options_.proxy_keys is not empty
+  const common::Clock* clock_ = nullptr;
   Counters counters_;
+  // Proxy mode only (null in direct mode): the keys in use, replaced by
+  // SetKeys. Behind a pointer so the Resolver stays movable until shared.
+  std::unique_ptr<auth::Swappable<Keys>> keys_;
 };
 
 }  // namespace openimds::identity

@@ -166,8 +166,13 @@ common::Status ProxyOptions::Validate() const {
 
 struct ProxyServer::Impl {
   ProxyOptions options;
-  const auth::RequestSigner& signer;
-  const auth::RequestSigner* chain_verifier;
+  // Holders made by the fixed-key constructor (null otherwise); declared
+  // before the pointers below, which may point at them.
+  std::unique_ptr<auth::SignerHolder> own_signer;
+  std::unique_ptr<auth::SignerHolder> own_chain_verifier;
+  // Read once per request with Get() (lock-free); see auth::Swappable.
+  const auth::SignerHolder& signer;
+  const auth::SignerHolder* chain_verifier;
   common::MetricsRegistry& metrics;
   std::optional<HeaderPolicy> policy;
   std::unique_ptr<UpstreamSet> upstreams;
@@ -197,9 +202,15 @@ struct ProxyServer::Impl {
   common::Counter* rejected_upstream_busy;
   common::Counter* rejected_bad_upstream;
 
-  Impl(ProxyOptions o, const auth::RequestSigner& s, const auth::RequestSigner* v,
-       common::MetricsRegistry& m)
-      : options(std::move(o)), signer(s), chain_verifier(v), metrics(m) {
+  Impl(ProxyOptions o, std::unique_ptr<auth::SignerHolder> own_s,
+       std::unique_ptr<auth::SignerHolder> own_v, const auth::SignerHolder& s,
+       const auth::SignerHolder* v, common::MetricsRegistry& m)
+      : options(std::move(o)),
+        own_signer(std::move(own_s)),
+        own_chain_verifier(std::move(own_v)),
+        signer(own_signer ? *own_signer : s),
+        chain_verifier(own_chain_verifier ? own_chain_verifier.get() : v),
+        metrics(m) {
     connections = &m.GetCounter("proxy_connections_total", "Guest connections accepted.");
     stripped = &m.GetCounter("proxy_identity_headers_stripped_total",
                              "Guest requests that carried identity headers, which were removed.");
@@ -467,7 +478,7 @@ asio::awaitable<void> ProxyServer::Impl::Session(tcp::socket socket, ListenerSta
             req.Find(auth::kTimestampHeader, ts);
             req.Find(auth::kKeyIdHeader, kid);
             req.Find(auth::kSignatureHeader, sig);
-            v = chain_verifier->Verify(method, target, n, s, kid, ts, sig);
+            v = chain_verifier->Get().Verify(method, target, n, s, kid, ts, sig);
             if (v.ok() && (!ValidNetworkName(n) || !common::IpAddress::Parse(s))) {
               v = common::PermissionDenied("signed network or source is malformed");
             }
@@ -533,7 +544,7 @@ asio::awaitable<void> ProxyServer::Impl::Session(tcp::socket socket, ListenerSta
           // The server never reads identity from it.
           if (guest_forwarded) AppendHeader(upstream_request, "X-Forwarded-For", source);
 
-          auth::SignedIdentity sig = signer.Sign(method, target, network, source);
+          auth::SignedIdentity sig = signer.Get().Sign(method, target, network, source);
           AppendHeader(upstream_request, auth::kNetworkHeader, network);
           AppendHeader(upstream_request, auth::kSourceHeader, source);
           upstream_request.append(auth::kTimestampHeader).append(": ");
@@ -676,10 +687,34 @@ asio::awaitable<void> ProxyServer::Impl::Session(tcp::socket socket, ListenerSta
 
 // ---------------------------------------------------------------------------
 
+namespace {
+
+// A holder of a borrowed signer that never changes: the shared_ptr owns
+// nothing (aliasing constructor), the caller keeps the signer alive.
+std::unique_ptr<auth::SignerHolder> BorrowedHolder(const auth::RequestSigner* signer) {
+  if (signer == nullptr) return nullptr;
+  return std::make_unique<auth::SignerHolder>(
+      std::shared_ptr<const auth::RequestSigner>(std::shared_ptr<void>(), signer));
+}
+
+}  // namespace
+
+ProxyServer::ProxyServer(ProxyOptions options, const auth::SignerHolder& signer,
+                         const auth::SignerHolder* chain_verifier,
+                         common::MetricsRegistry& metrics)
+    : impl_(std::make_unique<Impl>(std::move(options), nullptr, nullptr, signer, chain_verifier,
+                                   metrics)) {}
+
 ProxyServer::ProxyServer(ProxyOptions options, const auth::RequestSigner& signer,
                          const auth::RequestSigner* chain_verifier,
-                         common::MetricsRegistry& metrics)
-    : impl_(std::make_unique<Impl>(std::move(options), signer, chain_verifier, metrics)) {}
+                         common::MetricsRegistry& metrics) {
+  auto own_signer = BorrowedHolder(&signer);
+  auto own_verifier = BorrowedHolder(chain_verifier);
+  const auth::SignerHolder& s = *own_signer;
+  const auth::SignerHolder* v = own_verifier.get();
+  impl_ = std::make_unique<Impl>(std::move(options), std::move(own_signer),
+                                 std::move(own_verifier), s, v, metrics);
+}
 
 ProxyServer::~ProxyServer() {
   Shutdown();

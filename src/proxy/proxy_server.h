@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "auth/request_signer.h"
+#include "auth/signer_holder.h"
 #include "common/ip_address.h"
 #include "common/metrics.h"
 #include "common/result.h"
@@ -107,7 +108,12 @@ class ProxyServer {
  public:
   // `signer` signs forwarded identities; `chain_verifier` checks identities
   // from `options.trusted_proxies` (required iff that list is not empty).
-  // Both are borrowed and must outlive the server.
+  // Both are borrowed and must outlive the server. Replacing what they hold
+  // (SIGHUP key reload) takes effect from the next request; requests already
+  // being signed or checked finish with the old keys.
+  ProxyServer(ProxyOptions options, const auth::SignerHolder& signer,
+              const auth::SignerHolder* chain_verifier, common::MetricsRegistry& metrics);
+  // Fixed keys: the same, with signers that never change (borrowed).
   ProxyServer(ProxyOptions options, const auth::RequestSigner& signer,
               const auth::RequestSigner* chain_verifier, common::MetricsRegistry& metrics);
   ~ProxyServer();

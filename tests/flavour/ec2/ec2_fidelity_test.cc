@@ -736,7 +736,9 @@ TEST_F(Ec2FidelityTest, TtlEdgeCasesAnswer400WithoutAToken) {
     if (ttl) h.push_back({std::string(kTtlHeader), *ttl});
     Reply r = Call("PUT", "/latest/api/token", h);
     EXPECT_EQ(r.code(), status) << ttl.value_or("<absent>").substr(0, 20);
-    if (status == 400) EXPECT_FALSE(r.response.ip_ttl.has_value());
+    if (status == 400) {
+      EXPECT_FALSE(r.response.ip_ttl.has_value());
+    }
   }
 }
 
