@@ -60,7 +60,9 @@ std::string_view HttpDate() {
 void AppendNumber(std::string& out, uint64_t n) {
   char buf[24];
   auto r = std::to_chars(buf, buf + sizeof(buf), n);
-  out.append(buf, r.ptr);
+  // (pointer, length): append(first, last) is the iterator-range overload,
+  // which builds a temporary string.
+  out.append(buf, static_cast<size_t>(r.ptr - buf));
 }
 
 common::Result<boost::asio::ip::tcp::endpoint> ParseTcpEndpoint(std::string_view text) {

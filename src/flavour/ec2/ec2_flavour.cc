@@ -102,6 +102,11 @@ struct StringHash {
 struct V1Table {
   uint64_t owner = 0;  // Ec2Flavour::generation_ of the flavour the entries belong to
   std::unordered_map<std::string, common::Counter*, StringHash, std::equal_to<>> counters;
+  // The last instance looked up: a guest crawling its tree asks many times
+  // in a row, and an id compare is cheaper than hashing it (callgrind: the
+  // hash was 2% of the hot path).
+  std::string last_id;
+  common::Counter* last = nullptr;
 };
 
 }  // namespace
@@ -161,7 +166,12 @@ void Ec2Flavour::CountV1(const model::Instance& instance) const {
   thread_local V1Table table;
   if (table.owner != generation_) {
     table.counters.clear();
+    table.last = nullptr;
     table.owner = generation_;
+  }
+  if (table.last != nullptr && table.last_id == instance.id) {
+    table.last->Inc();
+    return;
   }
   auto it = table.counters.find(std::string_view(instance.id));
   if (it == table.counters.end()) {
@@ -182,6 +192,8 @@ void Ec2Flavour::CountV1(const model::Instance& instance) const {
         metrics_.GetCounter("imds_v1_requests_total", kV1Help, "instance=\"" + series + "\"");
     it = table.counters.emplace(instance.id, &counter).first;
   }
+  table.last_id.assign(instance.id);
+  table.last = it->second;
   it->second->Inc();
 }
 
