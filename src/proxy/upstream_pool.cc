@@ -216,6 +216,65 @@ asio::awaitable<std::unique_ptr<UpstreamConnection>> UpstreamPool::Connect(
   co_return c;
 }
 
+// Parses one response from `c` (bytes already buffered first, then reads)
+// into `out`. A read error is kTimeout when the connection's deadline closed
+// it, kStale when `stale_if_silent` and no byte arrived in this call, else
+// kFailed; a malformed or oversized response is kBad. `abandoned`, if set,
+// is checked after every read: once true the caller's entry is gone, so
+// nothing more is parsed into `out`.
+asio::awaitable<UpstreamPool::Io> UpstreamPool::ReadResponse(UpstreamConnection& c,
+                                                             ParsedMessage& out, bool head,
+                                                             bool stale_if_silent,
+                                                             const bool* abandoned,
+                                                             std::string& why, ResponseEnd& end) {
+  const std::string& name = upstreams_.endpoint(c.index).text;
+  ResponseParser parser(out);
+  parser.eager(true);
+  parser.header_limit(static_cast<uint32_t>(options_.max_response_header_bytes));
+  parser.body_limit(options_.max_response_body_bytes);
+  if (head) parser.skip(true);
+  bool got_bytes = false;
+  end = ResponseEnd{};
+  while (!parser.is_done()) {
+    if (c.buffer.size() > 0) {
+      boost::system::error_code perr;
+      size_t n = parser.put(c.buffer.data(), perr);
+      c.buffer.consume(n);
+      if (perr == bhttp::error::need_more) {
+        perr = {};
+      } else if (perr) {
+        why = "response from " + name + ": " + perr.message();
+        co_return Io::kBad;
+      }
+      if (parser.is_done()) break;
+      if (n > 0 && c.buffer.size() > 0) continue;
+    }
+    auto [rec, rn] = co_await c.socket.async_read_some(c.buffer.prepare(kReadChunk), kTuple);
+    if (abandoned != nullptr && *abandoned) co_return Io::kFailed;
+    if (rec) {
+      if (rec == asio::error::eof && parser.is_header_done()) {
+        // A response delimited by the end of the connection.
+        boost::system::error_code perr;
+        parser.put_eof(perr);
+        if (!perr) {
+          end.eof = true;
+          break;
+        }
+      }
+      if (c.timed_out) {
+        why = "no response from " + name + " in time";
+        co_return Io::kTimeout;
+      }
+      why = "read from " + name + ": " + rec.message();
+      co_return (!got_bytes && stale_if_silent) ? Io::kStale : Io::kFailed;
+    }
+    c.buffer.commit(rn);
+    got_bytes = true;
+  }
+  end.keep_alive = parser.keep_alive();
+  co_return Io::kOk;
+}
+
 asio::awaitable<UpstreamPool::Io> UpstreamPool::RoundTrip(UpstreamConnection& c,
                                                           std::string_view request, bool head,
                                                           Clock::time_point deadline,
@@ -234,50 +293,12 @@ asio::awaitable<UpstreamPool::Io> UpstreamPool::RoundTrip(UpstreamConnection& c,
     co_return c.timed_out ? Io::kTimeout : reused ? Io::kStale : Io::kFailed;
   }
 
-  ResponseParser parser(c.response);
-  parser.eager(true);
-  parser.header_limit(static_cast<uint32_t>(options_.max_response_header_bytes));
-  parser.body_limit(options_.max_response_body_bytes);
-  if (head) parser.skip(true);
-  bool got_bytes = false;
-  bool eof = false;
-  while (!parser.is_done()) {
-    if (c.buffer.size() > 0) {
-      boost::system::error_code perr;
-      size_t n = parser.put(c.buffer.data(), perr);
-      c.buffer.consume(n);
-      if (perr == bhttp::error::need_more) {
-        perr = {};
-      } else if (perr) {
-        why = "response from " + name + ": " + perr.message();
-        co_return Io::kBad;
-      }
-      if (parser.is_done()) break;
-      if (n > 0 && c.buffer.size() > 0) continue;
-    }
-    auto [rec, rn] = co_await c.socket.async_read_some(c.buffer.prepare(kReadChunk), kTuple);
-    if (rec) {
-      if (rec == asio::error::eof && parser.is_header_done()) {
-        // A response delimited by the end of the connection.
-        boost::system::error_code perr;
-        parser.put_eof(perr);
-        if (!perr) {
-          eof = true;
-          break;
-        }
-      }
-      if (c.timed_out) {
-        why = "no response from " + name + " in time";
-        co_return Io::kTimeout;
-      }
-      why = "read from " + name + ": " + rec.message();
-      co_return (!got_bytes && reused) ? Io::kStale : Io::kFailed;
-    }
-    c.buffer.commit(rn);
-    got_bytes = true;
-  }
+  ResponseEnd end;
+  const Io io = co_await ReadResponse(c, c.response, head, /*stale_if_silent=*/reused,
+                                      /*abandoned=*/nullptr, why, end);
+  if (io != Io::kOk) co_return io;
   ++c.uses;
-  c.reusable = !eof && parser.keep_alive() && c.buffer.size() == 0;
+  c.reusable = !end.eof && end.keep_alive && c.buffer.size() == 0;
   co_return Io::kOk;
 }
 
@@ -305,13 +326,42 @@ std::unique_ptr<UpstreamConnection> UpstreamPool::TakeIdlePipe(size_t index) {
   return nullptr;
 }
 
+// Leave time for the attempts that may follow: each gets an equal share of
+// what remains.
+UpstreamPool::Clock::time_point UpstreamPool::AttemptDeadline(Clock::time_point now,
+                                                              Clock::time_point deadline,
+                                                              uint64_t tried, int attempts) const {
+  int healthy_left = 0;
+  for (size_t k = 0; k < upstreams_.size(); ++k) {
+    if ((tried & (uint64_t{1} << k)) == 0 && upstreams_.healthy(k)) ++healthy_left;
+  }
+  const int later = std::min(options_.max_attempts - attempts, healthy_left);
+  return now + (deadline - now) / (later + 1);
+}
+
+// Counts a failed attempt on upstream `i` and says what the caller gets. A
+// malformed or oversized response is the response's fault, not the
+// upstream's health; everything else marks the upstream down.
+UpstreamPool::Failure UpstreamPool::RecordFailure(size_t i, Io io, const std::string& why) {
+  if (io == Io::kBad) {
+    upstreams_.CountError(i, why.find("limit") != std::string::npos
+                                 ? UpstreamSet::Error::kTooLarge
+                                 : UpstreamSet::Error::kBadResponse);
+    return Failure::kBadResponse;
+  }
+  upstreams_.CountError(i, io == Io::kConnect   ? UpstreamSet::Error::kConnect
+                           : io == Io::kTimeout ? UpstreamSet::Error::kTimeout
+                                                : UpstreamSet::Error::kReset);
+  upstreams_.MarkDown(i, why);
+  return io == Io::kTimeout ? Failure::kTimeout : Failure::kUnavailable;
+}
+
 asio::awaitable<UpstreamPool::Lease> UpstreamPool::ForwardExclusive(const Exchange& ex) {
   Lease lease;
   lease.failure = Failure::kUnavailable;
   lease.detail = "no healthy upstream";
   uint64_t tried = 0;
   int attempts = 0;
-  const size_t n = upstreams_.size();
   while (attempts < options_.max_attempts) {
     const auto now = Clock::now();
     if (now >= ex.deadline) {
@@ -324,14 +374,7 @@ asio::awaitable<UpstreamPool::Lease> UpstreamPool::ForwardExclusive(const Exchan
     const size_t i = static_cast<size_t>(picked);
     tried |= uint64_t{1} << i;
     ++attempts;
-    // Leave time for the attempts that may follow: each gets an equal share
-    // of what remains.
-    int healthy_left = 0;
-    for (size_t k = 0; k < n; ++k) {
-      if ((tried & (uint64_t{1} << k)) == 0 && upstreams_.healthy(k)) ++healthy_left;
-    }
-    const int later = std::min(options_.max_attempts - attempts, healthy_left);
-    const auto attempt_deadline = now + (ex.deadline - now) / (later + 1);
+    const auto attempt_deadline = AttemptDeadline(now, ex.deadline, tried, attempts);
 
     for (;;) {
       std::unique_ptr<UpstreamConnection> c = TakeIdle(i);
@@ -357,9 +400,7 @@ asio::awaitable<UpstreamPool::Lease> UpstreamPool::ForwardExclusive(const Exchan
       if (!c) {
         c = co_await Connect(i, attempt_deadline, why);
         if (!c) {
-          upstreams_.CountError(i, UpstreamSet::Error::kConnect);
-          upstreams_.MarkDown(i, why);
-          lease.failure = Failure::kUnavailable;
+          lease.failure = RecordFailure(i, Io::kConnect, why);
           lease.detail = why;
           break;  // next upstream
         }
@@ -373,21 +414,8 @@ asio::awaitable<UpstreamPool::Lease> UpstreamPool::ForwardExclusive(const Exchan
       }
       if (io == Io::kStale && reused) continue;  // the server closed an idle connection
       lease.detail = why;
-      if (io == Io::kBad) {
-        upstreams_.CountError(i, why.find("limit") != std::string::npos
-                                     ? UpstreamSet::Error::kTooLarge
-                                     : UpstreamSet::Error::kBadResponse);
-        lease.failure = Failure::kBadResponse;
-        co_return lease;
-      }
-      if (io == Io::kTimeout) {
-        upstreams_.CountError(i, UpstreamSet::Error::kTimeout);
-        lease.failure = Failure::kTimeout;
-      } else {
-        upstreams_.CountError(i, UpstreamSet::Error::kReset);
-        lease.failure = Failure::kUnavailable;
-      }
-      upstreams_.MarkDown(i, why);
+      lease.failure = RecordFailure(i, io, why);
+      if (lease.failure == Failure::kBadResponse) co_return lease;
       // The request may have reached the server: repeat only what is safe.
       if (!ex.retryable) co_return lease;
       break;
@@ -473,70 +501,30 @@ void UpstreamPool::PipeFlush(const std::shared_ptr<Pipe>& p) {
 
 asio::awaitable<void> UpstreamPool::PipeReader(std::shared_ptr<Pipe> p) {
   UpstreamConnection& c = *p->conn;
-  const std::string& name = upstreams_.endpoint(c.index).text;
   try {
     while (!p->inflight.empty() && !p->broken) {
       PipeEntry* e = p->inflight.front();
       ParsedMessage& out = *e->ex->response_out;
       out.Clear();
-      ResponseParser parser(out);
-      parser.eager(true);
-      parser.header_limit(static_cast<uint32_t>(options_.max_response_header_bytes));
-      parser.body_limit(options_.max_response_body_bytes);
-      if (e->ex->head) parser.skip(true);
-      bool eof = false;
       std::string why;
-      Io failed = Io::kOk;
-      while (!parser.is_done()) {
-        if (c.buffer.size() > 0) {
-          boost::system::error_code perr;
-          size_t n = parser.put(c.buffer.data(), perr);
-          c.buffer.consume(n);
-          if (perr == bhttp::error::need_more) {
-            perr = {};
-          } else if (perr) {
-            why = "response from " + name + ": " + perr.message();
-            failed = Io::kBad;
-            break;
-          }
-          if (parser.is_done()) break;
-          if (n > 0 && c.buffer.size() > 0) continue;
-        }
-        auto [rec, rn] = co_await c.socket.async_read_some(c.buffer.prepare(kReadChunk), kTuple);
-        if (p->broken) co_return;  // failed meanwhile (deadline, Stop): entries are ended
-        if (rec) {
-          if (rec == asio::error::eof && parser.is_header_done()) {
-            boost::system::error_code perr;
-            parser.put_eof(perr);
-            if (!perr) {
-              eof = true;
-              break;
-            }
-          }
-          if (c.timed_out) {
-            why = "no response from " + name + " in time";
-            failed = Io::kTimeout;
-          } else {
-            why = "read from " + name + ": " + rec.message();
-            // Closed before any byte since it went idle: the server had
-            // dropped the kept-alive connection; not the upstream's fault.
-            failed = (p->reused && p->bytes_since_idle == 0) ? Io::kStale : Io::kFailed;
-          }
-          break;
-        }
-        c.buffer.commit(rn);
-        p->bytes_since_idle += rn;
-      }
-      if (failed != Io::kOk) {
-        PipeFail(*p, failed, failed == Io::kTimeout ? Io::kTimeout : Io::kStale, why);
+      ResponseEnd end;
+      // Closed before any byte since it went idle: the server had dropped
+      // the kept-alive connection; not the upstream's fault.
+      const Io io = co_await ReadResponse(c, out, e->ex->head,
+                                          p->reused && !p->answered_since_idle, &p->broken, why,
+                                          end);
+      if (p->broken) co_return;  // failed meanwhile (deadline, Stop): entries are ended
+      if (io != Io::kOk) {
+        PipeFail(*p, io, io == Io::kTimeout ? Io::kTimeout : Io::kStale, why);
         co_return;
       }
+      p->answered_since_idle = true;
       ++c.uses;
       p->inflight.pop_front();
       e->done = true;
       e->io = Io::kOk;
       e->ex->wait_timer->cancel();
-      if (eof || !parser.keep_alive()) {
+      if (end.eof || !end.keep_alive) {
         // The server ends the connection here: what follows was not
         // answered and is safe to send again (GET/HEAD only pipeline).
         PipeFail(*p, Io::kStale, Io::kStale, "the server closed a pipelined connection");
@@ -550,7 +538,7 @@ asio::awaitable<void> UpstreamPool::PipeReader(std::shared_ptr<Pipe> p) {
   p->reading = false;
   if (!p->broken && p->inflight.empty()) {
     p->reused = true;
-    p->bytes_since_idle = 0;
+    p->answered_since_idle = false;
     p->latest = {};
     if (!waiters_[c.index].empty() && !p->writing && !p->flush_posted && !stopped_) {
       // An exclusive exchange waits for a connection: this one is free.
@@ -623,7 +611,7 @@ asio::awaitable<UpstreamPool::Io> UpstreamPool::PipelinedRoundTrip(size_t index,
   }
   ex.wait_timer->expires_at(deadline);
   while (!entry.done) {
-    auto [ec] = co_await ex.wait_timer->async_wait(kTuple);
+    co_await ex.wait_timer->async_wait(kTuple);  // cancelled when the entry ends
     if (entry.done) break;
     if (Clock::now() >= deadline || stopped_) {
       // This caller's deadline: the responses queued behind it cannot be
@@ -644,7 +632,6 @@ asio::awaitable<UpstreamPool::Lease> UpstreamPool::ForwardPipelined(const Exchan
   uint64_t tried = 0;
   int attempts = 0;
   int stale_retries = 0;
-  const size_t n = upstreams_.size();
   while (attempts < options_.max_attempts && !stopped_) {
     const auto now = Clock::now();
     if (now >= ex.deadline) {
@@ -657,12 +644,7 @@ asio::awaitable<UpstreamPool::Lease> UpstreamPool::ForwardPipelined(const Exchan
     const size_t i = static_cast<size_t>(picked);
     tried |= uint64_t{1} << i;
     ++attempts;
-    int healthy_left = 0;
-    for (size_t k = 0; k < n; ++k) {
-      if ((tried & (uint64_t{1} << k)) == 0 && upstreams_.healthy(k)) ++healthy_left;
-    }
-    const int later = std::min(options_.max_attempts - attempts, healthy_left);
-    const auto attempt_deadline = now + (ex.deadline - now) / (later + 1);
+    const auto attempt_deadline = AttemptDeadline(now, ex.deadline, tried, attempts);
     for (;;) {
       std::string why;
       Io io = co_await PipelinedRoundTrip(i, ex, attempt_deadline, why);
@@ -686,27 +668,8 @@ asio::awaitable<UpstreamPool::Lease> UpstreamPool::ForwardPipelined(const Exchan
           Clock::now() < attempt_deadline) {
         continue;
       }
-      if (io == Io::kConnect) {
-        upstreams_.CountError(i, UpstreamSet::Error::kConnect);
-        upstreams_.MarkDown(i, why);
-        lease.failure = Failure::kUnavailable;
-        break;
-      }
-      if (io == Io::kBad) {
-        upstreams_.CountError(i, why.find("limit") != std::string::npos
-                                     ? UpstreamSet::Error::kTooLarge
-                                     : UpstreamSet::Error::kBadResponse);
-        lease.failure = Failure::kBadResponse;
-        co_return lease;
-      }
-      if (io == Io::kTimeout) {
-        upstreams_.CountError(i, UpstreamSet::Error::kTimeout);
-        lease.failure = Failure::kTimeout;
-      } else {
-        upstreams_.CountError(i, UpstreamSet::Error::kReset);
-        lease.failure = Failure::kUnavailable;
-      }
-      upstreams_.MarkDown(i, why);
+      lease.failure = RecordFailure(i, io, why);
+      if (lease.failure == Failure::kBadResponse) co_return lease;
       break;  // next upstream (GET/HEAD are retryable)
     }
   }

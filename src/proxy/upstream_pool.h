@@ -211,7 +211,7 @@ class UpstreamPool {
     std::string pending;              // requests of this turn, not yet written
     std::string sending;              // the write in progress
     Clock::time_point latest{};       // latest deadline in flight
-    uint64_t bytes_since_idle = 0;    // response bytes since it was last idle
+    bool answered_since_idle = false; // a response arrived since it was last idle
     bool reused = false;              // carried exchanges before this batch
     bool connecting = false;          // conn is null until the connect completes
     bool flush_posted = false;
@@ -234,11 +234,21 @@ class UpstreamPool {
   // An idle pipelined connection to `index`, taken out of pipelining for an
   // exclusive exchange; null if none.
   std::unique_ptr<UpstreamConnection> TakeIdlePipe(size_t index);
+  Clock::time_point AttemptDeadline(Clock::time_point now, Clock::time_point deadline,
+                                    uint64_t tried, int attempts) const;
+  Failure RecordFailure(size_t index, Io io, const std::string& why);
 
   boost::asio::awaitable<std::unique_ptr<UpstreamConnection>> Connect(size_t index,
                                                                       Clock::time_point deadline,
                                                                       std::string& why,
                                                                       bool counted = true);
+  struct ResponseEnd {
+    bool eof = false;         // delimited by the connection's end
+    bool keep_alive = false;  // the response allows another on the connection
+  };
+  boost::asio::awaitable<Io> ReadResponse(UpstreamConnection& c, ParsedMessage& out, bool head,
+                                          bool stale_if_silent, const bool* abandoned,
+                                          std::string& why, ResponseEnd& end);
   boost::asio::awaitable<Io> RoundTrip(UpstreamConnection& c, std::string_view request, bool head,
                                        Clock::time_point deadline, std::string& why);
   std::unique_ptr<UpstreamConnection> TakeIdle(size_t index);
