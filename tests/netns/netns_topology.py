@@ -42,11 +42,12 @@ def _die_with_parent() -> None:
         pass
 
 
-def usable() -> Optional[str]:
-    """None if this machine can run the test, else why not."""
+def usable(tools: tuple = ("ip", "nft", "curl"), nft: bool = True) -> Optional[str]:
+    """None if this machine can run a namespace test needing `tools` (and a
+    working nftables inside a namespace when `nft`), else why not."""
     if os.geteuid() != 0:
-        return "needs root (network namespaces, nftables)"
-    for tool in ("ip", "nft", "curl"):
+        return "needs root (network namespaces" + (", nftables)" if nft else ")")
+    for tool in tools:
         if shutil.which(tool) is None:
             return f"'{tool}' is not installed"
     probe = PREFIX + "probe"
@@ -54,9 +55,10 @@ def usable() -> Optional[str]:
     if p.returncode != 0:
         return f"ip netns unavailable: {p.stderr.decode(errors='replace').strip()}"
     try:
-        p = run("ip", "netns", "exec", probe, "nft", "list", "ruleset", check=False)
-        if p.returncode != 0:
-            return f"nft unusable in a namespace: {p.stderr.decode(errors='replace').strip()}"
+        if nft:
+            p = run("ip", "netns", "exec", probe, "nft", "list", "ruleset", check=False)
+            if p.returncode != 0:
+                return f"nft unusable in a namespace: {p.stderr.decode(errors='replace').strip()}"
     finally:
         run("ip", "netns", "del", probe, check=False)
     return None

@@ -31,6 +31,7 @@ from typing import Optional
 
 import pytest
 
+from netns_topology import _die_with_parent, run, usable
 from openimds_harness import UnixHTTPConnection, _request, find_binary, instance
 
 PREFIX = f"oimds3-{os.getpid()}-"
@@ -39,39 +40,8 @@ GUEST_V4, GUEST_V6 = "10.1.0.2", "fd01::2"
 TOKEN_PUT = ["-X", "PUT", "-H", "X-aws-ec2-metadata-token-ttl-seconds: 60"]
 
 
-def _run(*cmd: str, check: bool = True, timeout: float = 30,
-         input: Optional[bytes] = None) -> subprocess.CompletedProcess:
-    p = subprocess.run(list(cmd), capture_output=True, timeout=timeout, input=input)
-    if check and p.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode}): "
-                           f"{p.stderr.decode(errors='replace')}")
-    return p
-
-
-def _why_not() -> Optional[str]:
-    if os.geteuid() != 0:
-        return "needs root (network namespaces)"
-    for tool in ("ip", "curl"):
-        if shutil.which(tool) is None:
-            return f"'{tool}' is not installed"
-    probe = PREFIX + "probe"
-    p = _run("ip", "netns", "add", probe, check=False)
-    if p.returncode != 0:
-        return f"ip netns unavailable: {p.stderr.decode(errors='replace').strip()}"
-    _run("ip", "netns", "del", probe, check=False)
-    return None
-
-
-WHY_NOT = _why_not()
+WHY_NOT = usable(("ip", "curl"), nft=False)
 pytestmark = pytest.mark.skipif(WHY_NOT is not None, reason=WHY_NOT or "")
-
-
-def _die_with_parent() -> None:
-    try:
-        import ctypes
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 class Lab:
@@ -84,11 +54,11 @@ class Lab:
         self.admin = workdir / "admin.sock"
 
     def sh(self, ns: str, command: str) -> None:
-        _run("ip", "netns", "exec", self.ns[ns], "sh", "-c", command)
+        run("ip", "netns", "exec", self.ns[ns], "sh", "-c", command)
 
     def build(self) -> None:
         for key, name in self.ns.items():
-            _run("ip", "netns", "add", name)
+            run("ip", "netns", "add", name)
             self.created.append(name)
             etc = Path("/etc/netns") / name  # names resolve nowhere but loopback
             etc.mkdir(parents=True, exist_ok=True)
@@ -159,19 +129,19 @@ class Lab:
 
     def curl(self, url: str, *args: str, timeout: float = 3) -> subprocess.CompletedProcess:
         """curl inside the guest namespace; -g for IPv6 literals."""
-        return _run("ip", "netns", "exec", self.ns["guest"], "curl", "-s", "-g", "--noproxy", "*",
+        return run("ip", "netns", "exec", self.ns["guest"], "curl", "-s", "-g", "--noproxy", "*",
                     "-m", str(timeout), "-w", "\n%{http_code}", *args, url, check=False,
                     timeout=timeout + 10)
 
     def python_in_guest(self, code: str, timeout: float = 20) -> subprocess.CompletedProcess:
-        return _run("ip", "netns", "exec", self.ns["guest"], "/usr/bin/python3", "-c", code,
+        return run("ip", "netns", "exec", self.ns["guest"], "/usr/bin/python3", "-c", code,
                     check=False, timeout=timeout)
 
     def watch_ttls(self) -> None:
         """(Re)creates counters, in the guest, of the data segments arriving
         from the metadata addresses, one per TTL / hop limit seen (1 and 63
         expected, anything else in 'other')."""
-        _run("ip", "netns", "exec", self.ns["guest"], "nft", "delete", "table", "inet",
+        run("ip", "netns", "exec", self.ns["guest"], "nft", "delete", "table", "inet",
              "oimds3ttl", check=False)
         rules = ["table inet oimds3ttl {", " chain in {",
                  "  type filter hook input priority 0; policy accept;"]
@@ -185,12 +155,12 @@ class Lab:
         rules.append("  ip6 saddr fd00:ec2::254 tcp sport 80 tcp flags & psh == psh "
                      "ip6 hoplimit != { 1, 63 } counter")
         rules += [" }", "}"]
-        _run("ip", "netns", "exec", self.ns["guest"], "nft", "-f", "-",
+        run("ip", "netns", "exec", self.ns["guest"], "nft", "-f", "-",
              input="\n".join(rules).encode() + b"\n")
 
     def ttl_counts(self) -> dict:
         """{ttl: packets} from watch_ttls' counters; key 0 for 'other'."""
-        p = _run("ip", "netns", "exec", self.ns["guest"], "nft", "-j", "list", "table", "inet",
+        p = run("ip", "netns", "exec", self.ns["guest"], "nft", "-j", "list", "table", "inet",
                  "oimds3ttl")
         counts: dict = {}
         for item in json.loads(p.stdout)["nftables"]:
@@ -217,7 +187,7 @@ class Lab:
                 self.server.kill()
                 self.server.wait()
         for name in self.created:
-            _run("ip", "netns", "del", name, check=False)
+            run("ip", "netns", "del", name, check=False)
         for etc in self.etc:
             shutil.rmtree(etc, ignore_errors=True)
 
