@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "http/bearer_auth.h"
+#include "http/raw_client.h"
 
 namespace openimds::http {
 namespace {
@@ -62,43 +63,9 @@ class ServerTest : public ::testing::Test {
     if (runner_.joinable()) runner_.join();
   }
 
-  int Connect() {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<uint16_t>(port_));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
-    timeval tv{5, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    return fd;
-  }
-  static void Send(int fd, const std::string& s) {
-    ASSERT_EQ(::send(fd, s.data(), s.size(), MSG_NOSIGNAL), static_cast<ssize_t>(s.size()));
-  }
-  // Reads until `n` complete responses (by Content-Length) or EOF/timeout.
-  static std::string ReadResponses(int fd, int n) {
-    std::string data;
-    char buf[4096];
-    for (;;) {
-      int complete = 0;
-      size_t pos = 0;
-      while (true) {
-        size_t hdr_end = data.find("\r\n\r\n", pos);
-        if (hdr_end == std::string::npos) break;
-        size_t cl = data.find("Content-Length: ", pos);
-        size_t len = 0;
-        if (cl != std::string::npos && cl < hdr_end) len = std::stoul(data.substr(cl + 16));
-        if (data.size() < hdr_end + 4 + len) break;
-        pos = hdr_end + 4 + len;
-        ++complete;
-      }
-      if (complete >= n) return data;
-      ssize_t r = recv(fd, buf, sizeof(buf), 0);
-      if (r <= 0) return data;
-      data.append(buf, static_cast<size_t>(r));
-    }
-  }
+  int Connect() { return raw_client::ConnectLoopback(port_); }
+  static void Send(int fd, const std::string& s) { raw_client::SendAll(fd, s); }
+  static std::string ReadResponses(int fd, int n) { return raw_client::ReadResponses(fd, n); }
   static bool PeerClosed(int fd) {
     char c;
     ssize_t r = recv(fd, &c, 1, 0);

@@ -96,6 +96,15 @@ common::Result<std::unique_ptr<OpenStackFlavour>> OpenStackFlavour::Create(
       new OpenStackFlavour(std::move(options), std::move(compact), clock, passwords, metrics));
 }
 
+namespace {
+// openstack_refused_total{reason=...}: one series per refusal reason.
+common::Counter& RefusedCounter(common::MetricsRegistry& metrics, std::string_view reason) {
+  return metrics.GetCounter("openstack_refused_total",
+                            "OpenStack flavour requests refused, by reason.",
+                            "reason=\"" + std::string(reason) + "\"");
+}
+}  // namespace
+
 OpenStackFlavour::OpenStackFlavour(Options options, std::string static_vendor_data_compact,
                                    const common::Clock& clock, const PasswordStore* passwords,
                                    common::MetricsRegistry& metrics)
@@ -105,24 +114,12 @@ OpenStackFlavour::OpenStackFlavour(Options options, std::string static_vendor_da
       passwords_(passwords),
       requests_(metrics.GetCounter("openstack_requests_total",
                                    "Requests rendered by the OpenStack flavour.")),
-      not_found_(metrics.GetCounter("openstack_refused_total",
-                                    "OpenStack flavour requests refused, by reason.",
-                                    "reason=\"not_found\"")),
-      pinned_(metrics.GetCounter("openstack_refused_total",
-                                 "OpenStack flavour requests refused, by reason.",
-                                 "reason=\"flavour_not_allowed\"")),
-      password_bad_method_(metrics.GetCounter("openstack_refused_total",
-                                              "OpenStack flavour requests refused, by reason.",
-                                              "reason=\"password_method\"")),
-      password_too_large_(metrics.GetCounter("openstack_refused_total",
-                                             "OpenStack flavour requests refused, by reason.",
-                                             "reason=\"password_too_large\"")),
-      password_conflict_(metrics.GetCounter("openstack_refused_total",
-                                            "OpenStack flavour requests refused, by reason.",
-                                            "reason=\"password_already_set\"")),
-      password_unavailable_(metrics.GetCounter("openstack_refused_total",
-                                               "OpenStack flavour requests refused, by reason.",
-                                               "reason=\"password_store_unavailable\"")),
+      not_found_(RefusedCounter(metrics, "not_found")),
+      pinned_(RefusedCounter(metrics, "flavour_not_allowed")),
+      password_bad_method_(RefusedCounter(metrics, "password_method")),
+      password_too_large_(RefusedCounter(metrics, "password_too_large")),
+      password_conflict_(RefusedCounter(metrics, "password_already_set")),
+      password_unavailable_(RefusedCounter(metrics, "password_store_unavailable")),
       passwords_set_(metrics.GetCounter("openstack_passwords_set_total",
                                         "Passwords stored through POST .../password.")) {}
 
