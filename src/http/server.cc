@@ -459,6 +459,16 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, typename Socket::endp
   boost::beast::flat_buffer buffer;
   HopLimitGuard ttl;
   uint32_t served = 0;
+  // Sends what `out` holds under the write deadline and empties it; false if
+  // the write failed. For the flushes of coalesced responses (before a read
+  // that would wait, a 100-continue, a deferral or a hop-limit change); the
+  // per-request write below stays inline.
+  const auto send_out = [&]() -> asio::awaitable<bool> {
+    deadline = Clock::now() + limits.write_timeout;
+    auto [ec, n] = co_await asio::async_write(socket, asio::buffer(out), kTuple);
+    out.clear();
+    co_return !ec;
+  };
 
   try {
     for (;;) {
@@ -490,11 +500,8 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, typename Socket::endp
           if (parser->is_header_done() && parsed.expect_continue && !sent_continue) {
             sent_continue = true;
             static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-            deadline = Clock::now() + limits.write_timeout;
             out.append(kContinue);  // after any coalesced responses, in order
-            auto [wec, wn] = co_await asio::async_write(socket, asio::buffer(out), kTuple);
-            out.clear();
-            if (wec) {
+            if (!co_await send_out()) {
               closed = true;
               break;
             }
@@ -505,10 +512,7 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, typename Socket::endp
         if (!out.empty()) {
           // Coalesced responses to pipelined requests leave before this
           // connection waits for more bytes.
-          deadline = Clock::now() + limits.write_timeout;
-          auto [wec, wn] = co_await asio::async_write(socket, asio::buffer(out), kTuple);
-          out.clear();
-          if (wec) {
+          if (!co_await send_out()) {
             closed = true;
             break;
           }
@@ -574,10 +578,7 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, typename Socket::endp
             // request only; the reaper must not take the wait for a slowloris.
             if (!out.empty()) {
               // Responses coalesced before it do not wait with it.
-              deadline = Clock::now() + limits.write_timeout;
-              auto [fec, fn] = co_await asio::async_write(socket, asio::buffer(out), kTuple);
-              out.clear();
-              if (fec) break;
+              if (!co_await send_out()) break;
             }
             deadline = Clock::now() + DeferralBound(*resp.deferred) + limits.write_timeout;
             co_await ResumeDeferred(*ls.config.handler, req, resp);
@@ -605,10 +606,7 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, typename Socket::endp
       }
       if (resp.ip_ttl && !out.empty()) {
         // The hop limit applies per write: earlier coalesced responses first.
-        deadline = Clock::now() + limits.write_timeout;
-        auto [fec, fn] = co_await asio::async_write(socket, asio::buffer(out), kTuple);
-        out.clear();
-        if (fec) break;
+        if (!co_await send_out()) break;
       }
       Serialize(resp, version, keep_alive, out);
 
