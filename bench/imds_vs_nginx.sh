@@ -5,12 +5,19 @@
 # openimds/nginx for keep-alive and for a new connection per request
 # (cloud-init's pattern). Loopback only; every run is bounded by DURATION.
 #
-# A third server, bench/bare_beast.cc (Beast's coroutine example returning the
-# same bytes: no routing, identity or rendering), is measured in the same run
-# as the ceiling a Beast-based server can reach here; unset BARE_BEAST= skips it.
+# Two reference servers are measured in the same run, returning the same bytes:
+#  - bare Beast (bench/bare_beast.cc: Beast's coroutine example, no routing,
+#    identity or rendering): what a Beast-based server can reach here;
+#  - the client ceiling (bench/ceiling_server.cc: raw epoll, one recv and one
+#    send per request, nothing else): the most req/s one wrk thread can show
+#    against any server on this machine. When ceiling/nginx is below a target
+#    ratio, no server can be measured at that ratio with this method here.
 #
 # Env: OPENIMDS_BINARY (default: build into <repo>/build-bench, Release),
 #      BARE_BEAST (default: <repo>/build-bench/bench/bare_beast; "none" skips it),
+#      CEILING (default: <repo>/build-bench/bench/ceiling_server; "none" skips it),
+#      TARGET (keep-alive ratio the core issue asks for, default 1.3: the summary
+#      says whether the client ceiling leaves room for it),
 #      DURATION (s, default 10), WARMUP (s, default 2), CONNECTIONS (default 64),
 #      ROUNDS (default 1; with more, rounds interleave the servers and each
 #      ratio uses each server's median round by req/s, with the spread shown),
@@ -111,17 +118,26 @@ EOF
 start_nginx
 NGINX_URL=http://$NGINX_ADDR$LEAF
 
-BEAST_URL=""
-if [[ ${BARE_BEAST:-none} != none && -x ${BARE_BEAST:-} ]]; then
-  taskset -c "$SERVER_CPU" "$BARE_BEAST" 0 "$(cat "$TMP/www$LEAF")" >"$TMP/beast.port" 2>"$TMP/beast.log" &
-  BEAST_PID=$!
-  BENCH_PIDS+=("$BEAST_PID")
-  for _ in $(seq 50); do [[ -s $TMP/beast.port ]] && break; sleep 0.1; done
-  BEAST_URL=http://127.0.0.1:$(head -1 "$TMP/beast.port")$LEAF
-  curl -s -o "$TMP/beast.body" "$BEAST_URL" && cmp -s "$TMP/beast.body" "$TMP/www$LEAF" ||
-    die "bare_beast did not serve the same bytes"
-fi
-beast_counts() { echo "? ?"; }
+# Reference servers (PORT BODY on the command line, port printed on stdout):
+# name -> URL and PID. They keep no counters.
+declare -A REF_URL REF_PID
+REFS=()
+start_reference() {   # name binary
+  local name=$1 bin=$2
+  [[ $bin != none && -x $bin ]] || { echo "note: $name not measured ($bin)" >&2; return 0; }
+  taskset -c "$SERVER_CPU" "$bin" 0 "$(cat "$TMP/www$LEAF")" >"$TMP/$name.port" 2>"$TMP/$name.log" &
+  REF_PID[$name]=$!
+  BENCH_PIDS+=("${REF_PID[$name]}")
+  for _ in $(seq 50); do [[ -s $TMP/$name.port ]] && break; sleep 0.1; done
+  REF_URL[$name]=http://127.0.0.1:$(head -1 "$TMP/$name.port")$LEAF
+  curl -s -o "$TMP/$name.body" "${REF_URL[$name]}" && cmp -s "$TMP/$name.body" "$TMP/www$LEAF" ||
+    die "$name did not serve the same bytes"
+  REFS+=("$name")
+}
+start_reference beast "${BARE_BEAST:-none}"
+start_reference ceiling "${CEILING:-$REPO/build-bench/bench/ceiling_server}"
+TARGET=${TARGET:-1.3}
+ref_counts() { echo "? ?"; }
 
 # Same bytes from both, or no comparison.
 curl -s -D "$TMP/nginx.headers" -o "$TMP/nginx.body" "$NGINX_URL"
@@ -156,27 +172,30 @@ for scenario in keepalive close; do
   # the machine hit all three; each server's median round (by req/s) is used,
   # and the min..max of its rounds is printed: on a noisy VM the spread says
   # how far a single ratio can be trusted.
-  nr=() or=() br=()
+  # One "rps p50 p99 conns reqs per-cpu wait" line per round, by server.
+  declare -A rounds=()
   for ((round = 1; round <= ROUNDS; round++)); do
     COUNTS_SELF=1 measure "$label" nginx "$NGINX_URL" "$NGINX_PID" nginx_counts "${args[@]}"
-    nr+=("$R_RPS $R_P50 $R_P99 $R_CONNS $R_REQS $R_PERCPU $R_WAIT")
+    rounds[nginx]+="$R_RPS $R_P50 $R_P99 $R_CONNS $R_REQS $R_PERCPU $R_WAIT"$'\n'
     COUNTS_SELF=0 measure "$label" openimds "$IMDS_URL" "$IMDS_PID" imds_counts "${args[@]}"
-    or+=("$R_RPS $R_P50 $R_P99 $R_CONNS $R_REQS $R_PERCPU $R_WAIT")
-    if [[ -n $BEAST_URL ]]; then
-      COUNTS_SELF=0 measure "$label" beast "$BEAST_URL" "$BEAST_PID" beast_counts "${args[@]}"
-      br+=("$R_RPS $R_P50 $R_P99 $R_CONNS $R_REQS $R_PERCPU $R_WAIT")
-    fi
+    rounds[openimds]+="$R_RPS $R_P50 $R_P99 $R_CONNS $R_REQS $R_PERCPU $R_WAIT"$'\n'
+    for ref in "${REFS[@]}"; do
+      COUNTS_SELF=0 measure "$label" "$ref" "${REF_URL[$ref]}" "${REF_PID[$ref]}" ref_counts "${args[@]}"
+      rounds[$ref]+="$R_RPS $R_P50 $R_P99 $R_CONNS $R_REQS $R_PERCPU $R_WAIT"$'\n'
+    done
   done
-  median() { printf '%s\n' "$@" | sort -n -k1,1 | sed -n "$(( ($# + 1) / 2 ))p"; }
-  spread() { printf '%s\n' "$@" | sort -n -k1,1 | awk 'NR == 1 { lo = $1 } { hi = $1 } END { print lo ".." hi }'; }
-  read -r -a n <<<"$(median "${nr[@]}")"
-  read -r -a o <<<"$(median "${or[@]}")"
-  b=()
-  [[ ${#br[@]} -gt 0 ]] && read -r -a b <<<"$(median "${br[@]}")"
+  median() { printf '%s' "${rounds[$1]}" | sort -n -k1,1 | sed -n "$(( (ROUNDS + 1) / 2 ))p"; }
+  spread() { printf '%s' "${rounds[$1]}" | sort -n -k1,1 | awk 'NR == 1 { lo = $1 } { hi = $1 } END { print lo ".." hi }'; }
+  read -r -a n <<<"$(median nginx)"
+  read -r -a o <<<"$(median openimds)"
+  b=() c=()
+  [[ -n ${rounds[beast]:-} ]] && read -r -a b <<<"$(median beast)"
+  [[ -n ${rounds[ceiling]:-} ]] && read -r -a c <<<"$(median ceiling)"
   if ((ROUNDS > 1)); then
-    SUMMARY+=("$(printf '%s: req/s over %d rounds (min..max): nginx %s, openimds %s%s' "$label" "$ROUNDS" \
-      "$(spread "${nr[@]}")" "$(spread "${or[@]}")" \
-      "$([[ ${#br[@]} -gt 0 ]] && echo ", bare Beast $(spread "${br[@]}")")")")
+    spreads="nginx $(spread nginx), openimds $(spread openimds)"
+    [[ ${#b[@]} -gt 0 ]] && spreads+=", bare Beast $(spread beast)"
+    [[ ${#c[@]} -gt 0 ]] && spreads+=", client ceiling $(spread ceiling)"
+    SUMMARY+=("$(printf '%s: req/s over %d rounds (min..max): %s' "$label" "$ROUNDS" "$spreads")")
   fi
   if [[ $scenario == close ]]; then
     # wrk only reconnects if the server says "Connection: close"; prove it closed.
@@ -196,6 +215,14 @@ for scenario in keepalive close; do
   if [[ ${#b[@]} -gt 0 ]]; then
     SUMMARY+=("$(printf '  reference: bare Beast %s req/s = %s nginx (req/cpu-s %s); openimds = %s of bare Beast' \
       "${b[0]}" "$(ratio "${b[0]}" "${n[0]}")" "$(ratio "${b[5]}" "${n[5]}")" "$(ratio "${o[0]}" "${b[0]}")")")
+  fi
+  if [[ ${#c[@]} -gt 0 ]]; then
+    SUMMARY+=("$(printf '  client ceiling: raw epoll server %s req/s = %s nginx; openimds = %s of the ceiling' \
+      "${c[0]}" "$(ratio "${c[0]}" "${n[0]}")" "$(ratio "${o[0]}" "${c[0]}")")")
+    if [[ $scenario == keepalive ]] && awk -v c="${c[0]}" -v n="${n[0]}" -v t="$TARGET" 'BEGIN { exit !(c < t * n) }'; then
+      SUMMARY+=("$(printf '  NOTE: %sx nginx is %s req/s, above the client ceiling: no server can be measured at %sx with this method on this machine' \
+        "$TARGET" "$(awk -v n="${n[0]}" -v t="$TARGET" 'BEGIN { printf "%.0f", n * t }')" "$TARGET")")
+    fi
   fi
 done
 

@@ -40,7 +40,7 @@ resolve_binary() {
     cmake -S "$repo" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DOPENIMDS_BUILD_TESTS=OFF \
       >"$TMP/cmake.log" 2>&1 ||
       { tail -20 "$TMP/cmake.log" >&2; die "cmake failed"; }
-    ninja -C "$build" -j2 openimds bare_beast >"$TMP/ninja.log" 2>&1 ||
+    ninja -C "$build" -j2 openimds bare_beast ceiling_server >"$TMP/ninja.log" 2>&1 ||
       { tail -20 "$TMP/ninja.log" >&2; die "build failed"; }
     OPENIMDS_BINARY=$build/src/app/openimds
     BARE_BEAST=${BARE_BEAST:-$build/bench/bare_beast}
