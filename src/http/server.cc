@@ -22,6 +22,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/basic_parser.hpp>
 #include <boost/beast/http/error.hpp>
+#include <cerrno>
 #include <charconv>
 #include <cstring>
 #include <ctime>
@@ -48,6 +49,8 @@ constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 // How much to ask the kernel for per read. Guest requests are ~200 bytes; a
 // pipelined burst or an admin import fills several reads.
 constexpr size_t kReadChunk = 16 * 1024;
+// Connections a listener accepts in a row before it lets them run.
+constexpr int kAcceptBatch = 64;
 // Responses to pipelined requests are coalesced into one write up to this.
 constexpr size_t kCoalesceBytes = 64 * 1024;
 
@@ -204,6 +207,23 @@ void Serialize(const common::Response& r, int version, bool keep_alive, std::str
   if (!r.head && has_body) out.append(r.body);
 }
 
+// Sends what it can of `data` without waiting and leaves the rest in it;
+// false if the connection failed. MSG_DONTWAIT: a socket not yet used by
+// asio may still be in blocking mode (the unix listener's).
+bool SendNow(int fd, std::string_view& data) {
+  while (!data.empty()) {
+    const ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      data.remove_prefix(static_cast<size_t>(n));
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else {
+      return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+    }
+  }
+  return true;
+}
+
 void SimpleError(common::Response& r, int status, std::string_view message) {
   r.Clear();
   r.status = status;
@@ -288,11 +308,14 @@ struct Server::Impl {
   common::Status BindUnix(ListenerState& ls, Worker& w);
   void StartReaper(Worker& w);
 
+  // `raw_fd` (TCP only): an accepted, non-blocking descriptor that `socket`
+  // (then unopened) adopts only when the connection must wait; see Session.
   template <typename Socket>
   asio::awaitable<void> Session(Socket socket, typename Socket::endpoint_type peer,
-                                ListenerState& ls, Worker& w);
+                                ListenerState& ls, Worker& w, int raw_fd = -1);
   template <typename Acceptor>
   asio::awaitable<void> AcceptLoop(Acceptor& acceptor, ListenerState& ls, Worker& w);
+  asio::awaitable<void> TcpAcceptLoop(tcp::acceptor& acceptor, ListenerState& ls, Worker& w);
 };
 
 common::Status Server::Impl::BindTcp(ListenerState& ls, Worker& w, bool first) {
@@ -316,6 +339,9 @@ common::Status Server::Impl::BindTcp(ListenerState& ls, Worker& w, bool first) {
   if (ec) {
     return common::Unavailable("cannot listen on " + ls.config.endpoint + ": " + ec.message());
   }
+  // TcpAcceptLoop drains the backlog with accept4 until EAGAIN.
+  acc->non_blocking(true, ec);
+  if (ec) return common::Unavailable("cannot listen on " + ls.config.endpoint + ": " + ec.message());
   {
     // Accepted sockets inherit TCP_NODELAY from the listener on Linux.
     boost::system::error_code nec;
@@ -405,9 +431,64 @@ asio::awaitable<void> Server::Impl::AcceptLoop(Acceptor& acceptor, ListenerState
   }
 }
 
+// TCP listeners accept with accept4(SOCK_NONBLOCK) themselves instead of
+// async_accept: an asio socket is registered with epoll (EPOLL_CTL_ADD) when
+// it is created, set non-blocking with an ioctl at its first operation and,
+// being "assigned", deregistered (EPOLL_CTL_DEL) before close: three syscalls
+// per connection that a connection answered at once never needs. Session
+// serves such a connection on the raw descriptor and hands it to asio only
+// when it has to wait (see `adopt` there).
+asio::awaitable<void> Server::Impl::TcpAcceptLoop(tcp::acceptor& acceptor, ListenerState& ls,
+                                                  Worker& w) {
+  const int listen_fd = acceptor.native_handle();
+  for (;;) {
+    // Drain the backlog: the listener is edge-triggered in asio's reactor,
+    // so the next wake-up comes only after accept4 said EAGAIN. Every
+    // kAcceptBatch connections, yield so the sessions already accepted run.
+    for (int accepted = 0;; ++accepted) {
+      if (accepted == kAcceptBatch) {
+        accepted = 0;
+        co_await asio::post(w.ctx, asio::use_awaitable);
+        if (draining.load() || !acceptor.is_open()) co_return;
+      }
+      tcp::endpoint peer;  // the peer comes with accept4: no getpeername
+      socklen_t len = static_cast<socklen_t>(peer.capacity());
+      const int fd = ::accept4(listen_fd, peer.data(), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd >= 0) {
+        if (draining.load()) {
+          ::close(fd);
+          co_return;
+        }
+        peer.resize(len);
+        asio::co_spawn(w.ctx, Session(tcp::socket(w.ctx), peer, ls, w, fd), asio::detached);
+        continue;
+      }
+      const int err = errno;
+      if (err == EAGAIN || err == EWOULDBLOCK) break;
+      if (err == EINTR || err == ECONNABORTED) continue;
+      if (draining.load() || !acceptor.is_open()) co_return;
+      // EMFILE and friends: say so, back off briefly, try again (the
+      // pending connections raise no new edge).
+      common::LogWarn("http", "accept on " + ls.config.endpoint + " failed: " +
+                                  std::string(std::strerror(err)));
+      asio::steady_timer t(w.ctx, std::chrono::milliseconds(50));
+      co_await t.async_wait(kTuple);
+      if (draining.load() || !acceptor.is_open()) co_return;
+    }
+    auto [ec] = co_await acceptor.async_wait(tcp::acceptor::wait_read, kTuple);
+    if (ec) {
+      if (ec == asio::error::operation_aborted || draining.load()) co_return;
+      common::LogWarn("http", "waiting on " + ls.config.endpoint + " failed: " + ec.message());
+      asio::steady_timer t(w.ctx, std::chrono::milliseconds(50));
+      co_await t.async_wait(kTuple);
+    }
+    if (draining.load()) co_return;
+  }
+}
+
 template <typename Socket>
 asio::awaitable<void> Server::Impl::Session(Socket socket, typename Socket::endpoint_type peer,
-                                            ListenerState& ls, Worker& w) {
+                                            ListenerState& ls, Worker& w, int raw_fd) {
   const Limits& limits = ls.config.limits;
   ls.connections->Inc();
   w.active.fetch_add(1, std::memory_order_relaxed);
@@ -415,13 +496,41 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, typename Socket::endp
   bool idle = true;
   Clock::time_point deadline = Clock::now() + limits.idle_timeout;
   bool timed_out = false;
-  w.sessions.push_front(Worker::SessionHandle{[&socket, &timed_out]() {
+  w.sessions.push_front(Worker::SessionHandle{[&socket, &timed_out, &raw_fd]() {
                                                 timed_out = true;
+                                                if (raw_fd >= 0) {
+                                                  // Never suspended while raw; be safe anyway:
+                                                  // the next recv sees EOF.
+                                                  ::shutdown(raw_fd, SHUT_RDWR);
+                                                  return;
+                                                }
                                                 boost::system::error_code ignored;
                                                 socket.close(ignored);
                                               },
                                               &idle, &deadline, ls.timeouts, &ls.display, {}});
   auto handle_it = w.sessions.begin();
+
+  // A connection accepted by TcpAcceptLoop is served on its raw descriptor:
+  // recv/send straight away, as long as each completes at once (the request
+  // is there, the response fits the socket buffer), which is the whole life
+  // of a cloud-init connection. The first time it would have to wait, `adopt`
+  // gives the descriptor to `socket` and asio's reactor takes over. Nothing
+  // suspends while raw (adopt comes first), so the reaper never sees it.
+  const auto adopt = [&]() -> bool {
+    if (raw_fd < 0) return true;
+    if constexpr (std::is_same_v<Socket, tcp::socket>) {
+      boost::system::error_code aec;
+      socket.assign(ls.tcp_endpoint.protocol(), raw_fd, aec);
+      if (aec) {
+        ::close(raw_fd);
+        raw_fd = -1;
+        return false;
+      }
+    }
+    raw_fd = -1;
+    return true;
+  };
+  const auto native_fd = [&]() -> int { return raw_fd >= 0 ? raw_fd : socket.native_handle(); };
 
   common::Request req;
   req.listener_network = ls.config.network;
@@ -438,7 +547,7 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, typename Socket::endp
       req.local = ToIpAddress(ls.tcp_endpoint.address());
       req.local_port = ls.tcp_endpoint.port();
       is_v6_socket = ls.tcp_endpoint.address().is_v6();
-    } else {
+    } else if (adopt()) {  // a wildcard listener: ask the socket (rare)
       auto local = socket.local_endpoint(ec);
       if (!ec) {
         req.local = ToIpAddress(local.address());
@@ -463,11 +572,20 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, typename Socket::endp
   // the write failed. For the flushes of coalesced responses (before a read
   // that would wait, a 100-continue, a deferral or a hop-limit change); the
   // per-request write below stays inline.
+  // Most responses fit the socket buffer: one send(2) and no reactor round
+  // trip; what is left (if any) goes through async_write.
+  const auto finish_write = [&](std::string_view rest) -> asio::awaitable<bool> {
+    if (!adopt()) co_return false;
+    auto [ec, n] = co_await asio::async_write(socket, asio::buffer(rest), kTuple);
+    co_return !ec;
+  };
   const auto send_out = [&]() -> asio::awaitable<bool> {
     deadline = Clock::now() + limits.write_timeout;
-    auto [ec, n] = co_await asio::async_write(socket, asio::buffer(out), kTuple);
+    std::string_view rest = out;
+    bool ok = SendNow(native_fd(), rest);
+    if (ok && !rest.empty()) ok = co_await finish_write(rest);
     out.clear();
-    co_return !ec;
+    co_return ok;
   };
 
   try {
@@ -518,12 +636,27 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, typename Socket::endp
           }
           deadline = Clock::now() + (idle ? limits.idle_timeout : limits.header_timeout);
         }
-        auto [rec, rn] = co_await socket.async_read_some(buffer.prepare(kReadChunk), kTuple);
-        if (rec) {
-          // end_of_stream between requests is the normal end of a connection;
-          // a deadline close was counted and logged by the reaper.
-          closed = true;
-          break;
+        // end_of_stream between requests is the normal end of a connection;
+        // a deadline close was counted and logged by the reaper.
+        size_t rn = 0;
+        if (raw_fd >= 0) {
+          const auto space = buffer.prepare(kReadChunk);
+          const ssize_t got = ::recv(raw_fd, space.data(), space.size(), 0);
+          if (got > 0) {
+            rn = static_cast<size_t>(got);
+          } else if (got == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) ||
+                     !adopt()) {
+            closed = true;
+            break;
+          }
+        }
+        if (rn == 0) {
+          auto [rec, n] = co_await socket.async_read_some(buffer.prepare(kReadChunk), kTuple);
+          if (rec) {
+            closed = true;
+            break;
+          }
+          rn = n;
         }
         buffer.commit(rn);
         if (idle) {
@@ -576,6 +709,7 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, typename Socket::endp
           if (resp.deferred) [[unlikely]] {
             // The handler waits on an upstream (common::Deferred): park this
             // request only; the reaper must not take the wait for a slowloris.
+            if (!adopt()) break;  // the reaper may close it while parked
             if (!out.empty()) {
               // Responses coalesced before it do not wait with it.
               if (!co_await send_out()) break;
@@ -623,15 +757,17 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, typename Socket::endp
         // The token response must leave with the instance's hop limit; any
         // later response on this connection leaves with the default again.
         if (resp.ip_ttl) {
-          ttl.Apply(socket.native_handle(), is_v6_socket, *resp.ip_ttl);
+          ttl.Apply(native_fd(), is_v6_socket, *resp.ip_ttl);
         } else {
           ttl.Restore();
         }
       }
       deadline = Clock::now() + limits.write_timeout;
-      auto [wec, wn] = co_await asio::async_write(socket, asio::buffer(out), kTuple);
+      std::string_view rest = out;
+      bool wrote = SendNow(native_fd(), rest);
+      if (wrote && !rest.empty()) wrote = co_await finish_write(rest);
       out.clear();
-      if (wec || !keep_alive) break;
+      if (!wrote || !keep_alive) break;
     }
     // No shutdown(SHUT_WR) before the close below: it sent the FIN close()
     // sends anyway (nothing here lingers to drain the peer), one syscall per
@@ -640,8 +776,12 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, typename Socket::endp
     // An exception escaping a detached coroutine would abort the process.
     common::LogError("http", std::string("connection failed: ") + e.what());
   }
-  boost::system::error_code ignored;
-  socket.close(ignored);
+  if (raw_fd >= 0) {
+    ::close(raw_fd);
+  } else {
+    boost::system::error_code ignored;
+    socket.close(ignored);
+  }
   w.sessions.erase(handle_it);
   w.active.fetch_sub(1, std::memory_order_relaxed);
 }
@@ -714,7 +854,7 @@ common::Status Server::Start() {
   auto workers = impl_->AllWorkers();
   for (Worker* w : workers) {
     for (auto& [acc, ls] : w->tcp_acceptors) {
-      asio::co_spawn(w->ctx, impl_->AcceptLoop(*acc, *ls, *w), asio::detached);
+      asio::co_spawn(w->ctx, impl_->TcpAcceptLoop(*acc, *ls, *w), asio::detached);
     }
     for (auto& [acc, ls] : w->unix_acceptors) {
       asio::co_spawn(w->ctx, impl_->AcceptLoop(*acc, *ls, *w), asio::detached);

@@ -13,12 +13,25 @@
 #include <chrono>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "http/bearer_auth.h"
 #include "http/raw_client.h"
 
 namespace openimds::http {
 namespace {
+
+// 8 MiB that no socket buffer holds at once, with a pattern a lost or
+// repeated chunk would break.
+static const std::string& BigBody() {
+  static const std::string body = [] {
+    std::string b;
+    b.reserve(8u << 20);
+    for (uint32_t i = 0; b.size() < (8u << 20); ++i) b += std::to_string(i) + ',';
+    return b;
+  }();
+  return body;
+}
 
 // Echoes what it saw, so tests can check the parsed request.
 class EchoHandler : public Handler {
@@ -32,6 +45,10 @@ class EchoHandler : public Handler {
     }
     if (r.path == "/slow") std::this_thread::sleep_for(std::chrono::milliseconds(300));
     if (r.path == "/ttl") out.ip_ttl = 7;
+    if (r.path == "/big") {
+      out.body = BigBody();
+      return;
+    }
     out.body = std::string(r.method) + " " + std::string(r.path) + " q=" + std::string(r.query) +
                " body=" + std::string(r.body) + " net=" + std::string(r.listener_network);
     if (auto h = r.Header("x-test")) out.body += " x-test=" + std::string(*h);
@@ -237,6 +254,60 @@ INSTANTIATE_TEST_SUITE_P(
                          std::string(65, 'x') + "\r\n0\r\n\r\n",
                      "HTTP/1.1 413 ", "body_too_large"}),
     [](const auto& info) { return info.param.name; });
+
+TEST_F(ServerTest, LargeResponseToASlowReaderArrivesWhole) {
+  // The server sends what the socket takes at once and hands the rest to
+  // asio's reactor: a reader that waits before reading forces that path.
+  StartServer();
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  int small = 4096;
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port_));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  timeval tv{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  Send(fd, "GET /big HTTP/1.1\r\nHost: h\r\n\r\n");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  std::string r = ReadResponses(fd, 1);
+  const size_t body_at = r.find("\r\n\r\n");
+  ASSERT_NE(body_at, std::string::npos);
+  EXPECT_NE(r.find("Content-Length: " + std::to_string(BigBody().size()) + "\r\n"), std::string::npos);
+  EXPECT_TRUE(r.substr(body_at + 4) == BigBody()) << "body of " << r.size() - body_at - 4
+                                                   << " bytes differs from the 8 MiB sent";
+  // The connection, now in asio's hands, keeps serving.
+  Send(fd, "GET /after HTTP/1.1\r\n\r\n");
+  EXPECT_NE(ReadResponses(fd, 1).find("GET /after"), std::string::npos);
+  close(fd);
+}
+
+TEST_F(ServerTest, ManyConnectionsAcceptedBeforeTheirRequestsAreAllServed) {
+  // 300 connections open before any sends (more than one accept batch, and
+  // each one's first read finds nothing, so each is handed to the reactor),
+  // then each sends one request with Connection: close.
+  StartServer();
+  constexpr int kConns = 300;
+  std::vector<int> fds;
+  for (int i = 0; i < kConns; ++i) fds.push_back(Connect());
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  for (int i = 0; i < kConns; ++i) {
+    Send(fds[i], "GET /c" + std::to_string(i) + " HTTP/1.1\r\nConnection: close\r\n\r\n");
+  }
+  int ok = 0;
+  for (int i = 0; i < kConns; ++i) {
+    std::string r = ReadResponses(fds[i], 1);
+    if (r.find("GET /c" + std::to_string(i) + " ") != std::string::npos &&
+        r.find("Connection: close") != std::string::npos && PeerClosed(fds[i])) {
+      ++ok;
+    }
+    close(fds[i]);
+  }
+  EXPECT_EQ(ok, kConns);
+  EXPECT_EQ(metrics_.CounterValue("http_connections_total", "listener=\"guest\""),
+            static_cast<uint64_t>(kConns));
+}
 
 TEST_F(ServerTest, SlowlorisIsCutOff) {
   Limits limits;
