@@ -237,6 +237,21 @@ void SimpleError(common::Response& r, int status, std::string_view message) {
 
 struct ListenerState;
 
+// A connection's buffers. A worker keeps those of closed connections and
+// hands them to new ones, so a connection per request (cloud-init) does not
+// pay a dozen malloc/free pairs for its request, parse and response storage.
+struct SessionState {
+  ParsedRequest parsed;
+  common::Request req;
+  common::Response resp;
+  std::string out;
+  boost::beast::flat_buffer buffer;
+};
+// Kept per worker at most, and only while their storage stays small: one
+// large upload must not pin its memory for the life of the process.
+constexpr size_t kSpareStates = 256;
+constexpr size_t kSpareStateBytes = 64 * 1024;
+
 // One I/O thread: its io_context and the connections it owns. Everything in
 // here is touched only from its own thread, except through asio::post.
 struct Worker {
@@ -256,6 +271,37 @@ struct Worker {
     common::IpAddress peer;  // formatted only when a line is logged
   };
   std::list<SessionHandle> sessions;  // owned by this thread
+  std::vector<std::unique_ptr<SessionState>> spare_states;
+
+  std::unique_ptr<SessionState> TakeState() {
+    if (spare_states.empty()) {
+      auto st = std::make_unique<SessionState>();
+      st->parsed.arena.reserve(1024);
+      st->parsed.fields.reserve(16);
+      st->req.headers.reserve(16);
+      st->out.reserve(1024);
+      return st;
+    }
+    auto st = std::move(spare_states.back());
+    spare_states.pop_back();
+    return st;
+  }
+  void ReturnState(std::unique_ptr<SessionState> st) {
+    if (spare_states.size() >= kSpareStates || st->parsed.arena.capacity() > kSpareStateBytes ||
+        st->parsed.body.capacity() > kSpareStateBytes || st->out.capacity() > kSpareStateBytes ||
+        st->resp.body.capacity() > kSpareStateBytes || st->buffer.capacity() > kSpareStateBytes) {
+      return;
+    }
+    st->parsed.Clear();
+    auto headers = std::move(st->req.headers);
+    headers.clear();
+    st->req = common::Request{};
+    st->req.headers = std::move(headers);
+    st->resp.Clear();
+    st->out.clear();
+    st->buffer.clear();
+    spare_states.push_back(std::move(st));
+  }
   std::unique_ptr<asio::steady_timer> reaper;
   // Each acceptor with the listener it serves.
   std::vector<std::pair<std::unique_ptr<tcp::acceptor>, ListenerState*>> tcp_acceptors;
@@ -532,7 +578,12 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, typename Socket::endp
   };
   const auto native_fd = [&]() -> int { return raw_fd >= 0 ? raw_fd : socket.native_handle(); };
 
-  common::Request req;
+  std::unique_ptr<SessionState> state = w.TakeState();
+  ParsedRequest& parsed = state->parsed;
+  common::Request& req = state->req;
+  common::Response& resp = state->resp;
+  std::string& out = state->out;
+  boost::beast::flat_buffer& buffer = state->buffer;
   req.listener_network = ls.config.network;
   bool is_v6_socket = false;
   if constexpr (std::is_same_v<Socket, tcp::socket>) {
@@ -558,14 +609,6 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, typename Socket::endp
     handle_it->peer = req.peer;
   }
 
-  ParsedRequest parsed;
-  parsed.arena.reserve(1024);
-  parsed.fields.reserve(16);
-  req.headers.reserve(16);
-  common::Response resp;
-  std::string out;
-  out.reserve(1024);
-  boost::beast::flat_buffer buffer;
   HopLimitGuard ttl;
   uint32_t served = 0;
   // Sends what `out` holds under the write deadline and empties it; false if
@@ -783,6 +826,7 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, typename Socket::endp
     socket.close(ignored);
   }
   w.sessions.erase(handle_it);
+  w.ReturnState(std::move(state));
   w.active.fetch_sub(1, std::memory_order_relaxed);
 }
 

@@ -309,6 +309,27 @@ TEST_F(ServerTest, ManyConnectionsAcceptedBeforeTheirRequestsAreAllServed) {
             static_cast<uint64_t>(kConns));
 }
 
+TEST_F(ServerTest, NothingOfAClosedConnectionReachesTheNext) {
+  // Workers hand a closed connection's buffers to the next one: none of its
+  // bytes (a half-sent request, headers, a response) may show there. Enough
+  // rounds that both worker threads reuse buffers.
+  StartServer();
+  for (int i = 0; i < 20; ++i) {
+    int a = Connect();
+    Send(a, "GET /a?k=1 HTTP/1.1\r\nX-Test: secret\r\n\r\nGET /leftover HTTP/1.1\r\nX-Te");
+    EXPECT_NE(ReadResponses(a, 1).find("GET /a q=k=1 body= net=net-a x-test=secret"),
+              std::string::npos);
+    close(a);
+    int b = Connect();
+    Send(b, "GET /b HTTP/1.1\r\n\r\n");
+    std::string r = ReadResponses(b, 1);
+    EXPECT_NE(r.find("\r\n\r\nGET /b q= body= net=net-a"), std::string::npos) << r;
+    EXPECT_EQ(r.find("secret"), std::string::npos) << r;
+    EXPECT_EQ(r.find("leftover"), std::string::npos) << r;
+    close(b);
+  }
+}
+
 TEST_F(ServerTest, SlowlorisIsCutOff) {
   Limits limits;
   limits.header_timeout = std::chrono::milliseconds(400);
