@@ -210,9 +210,10 @@ void Serialize(const common::Response& r, int version, bool keep_alive, std::str
 // Sends what it can of `data` without waiting and leaves the rest in it;
 // false if the connection failed. MSG_DONTWAIT: a socket not yet used by
 // asio may still be in blocking mode (the unix listener's).
-bool SendNow(int fd, std::string_view& data) {
+bool SendNow(int fd, std::string_view& data, int extra_flags = 0) {
   while (!data.empty()) {
-    const ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    const ssize_t n =
+        ::send(fd, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT | extra_flags);
     if (n > 0) {
       data.remove_prefix(static_cast<size_t>(n));
     } else if (n < 0 && errno == EINTR) {
@@ -711,6 +712,7 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, typename Socket::endp
 
       resp.Clear();
       bool keep_alive = false;
+      bool client_closes = false;  // the request itself said close (1.0, Connection: close)
       int version = parsed.version;
       if (perr) {
         int status = 400;
@@ -736,6 +738,7 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, typename Socket::endp
         idle = false;
         ls.requests->Inc();
         keep_alive = parser->keep_alive();
+        client_closes = !keep_alive;
         req.method = parsed.View(parsed.method);
         req.target = parsed.View(parsed.target);
         auto q = req.target.find('?');
@@ -807,7 +810,14 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, typename Socket::endp
       }
       deadline = Clock::now() + limits.write_timeout;
       std::string_view rest = out;
-      bool wrote = SendNow(native_fd(), rest);
+      // The last answer to a client that asked to close leaves corked
+      // (MSG_MORE): the close() just below then sends the FIN in the same
+      // segment, and the client acknowledges both at once: 8 segments per
+      // connection instead of 10. Only then: had the server chosen to close
+      // while the client may have pipelined more (unread bytes make close()
+      // send a reset), a corked answer would be lost with them.
+      const int cork = !keep_alive && client_closes && buffer.size() == 0 ? MSG_MORE : 0;
+      bool wrote = SendNow(native_fd(), rest, cork);
       if (wrote && !rest.empty()) wrote = co_await finish_write(rest);
       out.clear();
       if (!wrote || !keep_alive) break;
