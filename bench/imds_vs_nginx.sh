@@ -18,6 +18,10 @@
 #      CEILING (default: <repo>/build-bench/bench/ceiling_server; "none" skips it),
 #      TARGET (keep-alive ratio the core issue asks for, default 1.3: the summary
 #      says whether the client ceiling leaves room for it),
+#      PIPELINE (unset: off; N: a third scenario where each wrk write carries N
+#      pipelined requests, bench/pipeline.lua, as `openimds proxy` talks to
+#      serve; not the issue's method, and one wrk thread is far from its
+#      limit there, so it shows the servers' own capacity),
 #      DURATION (s, default 10), WARMUP (s, default 2), CONNECTIONS (default 64),
 #      ROUNDS (default 1; with more, rounds interleave the servers and each
 #      ratio uses each server's median round by req/s, with the spread shown),
@@ -162,9 +166,14 @@ echo
 
 print_header conns requests
 SUMMARY=()
-for scenario in keepalive close; do
+SCENARIOS=(keepalive close)
+[[ -n ${PIPELINE:-} ]] && SCENARIOS+=(pipelined)
+export PIPELINE
+for scenario in "${SCENARIOS[@]}"; do
   if [[ $scenario == keepalive ]]; then
     label="keep-alive ($CONNECTIONS conns)"; args=()
+  elif [[ $scenario == pipelined ]]; then
+    label="pipelined x$PIPELINE ($CONNECTIONS)"; args=(-s "$REPO/bench/pipeline.lua")
   else
     label="conn/request ($CONNECTIONS)"; args=(-H 'Connection: close')
   fi
