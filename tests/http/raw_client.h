@@ -13,9 +13,11 @@
 
 namespace openimds::http::raw_client {
 
-// A connection to 127.0.0.1:port with a 5 s receive timeout.
-inline int ConnectLoopback(int port) {
+// A connection to 127.0.0.1:port with a 5 s receive timeout; `rcvbuf` > 0
+// sets SO_RCVBUF first (a small window makes the server's writes block).
+inline int ConnectLoopback(int port, int rcvbuf = 0) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (rcvbuf > 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_port = htons(static_cast<uint16_t>(port));

@@ -259,16 +259,7 @@ TEST_F(ServerTest, LargeResponseToASlowReaderArrivesWhole) {
   // The server sends what the socket takes at once and hands the rest to
   // asio's reactor: a reader that waits before reading forces that path.
   StartServer();
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  int small = 4096;
-  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port_));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
-  timeval tv{5, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  int fd = raw_client::ConnectLoopback(port_, /*rcvbuf=*/4096);
   Send(fd, "GET /big HTTP/1.1\r\nHost: h\r\n\r\n");
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   std::string r = ReadResponses(fd, 1);
