@@ -326,17 +326,28 @@ std::unique_ptr<UpstreamConnection> UpstreamPool::TakeIdlePipe(size_t index) {
   return nullptr;
 }
 
-// Leave time for the attempts that may follow: each gets an equal share of
-// what remains.
-UpstreamPool::Clock::time_point UpstreamPool::AttemptDeadline(Clock::time_point now,
-                                                              Clock::time_point deadline,
-                                                              uint64_t tried, int attempts) const {
+std::optional<UpstreamPool::Attempt> UpstreamPool::NextAttempt(const Exchange& ex,
+                                                               uint64_t& tried, int& attempts,
+                                                               Lease& lease) {
+  const auto now = Clock::now();
+  if (now >= ex.deadline) {
+    lease.failure = Failure::kTimeout;
+    lease.detail = "no time left for another upstream";
+    return std::nullopt;
+  }
+  const int picked = Pick(tried);
+  if (picked < 0) return std::nullopt;
+  const size_t i = static_cast<size_t>(picked);
+  tried |= uint64_t{1} << i;
+  ++attempts;
+  // Leave time for the attempts that may follow: each gets an equal share of
+  // what remains.
   int healthy_left = 0;
   for (size_t k = 0; k < upstreams_.size(); ++k) {
     if ((tried & (uint64_t{1} << k)) == 0 && upstreams_.healthy(k)) ++healthy_left;
   }
   const int later = std::min(options_.max_attempts - attempts, healthy_left);
-  return now + (deadline - now) / (later + 1);
+  return Attempt{i, now + (ex.deadline - now) / (later + 1)};
 }
 
 // Counts a failed attempt on upstream `i` and says what the caller gets. A
@@ -363,18 +374,10 @@ asio::awaitable<UpstreamPool::Lease> UpstreamPool::ForwardExclusive(const Exchan
   uint64_t tried = 0;
   int attempts = 0;
   while (attempts < options_.max_attempts) {
-    const auto now = Clock::now();
-    if (now >= ex.deadline) {
-      lease.failure = Failure::kTimeout;
-      lease.detail = "no time left for another upstream";
-      break;
-    }
-    int picked = Pick(tried);
-    if (picked < 0) break;
-    const size_t i = static_cast<size_t>(picked);
-    tried |= uint64_t{1} << i;
-    ++attempts;
-    const auto attempt_deadline = AttemptDeadline(now, ex.deadline, tried, attempts);
+    const auto next = NextAttempt(ex, tried, attempts, lease);
+    if (!next) break;
+    const size_t i = next->upstream;
+    const auto attempt_deadline = next->deadline;
 
     for (;;) {
       std::unique_ptr<UpstreamConnection> c = TakeIdle(i);
@@ -633,18 +636,10 @@ asio::awaitable<UpstreamPool::Lease> UpstreamPool::ForwardPipelined(const Exchan
   int attempts = 0;
   int stale_retries = 0;
   while (attempts < options_.max_attempts && !stopped_) {
-    const auto now = Clock::now();
-    if (now >= ex.deadline) {
-      lease.failure = Failure::kTimeout;
-      lease.detail = "no time left for another upstream";
-      break;
-    }
-    int picked = Pick(tried);
-    if (picked < 0) break;
-    const size_t i = static_cast<size_t>(picked);
-    tried |= uint64_t{1} << i;
-    ++attempts;
-    const auto attempt_deadline = AttemptDeadline(now, ex.deadline, tried, attempts);
+    const auto next = NextAttempt(ex, tried, attempts, lease);
+    if (!next) break;
+    const size_t i = next->upstream;
+    const auto attempt_deadline = next->deadline;
     for (;;) {
       std::string why;
       Io io = co_await PipelinedRoundTrip(i, ex, attempt_deadline, why);

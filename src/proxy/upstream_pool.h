@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -234,8 +235,15 @@ class UpstreamPool {
   // An idle pipelined connection to `index`, taken out of pipelining for an
   // exclusive exchange; null if none.
   std::unique_ptr<UpstreamConnection> TakeIdlePipe(size_t index);
-  Clock::time_point AttemptDeadline(Clock::time_point now, Clock::time_point deadline,
-                                    uint64_t tried, int attempts) const;
+  // The next upstream to try for an exchange and the deadline of that
+  // attempt; nullopt when no time or no untried healthy upstream is left
+  // (`lease` then says which). Marks the pick in `tried`, counts `attempts`.
+  struct Attempt {
+    size_t upstream;
+    Clock::time_point deadline;
+  };
+  std::optional<Attempt> NextAttempt(const Exchange& exchange, uint64_t& tried, int& attempts,
+                                     Lease& lease);
   Failure RecordFailure(size_t index, Io io, const std::string& why);
 
   boost::asio::awaitable<std::unique_ptr<UpstreamConnection>> Connect(size_t index,
