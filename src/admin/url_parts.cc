@@ -1,16 +1,8 @@
 #include "admin/url_parts.h"
 
+#include "common/encoding.h"
+
 namespace openimds::admin {
-namespace {
-
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-}  // namespace
 
 std::optional<std::string> PercentDecode(std::string_view text, bool plus_is_space) {
   std::string out;
@@ -21,8 +13,8 @@ std::optional<std::string> PercentDecode(std::string_view text, bool plus_is_spa
       out.push_back(' ');
     } else if (c == '%') {
       if (i + 2 >= text.size()) return std::nullopt;
-      const int hi = HexValue(text[i + 1]);
-      const int lo = HexValue(text[i + 2]);
+      const int hi = common::HexValue(text[i + 1]);
+      const int lo = common::HexValue(text[i + 2]);
       if (hi < 0 || lo < 0) return std::nullopt;
       const char decoded = static_cast<char>(hi * 16 + lo);
       // A NUL would truncate the value wherever it later meets a C API.

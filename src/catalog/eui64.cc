@@ -3,17 +3,9 @@
 #include <array>
 #include <cstdint>
 
+#include "common/encoding.h"
+
 namespace openimds::catalog {
-namespace {
-
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-}  // namespace
 
 std::optional<common::IpAddress> Eui64LinkLocal(std::string_view mac) {
   // "xx:xx:xx:xx:xx:xx": 17 characters, one separator kind throughout.
@@ -24,8 +16,8 @@ std::optional<common::IpAddress> Eui64LinkLocal(std::string_view mac) {
   for (size_t i = 0; i < 6; ++i) {
     const size_t at = i * 3;
     if (i > 0 && mac[at - 1] != separator) return std::nullopt;
-    const int hi = HexValue(mac[at]);
-    const int lo = HexValue(mac[at + 1]);
+    const int hi = common::HexValue(mac[at]);
+    const int lo = common::HexValue(mac[at + 1]);
     if (hi < 0 || lo < 0) return std::nullopt;
     octets[i] = static_cast<uint8_t>(hi << 4 | lo);
   }

@@ -100,6 +100,13 @@ std::optional<std::string> Base64UrlDecode(std::string_view text) {
   return Decode(text, kUrl, false, false);
 }
 
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
 std::string HexEncode(std::string_view bytes) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out(bytes.size() * 2, '\0');

@@ -19,5 +19,7 @@ std::string Base64UrlEncode(std::string_view bytes);
 std::optional<std::string> Base64UrlDecode(std::string_view text);
 
 std::string HexEncode(std::string_view bytes);
+// The value of one hex digit (either case), or -1.
+int HexValue(char c);
 
 }  // namespace openimds::common
