@@ -64,28 +64,50 @@ def usable(tools: tuple = ("ip", "nft", "curl"), nft: bool = True) -> Optional[s
     return None
 
 
+class Namespaces:
+    """The network namespaces a test creates, each with its loopback up and
+    resolving names nowhere but there (/etc/netns/NAME/resolv.conf), and
+    their removal (also after failures)."""
+
+    def __init__(self) -> None:
+        self.created: list[str] = []
+        self._etc_dirs: list[Path] = []
+        self._made_etc_netns = not Path("/etc/netns").exists()
+
+    def add(self, name: str) -> None:
+        run("ip", "netns", "add", name)
+        self.created.append(name)
+        etc = Path("/etc/netns") / name
+        etc.mkdir(parents=True, exist_ok=True)
+        (etc / "resolv.conf").write_text("nameserver 127.0.0.1\n")
+        self._etc_dirs.append(etc)
+        run("ip", "netns", "exec", name, "ip", "link", "set", "lo", "up")
+
+    def delete_all(self) -> None:
+        for name in self.created:
+            run("ip", "netns", "del", name, check=False)
+        for etc in self._etc_dirs:
+            shutil.rmtree(etc, ignore_errors=True)
+        if self._made_etc_netns:
+            try:
+                Path("/etc/netns").rmdir()  # only if empty: someone else may use it now
+            except OSError:
+                pass
+
+
 class Topology:
     def __init__(self, workdir: Path):
         self.workdir = workdir
         self.ns = {k: PREFIX + k for k in ("server", "host", "guest-a", "guest-b", "ctr-a")}
         self.procs: list[subprocess.Popen] = []
-        self._created: list[str] = []
-        self._etc_dirs: list[Path] = []
-        self._made_etc_netns = not Path("/etc/netns").exists()
+        self._namespaces = Namespaces()
 
     # ---- building
 
     def build(self) -> None:
         ns = self.ns
-        for key, name in ns.items():
-            run("ip", "netns", "add", name)
-            self._created.append(name)
-            # Guests must not look names up anywhere but their own loopback.
-            etc = Path("/etc/netns") / name
-            etc.mkdir(parents=True, exist_ok=True)
-            (etc / "resolv.conf").write_text("nameserver 127.0.0.1\n")
-            self._etc_dirs.append(etc)
-            self.sh(key, "ip link set lo up")
+        for name in ns.values():
+            self._namespaces.add(name)
         self.veth("server", "s0", "host", "hs0")
         self.veth("host", "ha", "guest-a", "eth0")
         self.veth("host", "hb", "guest-b", "eth0")
@@ -166,15 +188,7 @@ class Topology:
     def destroy(self) -> None:
         for p in list(self.procs):
             self.stop(p)
-        for name in self._created:
-            run("ip", "netns", "del", name, check=False)
-        for etc in self._etc_dirs:
-            shutil.rmtree(etc, ignore_errors=True)
-        if self._made_etc_netns:
-            try:
-                Path("/etc/netns").rmdir()  # only if empty: someone else may use it now
-            except OSError:
-                pass
+        self._namespaces.delete_all()
 
 
 def wait_for_file(path: Path, proc: subprocess.Popen, log: Path, timeout: float = 30) -> None:

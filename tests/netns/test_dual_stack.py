@@ -39,7 +39,7 @@ from typing import Optional
 
 import pytest
 
-from netns_topology import _die_with_parent, run, usable, wait_for_file
+from netns_topology import Namespaces, _die_with_parent, run, usable, wait_for_file
 from openimds_harness import UnixHTTPConnection, _request, find_binary, instance
 
 PREFIX = f"oimds6-{os.getpid()}-"
@@ -72,24 +72,16 @@ class Lab:
     def __init__(self, workdir: Path):
         self.dir = workdir
         self.ns = {k: PREFIX + k for k in ("guest", "server")}
-        self.created: list[str] = []
-        self.etc: list[Path] = []
+        self.namespaces = Namespaces()
         self.server: Optional[subprocess.Popen] = None
         self.admin = workdir / "admin.sock"
-        self.made_etc_netns = not Path("/etc/netns").exists()
 
     def sh(self, ns: str, command: str, check: bool = True) -> subprocess.CompletedProcess:
         return run("ip", "netns", "exec", self.ns[ns], "sh", "-c", command, check=check)
 
     def build(self) -> None:
-        for key, name in self.ns.items():
-            run("ip", "netns", "add", name)
-            self.created.append(name)
-            etc = Path("/etc/netns") / name  # names resolve nowhere but loopback
-            etc.mkdir(parents=True, exist_ok=True)
-            (etc / "resolv.conf").write_text("nameserver 127.0.0.1\n")
-            self.etc.append(etc)
-            self.sh(key, "ip link set lo up")
+        for name in self.ns.values():
+            self.namespaces.add(name)
         # Both ends are created inside the guest namespace and the peer moved
         # straight into the server's: nothing appears in the host namespace.
         tmp_g, tmp_s = f"g{os.getpid() % 100000}", f"s{os.getpid() % 100000}"
@@ -185,15 +177,7 @@ class Lab:
             except subprocess.TimeoutExpired:
                 self.server.kill()
                 self.server.wait()
-        for name in self.created:
-            run("ip", "netns", "del", name, check=False)
-        for etc in self.etc:
-            shutil.rmtree(etc, ignore_errors=True)
-        if self.made_etc_netns:
-            try:
-                Path("/etc/netns").rmdir()  # only if empty: someone else may use it now
-            except OSError:
-                pass
+        self.namespaces.delete_all()
 
 
 @pytest.fixture(scope="module")

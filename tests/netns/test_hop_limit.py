@@ -31,7 +31,7 @@ from typing import Optional
 
 import pytest
 
-from netns_topology import _die_with_parent, run, usable
+from netns_topology import Namespaces, _die_with_parent, run, usable
 from openimds_harness import UnixHTTPConnection, _request, find_binary, instance
 
 PREFIX = f"oimds3-{os.getpid()}-"
@@ -48,8 +48,7 @@ class Lab:
     def __init__(self, workdir: Path):
         self.dir = workdir
         self.ns = {k: PREFIX + k for k in ("guest", "router", "server")}
-        self.created: list[str] = []
-        self.etc: list[Path] = []
+        self.namespaces = Namespaces()
         self.server: Optional[subprocess.Popen] = None
         self.admin = workdir / "admin.sock"
 
@@ -57,14 +56,8 @@ class Lab:
         run("ip", "netns", "exec", self.ns[ns], "sh", "-c", command)
 
     def build(self) -> None:
-        for key, name in self.ns.items():
-            run("ip", "netns", "add", name)
-            self.created.append(name)
-            etc = Path("/etc/netns") / name  # names resolve nowhere but loopback
-            etc.mkdir(parents=True, exist_ok=True)
-            (etc / "resolv.conf").write_text("nameserver 127.0.0.1\n")
-            self.etc.append(etc)
-            self.sh(key, "ip link set lo up")
+        for name in self.ns.values():
+            self.namespaces.add(name)
         self.veth("guest", "eth0", "router", "rg")
         self.veth("router", "rs", "server", "eth0")
         self.sh("guest", f"ip addr add {GUEST_V4}/24 dev eth0 && "
@@ -186,10 +179,7 @@ class Lab:
             except subprocess.TimeoutExpired:
                 self.server.kill()
                 self.server.wait()
-        for name in self.created:
-            run("ip", "netns", "del", name, check=False)
-        for etc in self.etc:
-            shutil.rmtree(etc, ignore_errors=True)
+        self.namespaces.delete_all()
 
 
 @pytest.fixture(scope="module")
