@@ -8,18 +8,14 @@
 #include <string>
 
 #include "model/instance_json.h"
+#include "support/testdata.h"
 
 namespace openimds::model {
 namespace {
 
 using ::testing::StartsWith;
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using testdata::ReadFile;
 
 std::string Fixture() {
   return ReadFile(std::string(OPENIMDS_TESTDATA_DIR) + "/openstack/instance.json");

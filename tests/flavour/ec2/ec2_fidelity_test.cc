@@ -29,6 +29,7 @@
 #include "common/metrics.h"
 #include "flavour/ec2/ec2_flavour.h"
 #include "flavour/ec2/ec2_test_instance.h"
+#include "support/testdata.h"
 
 namespace openimds::flavour::ec2 {
 namespace {
@@ -41,21 +42,10 @@ using Tokens = model::MetadataOptions::HttpTokens;
 constexpr std::string_view kTokenHeader = "X-aws-ec2-metadata-token";
 constexpr std::string_view kTtlHeader = "X-aws-ec2-metadata-token-ttl-seconds";
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using testdata::ReadFile;
 
-// Compares with tests/testdata/ec2/<name>.golden; OPENIMDS_UPDATE_GOLDEN=1
-// rewrites it instead (review the diff before committing it).
 void ExpectGolden(const std::string& name, const std::string& actual) {
-  const std::string path = std::string(OPENIMDS_TESTDATA_DIR) + "/ec2/" + name + ".golden";
-  if (std::getenv("OPENIMDS_UPDATE_GOLDEN") != nullptr) {
-    std::ofstream(path, std::ios::binary) << actual;
-  }
-  EXPECT_EQ(actual, ReadFile(path)) << "golden " << path;
+  testdata::ExpectGolden("ec2/" + name, actual);
 }
 
 // A provider the test fills in; counts its lookups.

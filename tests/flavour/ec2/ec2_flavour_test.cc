@@ -18,6 +18,7 @@
 #include "common/metrics.h"
 #include "flavour/ec2/ec2_test_instance.h"
 #include "flavour/ec2/ec2_versions.h"
+#include "support/testdata.h"
 
 namespace openimds::flavour::ec2 {
 namespace {
@@ -42,21 +43,10 @@ constexpr std::string_view kNotFoundPage =
     " </body>\n"
     "</html>\n";
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using testdata::ReadFile;
 
-// Compares with tests/testdata/ec2/<name>.golden. OPENIMDS_UPDATE_GOLDEN=1
-// rewrites the file instead (review the diff before committing it).
 void ExpectGolden(const std::string& name, const std::string& actual) {
-  const std::string path = std::string(OPENIMDS_TESTDATA_DIR) + "/ec2/" + name + ".golden";
-  if (std::getenv("OPENIMDS_UPDATE_GOLDEN") != nullptr) {
-    std::ofstream(path, std::ios::binary) << actual;
-  }
-  EXPECT_EQ(actual, ReadFile(path)) << "golden " << path;
+  testdata::ExpectGolden("ec2/" + name, actual);
 }
 
 std::optional<std::string> HeaderOf(const common::Response& r, std::string_view name) {

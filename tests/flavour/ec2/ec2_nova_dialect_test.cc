@@ -20,6 +20,7 @@
 #include "flavour/ec2/ec2_test_instance.h"
 #include "flavour/ec2/ec2_tree.h"
 #include "flavour/ec2/ec2_versions.h"
+#include "support/testdata.h"
 
 namespace openimds::flavour::ec2 {
 namespace {
@@ -27,20 +28,10 @@ namespace {
 using test_support::At;
 using test_support::TestInstance;
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using testdata::ReadFile;
 
-// tests/testdata/ec2/<name>.golden; OPENIMDS_UPDATE_GOLDEN=1 rewrites it.
 void ExpectGolden(const std::string& name, const std::string& actual) {
-  const std::string path = std::string(OPENIMDS_TESTDATA_DIR) + "/ec2/" + name + ".golden";
-  if (std::getenv("OPENIMDS_UPDATE_GOLDEN") != nullptr) {
-    std::ofstream(path, std::ios::binary) << actual;
-  }
-  EXPECT_EQ(actual, ReadFile(path)) << "golden " << path;
+  testdata::ExpectGolden("ec2/" + name, actual);
 }
 
 std::set<std::string> Lines(const std::string& body) {

@@ -16,18 +16,14 @@
 #include "common/time_format.h"
 #include "flavour/openstack/openstack_flavour.h"
 #include "model/instance_json.h"
+#include "support/testdata.h"
 
 namespace openimds::flavour::openstack {
 namespace {
 
 using namespace std::chrono_literals;
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using testdata::ReadFile;
 
 model::Instance Fixture() {
   auto in = model::FromJsonText(

@@ -17,28 +17,19 @@
 #include "common/time_format.h"
 #include "flavour/openstack/python_json.h"
 #include "model/instance_json.h"
+#include "support/testdata.h"
 
 namespace openimds::flavour::openstack {
 namespace {
 
 using ::testing::HasSubstr;
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using testdata::ReadFile;
 
 const std::string kData = std::string(OPENIMDS_TESTDATA_DIR) + "/openstack/";
 
-// Compares with tests/testdata/openstack/<name>.golden; OPENIMDS_UPDATE_GOLDEN=1 rewrites.
 void ExpectGolden(const std::string& name, const std::string& actual) {
-  const std::string path = kData + name + ".golden";
-  if (std::getenv("OPENIMDS_UPDATE_GOLDEN") != nullptr) {
-    std::ofstream(path, std::ios::binary) << actual;
-  }
-  EXPECT_EQ(actual, ReadFile(path)) << "golden " << path;
+  testdata::ExpectGolden("openstack/" + name, actual);
 }
 
 model::Instance Fixture() {
