@@ -23,9 +23,9 @@ from typing import Callable, Optional
 
 import pytest
 
-from openimds_harness import (IO_TIMEOUT_S, START_TIMEOUT_S, STOP_TIMEOUT_S, UnixHTTPConnection,
+from openimds_harness import (IO_TIMEOUT_S, START_TIMEOUT_S, UnixHTTPConnection,
                               _die_with_parent, _request, instance, is_loopback, metric_sum,
-                              parse_metrics, split_endpoint)
+                              parse_metrics, split_endpoint, terminate)
 
 NETWORK = "tenant-a"
 GUEST = "127.0.0.5"
@@ -105,13 +105,7 @@ class Proxy:
         if self.proc is None:
             return
         proc, self.proc = self.proc, None
-        proc.send_signal(signal.SIGTERM)
-        try:
-            rc = proc.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            raise AssertionError(f"proxy did not stop on SIGTERM:\n{self.log()}")
+        rc = terminate(proc, "proxy", self.log)
         assert rc == 0, f"proxy exited with {rc}:\n{self.log()}"
 
 

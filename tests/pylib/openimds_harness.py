@@ -22,13 +22,25 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # Timeouts are generous: the machine running the suite may be busy.
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 20.0
+
+
+def terminate(proc: subprocess.Popen, what: str, log: Callable[[], str]) -> int:
+    """SIGTERM by PID and wait; the exit code. Not stopped within
+    STOP_TIMEOUT_S: SIGKILL, then an AssertionError naming `what`, with its log."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise AssertionError(f"{what} did not stop within {STOP_TIMEOUT_S}s of SIGTERM:\n{log()}")
 IO_TIMEOUT_S = 10.0
 
 TOKEN_TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
@@ -390,14 +402,7 @@ class Server:
         """SIGTERM by PID; waits, and checks the exit code."""
         assert self.proc is not None, "not running"
         proc, self.proc = self.proc, None
-        proc.send_signal(signal.SIGTERM)
-        try:
-            rc = proc.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            raise AssertionError(f"openimds serve did not stop within {STOP_TIMEOUT_S}s "
-                                 f"of SIGTERM:\n{self.log()}")
+        rc = terminate(proc, "openimds serve", self.log)
         assert rc == expect_rc, f"openimds serve exited with {rc}:\n{self.log()}"
         return rc
 
