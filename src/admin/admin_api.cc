@@ -180,11 +180,64 @@ bool IsHeaderNameChar(char c) {
 
 }  // namespace
 
+// One admin write in flight: filled on the write queue's thread, read back by
+// the resumed handler. The outcome and what the route recorded are written
+// before MarkReady() and read only after the http core saw it ready (the
+// mutex orders the two).
+class PendingWrite final : public common::Deferred {
+ public:
+  void OnReady(std::function<void()> ready) override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!ready_) {
+        on_ready_ = std::move(ready);
+        return;
+      }
+    }
+    ready();
+  }
+  // A write waits for the disk and for its turn in the queue, not for a
+  // remote peer; this is long enough for a busy store (its busy timeout is
+  // 5 s) and a big import, and a bound on a connection parked for it.
+  std::chrono::milliseconds MaxWait() const override { return std::chrono::seconds(60); }
+
+  void MarkReady() {
+    std::function<void()> fn;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ready_ = true;
+      fn = std::move(on_ready_);
+    }
+    if (fn) fn();
+  }
+  bool ready() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return ready_;
+  }
+
+  // Set before MarkReady().
+  store::WriteOutcome outcome;
+  common::Status visible;  // the follower's word: OK once the catalog has the write
+  // What the route needs to answer: the record written (PUT, PATCH), the
+  // number of instances (import).
+  std::shared_ptr<model::Instance> written;
+  std::string id;
+  size_t count = 0;
+
+ private:
+  mutable std::mutex mu_;
+  bool ready_ = false;                // guarded by mu_
+  std::function<void()> on_ready_;    // guarded by mu_
+};
+
 AdminApi::AdminApi(Options options, store::Store& store, catalog::Catalog& catalog,
+                   store::WriteQueue& writes, feed::Follower& follower,
                    common::MetricsRegistry& metrics)
     : options_(std::move(options)),
       store_(store),
       catalog_(catalog),
+      writes_(writes),
+      follower_(follower),
       metrics_(metrics),
       requests_total_(metrics.GetCounter("admin_requests_total", "Admin API requests received.")),
       writes_total_(metrics.GetCounter("admin_writes_total",
@@ -312,7 +365,81 @@ Status AdminApi::GetInstance(const Request& request, std::string_view id, Respon
   return Status::Ok();
 }
 
+void AdminApi::Submit(store::Write write, std::shared_ptr<PendingWrite> pending, Response& out) {
+  out.deferred = pending;
+  writes_.Submit(std::move(write), [this, pending](store::WriteOutcome outcome) {
+    int64_t newest = 0;
+    if (outcome.status.ok()) {
+      for (const auto& m : outcome.mutations) {
+        if (m.changed) newest = std::max(newest, m.revision);
+      }
+    }
+    pending->outcome = std::move(outcome);
+    if (newest == 0) {
+      pending->MarkReady();
+      return;
+    }
+    // Read-your-writes: answer once this node's catalog has the write.
+    follower_.WhenApplied(newest, [pending](Status visible) {
+      pending->visible = std::move(visible);
+      pending->MarkReady();
+    });
+  });
+}
+
+common::Result<std::shared_ptr<const PendingWrite>> AdminApi::Finished(const Request& request) {
+  auto pending = std::dynamic_pointer_cast<const PendingWrite>(request.resumed_from);
+  if (!pending || !pending->ready()) {
+    return common::Unavailable(
+        "the write did not finish in time and may still be applied; GET the instance to see "
+        "whether it did");
+  }
+  if (!pending->outcome.status.ok()) return pending->outcome.status;
+  if (!pending->visible.ok()) return pending->visible;
+  return pending;
+}
+
+namespace {
+
+// The refusals of an If-Match / If-None-Match write, in the store's words.
+Status CheckConditions(std::string_view id, const store::StoredInstance* current,
+                       const EtagCondition& if_match, const EtagCondition& if_none_match) {
+  using Kind = EtagCondition::Kind;
+  const std::string name = "instance " + std::string(id);
+  if (if_none_match.kind == Kind::kAny && current != nullptr) {
+    return common::FailedPrecondition(name + " already exists (revision " +
+                                      std::to_string(current->revision) + ")");
+  }
+  if (if_match.kind == Kind::kAny && current == nullptr) {
+    return common::FailedPrecondition("no instance " + Quote(id) + " (If-Match: *)");
+  }
+  if (if_match.kind == Kind::kRevision) {
+    if (current == nullptr) {
+      return common::FailedPrecondition(name + " does not exist (expected revision " +
+                                        std::to_string(if_match.revision) + ")");
+    }
+    if (current->revision != if_match.revision) {
+      return common::FailedPrecondition(name + " is at revision " +
+                                        std::to_string(current->revision) + ", not " +
+                                        std::to_string(if_match.revision));
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 Status AdminApi::PutInstance(const Request& request, std::string_view id, Response& out) {
+  if (request.resumed) {
+    auto done = Finished(request);
+    if (!done.ok()) return done.status();
+    const store::MutationOutcome& m = (*done)->outcome.mutations.at(0);
+    writes_total_.Inc();
+    out.AddHeader("ETag", EtagFor(m.revision));
+    if (!m.existed) out.AddHeader("Location", std::string(kInstancesPrefix) + std::string(id));
+    WriteJson(out, m.existed ? 200 : 201, model::ToJson(*(*done)->written));
+    return Status::Ok();
+  }
   auto json = ParseJson(request.body);
   if (!json.ok()) return json.status();
   if (boost::json::object* object = json->if_object()) {
@@ -341,47 +468,33 @@ Status AdminApi::PutInstance(const Request& request, std::string_view id, Respon
     return common::InvalidArgument("If-None-Match: only * (create only) is supported on PUT");
   }
 
-  store::Precondition pre;
-  bool created = false;
-  std::shared_ptr<const model::Instance> published;
-  int64_t revision = 0;
-  {
-    std::lock_guard<std::mutex> lock(writer_mu_);
-    if (if_none_match->kind == Kind::kAny) {
-      pre.expected_revision = 0;
-      created = true;
-    } else if (if_match->kind == Kind::kRevision) {
-      pre.expected_revision = if_match->revision;
-    } else {
-      // Only to tell 201 from 200 (and to pin the revision for If-Match: *).
-      // Another process writing in between can only make that status
-      // inexact, never lose a write: the Put below carries the real check.
-      auto existing = store_.Get(id);
-      if (existing.ok()) {
-        if (if_match->kind == Kind::kAny) pre.expected_revision = existing->revision;
-      } else if (existing.status().code() == Code::kNotFound) {
-        if (if_match->kind == Kind::kAny) {
-          return common::FailedPrecondition("no instance " + Quote(id) + " (If-Match: *)");
-        }
-        created = true;
-      } else {
-        return existing.status();
-      }
-    }
-    auto put = store_.Put(*instance, pre);
-    if (!put.ok()) return put.status();
-    revision = *put;
-    published = std::make_shared<const model::Instance>(std::move(*instance));
-    catalog_.Upsert(catalog::Entry{published, revision});
-  }
-  writes_total_.Inc();
-  out.AddHeader("ETag", EtagFor(revision));
-  if (created) out.AddHeader("Location", std::string(kInstancesPrefix) + std::string(id));
-  WriteJson(out, created ? 201 : 200, model::ToJson(*published));
+  auto pending = std::make_shared<PendingWrite>();
+  model::Normalize(*instance);
+  pending->written = std::make_shared<model::Instance>(std::move(*instance));
+  store::Mutation mutation;
+  mutation.id = std::string(id);
+  mutation.mutate = [record = pending->written, id = std::string(id), im = *if_match,
+                     inm = *if_none_match](const store::StoredInstance* current)
+      -> common::Result<std::optional<model::Instance>> {
+    if (Status s = CheckConditions(id, current, im, inm); !s.ok()) return s;
+    return std::optional<model::Instance>(*record);
+  };
+  store::Write write;
+  write.mutations.push_back(std::move(mutation));
+  Submit(std::move(write), std::move(pending), out);
   return Status::Ok();
 }
 
 Status AdminApi::PatchInstance(const Request& request, std::string_view id, Response& out) {
+  if (request.resumed) {
+    auto done = Finished(request);
+    if (!done.ok()) return done.status();
+    const store::MutationOutcome& m = (*done)->outcome.mutations.at(0);
+    if (m.changed) writes_total_.Inc();
+    out.AddHeader("ETag", EtagFor(m.revision));
+    WriteJson(out, 200, model::ToJson(*(*done)->written));
+    return Status::Ok();
+  }
   const std::string media_type = MediaType(request);
   // Anything else is refused rather than guessed at: a JSON Patch (RFC 6902,
   // application/json-patch+json) read as a merge patch would do something
@@ -412,68 +525,81 @@ Status AdminApi::PatchInstance(const Request& request, std::string_view id, Resp
     return common::InvalidArgument("If-None-Match is not supported on PATCH; use If-Match");
   }
 
-  std::shared_ptr<const model::Instance> published;
-  int64_t revision = 0;
-  bool wrote = false;
-  {
-    std::lock_guard<std::mutex> lock(writer_mu_);
-    auto current = store_.Get(id);
-    if (!current.ok()) return current.status();
-    if (if_match->kind == EtagCondition::Kind::kRevision &&
-        if_match->revision != current->revision) {
-      return common::FailedPrecondition("instance " + Quote(id) + " is at revision " +
-                                        std::to_string(current->revision) + ", not " +
-                                        std::to_string(if_match->revision));
-    }
-    auto patched = model::FromJson(MergePatch(model::ToJson(current->instance), *patch));
+  // The patch applies to the record as stored when the write runs (inside
+  // the store's transaction), never to an older copy: two concurrent PATCHes
+  // of one instance both land, in some order.
+  auto pending = std::make_shared<PendingWrite>();
+  store::Mutation mutation;
+  mutation.id = std::string(id);
+  mutation.mutate = [pending, id = std::string(id), im = *if_match,
+                     patch = std::move(*patch)](const store::StoredInstance* current)
+      -> common::Result<std::optional<model::Instance>> {
+    if (current == nullptr) return common::NotFound("no instance " + id);
+    if (Status s = CheckConditions(id, current, im, EtagCondition{}); !s.ok()) return s;
+    auto patched = model::FromJson(MergePatch(model::ToJson(current->instance), patch));
     if (!patched.ok()) return patched.status();
-    if (*patched == current->instance) {
-      // Nothing changes: no new revision, so pollers do not see a phantom update.
-      published = std::make_shared<const model::Instance>(std::move(*patched));
-      revision = current->revision;
-    } else {
-      // The revision just read is the precondition: a write by another
-      // process since then fails with 412 instead of being overwritten.
-      auto put = store_.Put(*patched, store::Precondition{current->revision});
-      if (!put.ok()) return put.status();
-      revision = *put;
-      published = std::make_shared<const model::Instance>(std::move(*patched));
-      catalog_.Upsert(catalog::Entry{published, revision});
-      wrote = true;
-    }
-  }
-  if (wrote) writes_total_.Inc();
-  out.AddHeader("ETag", EtagFor(revision));
-  WriteJson(out, 200, model::ToJson(*published));
+    model::Normalize(*patched);
+    // Read by the resumed handler after MarkReady (see PendingWrite).
+    pending->written = std::make_shared<model::Instance>(*patched);
+    return std::optional<model::Instance>(std::move(*patched));
+  };
+  store::Write write;
+  write.mutations.push_back(std::move(mutation));
+  Submit(std::move(write), std::move(pending), out);
   return Status::Ok();
 }
 
 Status AdminApi::DeleteInstance(const Request& request, std::string_view id, Response& out) {
+  if (request.resumed) {
+    auto done = Finished(request);
+    if (!done.ok()) return done.status();
+    writes_total_.Inc();
+    out.status = 204;
+    return Status::Ok();
+  }
   auto if_match = ParseEtagHeader(request, "If-Match");
   if (!if_match.ok()) return if_match.status();
   if (request.Header("If-None-Match")) {
     return common::InvalidArgument("If-None-Match is not supported on DELETE; use If-Match");
   }
-  store::Precondition pre;
-  if (if_match->kind == EtagCondition::Kind::kRevision) pre.expected_revision = if_match->revision;
-  {
-    std::lock_guard<std::mutex> lock(writer_mu_);
-    Status deleted = store_.Delete(id, pre);
-    if (deleted.code() == Code::kNotFound && if_match->kind == EtagCondition::Kind::kAny) {
-      return common::FailedPrecondition("no instance " + Quote(id) + " (If-Match: *)");
+  store::Mutation mutation;
+  mutation.id = std::string(id);
+  mutation.mutate = [id = std::string(id), im = *if_match](const store::StoredInstance* current)
+      -> common::Result<std::optional<model::Instance>> {
+    if (current == nullptr && im.kind != EtagCondition::Kind::kAny) {
+      return common::NotFound("no instance " + id);
     }
-    if (!deleted.ok()) return deleted;
-    catalog_.Remove(id);
-    // A later instance with the same id must not inherit the guest's password.
-    Status cleared = store_.DeleteSecret(store::InstancePasswordSecret(id));
-    if (!cleared.ok()) {
-      common::LogWarn("admin", "instance " + std::string(id) +
-                                   " deleted but its password was not cleared: " +
-                                   cleared.message());
+    if (Status s = CheckConditions(id, current, im, EtagCondition{}); !s.ok()) return s;
+    return std::optional<model::Instance>();
+  };
+  store::Write write;
+  write.mutations.push_back(std::move(mutation));
+  // A later instance with the same id must not inherit the guest's password:
+  // cleared once the delete committed, on the write queue's thread.
+  store::Store* store = &store_;
+  auto wrapped = std::make_shared<PendingWrite>();
+  out.deferred = wrapped;
+  writes_.Submit(std::move(write), [this, store, wrapped, id = std::string(id)](
+                                       store::WriteOutcome outcome) {
+    int64_t revision = 0;
+    if (outcome.status.ok() && !outcome.mutations.empty() && outcome.mutations[0].changed) {
+      revision = outcome.mutations[0].revision;
+      Status cleared = store->DeleteSecret(store::InstancePasswordSecret(id));
+      if (!cleared.ok()) {
+        common::LogWarn(kComponent, "instance " + id + " deleted but its password was not cleared: " +
+                                        cleared.message());
+      }
     }
-  }
-  writes_total_.Inc();
-  out.status = 204;
+    wrapped->outcome = std::move(outcome);
+    if (revision == 0) {
+      wrapped->MarkReady();
+      return;
+    }
+    follower_.WhenApplied(revision, [wrapped](Status visible) {
+      wrapped->visible = std::move(visible);
+      wrapped->MarkReady();
+    });
+  });
   return Status::Ok();
 }
 
@@ -541,11 +667,11 @@ Status AdminApi::ListInstances(const Request& request, Response& out) {
     }
   } else {
     const std::string canonical = address ? address->ToString() : std::string();
-    for (const auto& entry : snapshot->entries()) {
+    for (const catalog::Entry* entry : snapshot->EntriesById()) {
       if (limit && static_cast<int64_t>(items.size()) >= *limit) break;
-      if (network && entry.instance->network != *network) continue;
-      if (address && !HasCallerAddress(*entry.instance, canonical)) continue;
-      items.push_back(ListItem(entry));
+      if (network && entry->instance->network != *network) continue;
+      if (address && !HasCallerAddress(*entry->instance, canonical)) continue;
+      items.push_back(ListItem(*entry));
     }
   }
   boost::json::object body;
@@ -556,6 +682,7 @@ Status AdminApi::ListInstances(const Request& request, Response& out) {
 }
 
 Status AdminApi::Import(const Request& request, Response& out) {
+  if (request.resumed) return FinishImport(request, out);
   if (Status s = NoQuery(request); !s.ok()) return s;
   if (request.body.size() > options_.max_import_bytes) {
     return Status(Code::kPayloadTooLarge, "import body is " + std::to_string(request.body.size()) +
@@ -598,47 +725,59 @@ Status AdminApi::Import(const Request& request, Response& out) {
   }
   if (instances.empty()) return common::InvalidArgument("import: the body holds no instances");
 
-  std::vector<int64_t> revisions;
-  {
-    std::lock_guard<std::mutex> lock(writer_mu_);
-    // Clashes with instances the import does not replace, reported by line
-    // (the store would refuse them too, but could only name an index).
-    auto snapshot = catalog_.Current();
-    for (size_t i = 0; i < instances.size(); ++i) {
-      for (const auto& address : model::CallerAddresses(instances[i])) {
-        auto ip = common::IpAddress::Parse(address);
-        if (!ip) continue;
-        const model::Instance* holder = snapshot->FindByAddress(instances[i].network, *ip);
-        if (holder != nullptr && line_of_id.count(holder->id) == 0) {
-          return common::Conflict("line " + std::to_string(lines[i]) + ": address " + address +
-                                  " in network " + Quote(instances[i].network) +
-                                  " is held by instance " + Quote(holder->id));
-        }
+  // Clashes with instances the import does not replace, reported by line
+  // (the store would refuse them too, but could only name an index).
+  auto snapshot = catalog_.Current();
+  for (size_t i = 0; i < instances.size(); ++i) {
+    for (const auto& address : model::CallerAddresses(instances[i])) {
+      auto ip = common::IpAddress::Parse(address);
+      if (!ip) continue;
+      const model::Instance* holder = snapshot->FindByAddress(instances[i].network, *ip);
+      if (holder != nullptr && line_of_id.count(holder->id) == 0) {
+        return common::Conflict("line " + std::to_string(lines[i]) + ": address " + address +
+                                " in network " + Quote(instances[i].network) +
+                                " is held by instance " + Quote(holder->id));
       }
     }
-    auto written = store_.PutMany(instances);
-    if (!written.ok()) {
-      return Status(written.status().code(), "import: " + written.status().message());
-    }
-    revisions = std::move(*written);
-    if (revisions.size() != instances.size()) {
-      return common::Internal("import: the store returned " + std::to_string(revisions.size()) +
-                              " revisions for " + std::to_string(instances.size()) + " instances");
-    }
-    std::vector<catalog::Entry> entries;
-    entries.reserve(instances.size());
-    for (size_t i = 0; i < instances.size(); ++i) {
-      entries.push_back(catalog::Entry{
-          std::make_shared<const model::Instance>(std::move(instances[i])), revisions[i]});
-    }
-    catalog_.UpsertMany(std::move(entries));
+  }
+  // One Write: the whole import commits or nothing does.
+  auto pending = std::make_shared<PendingWrite>();
+  pending->count = instances.size();
+  store::Write write;
+  write.mutations.reserve(instances.size());
+  for (model::Instance& in : instances) {
+    store::Mutation m;
+    m.id = in.id;
+    m.mutate = [record = std::make_shared<const model::Instance>(std::move(in))](
+                   const store::StoredInstance*) -> common::Result<std::optional<model::Instance>> {
+      return std::optional<model::Instance>(*record);
+    };
+    write.mutations.push_back(std::move(m));
+  }
+  Submit(std::move(write), std::move(pending), out);
+  return Status::Ok();
+}
+
+Status AdminApi::FinishImport(const Request& request, Response& out) {
+  auto done = Finished(request);
+  if (!done.ok()) return Status(done.status().code(), "import: " + done.status().message());
+  const auto& mutations = (*done)->outcome.mutations;
+  if (mutations.size() != (*done)->count || mutations.empty()) {
+    return common::Internal("import: the store returned " + std::to_string(mutations.size()) +
+                            " outcomes for " + std::to_string((*done)->count) + " instances");
+  }
+  int64_t first = 0;
+  int64_t last = 0;
+  for (const auto& m : mutations) {
+    if (first == 0 || m.revision < first) first = m.revision;
+    last = std::max(last, m.revision);
   }
   writes_total_.Inc();
-  imported_total_.Inc(revisions.size());
+  imported_total_.Inc(mutations.size());
   boost::json::object body;
-  body["imported"] = revisions.size();
-  body["revision_first"] = revisions.front();
-  body["revision_last"] = revisions.back();
+  body["imported"] = mutations.size();
+  body["revision_first"] = first;
+  body["revision_last"] = last;
   WriteJson(out, 200, body);
   return Status::Ok();
 }

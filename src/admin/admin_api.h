@@ -12,9 +12,11 @@
 #include "common/http_message.h"
 #include "common/metrics.h"
 #include "common/status.h"
+#include "feed/follower.h"
 #include "http/handler.h"
 #include "model/instance.h"
 #include "store/store.h"
+#include "store/write_queue.h"
 
 namespace openimds::admin {
 
@@ -38,15 +40,24 @@ namespace openimds::admin {
 // app/ wraps this handler in http::BearerAuthHandler on a TCP listener.
 //
 // Consistency: a successful write has been made durable by the store AND
-// published in the catalog before Handle returns, so a guest sees the change
-// as soon as the admin call has answered. Reads (GET, list, render) are served
-// from the catalog snapshot and never touch the store; PATCH, and PUT's
-// created-or-replaced check, read the store.
+// applied to this node's catalog by the feed::Follower before the response
+// leaves, so a guest sees the change as soon as the admin call has answered
+// (read-your-writes). Reads (GET, list, render, and the base of a PATCH's
+// response) come from the catalog snapshot and never touch the store.
+//
+// Writes go through a store::WriteQueue: concurrent writers share one
+// transaction and one fsync (group commit). Preconditions (If-Match,
+// If-None-Match) and merge patches are evaluated inside the store's
+// transaction on the current record, so two writers never overwrite each
+// other unknowingly. A write does not block the admin thread: the handler
+// answers with Response::deferred and is called again (Request::resumed) once
+// its write is durable and visible; writes by several clients are in flight
+// at once.
 //
 // Thread-safety: Handle may be called concurrently from several threads.
-// Writes are serialised by one mutex held across store write and catalog
-// publish. Handle blocks on the store (disk writes, fsync): run it on a
-// thread of its own (http::ListenerConfig::dedicated_thread).
+// A write in flight (admin_api.cc).
+class PendingWrite;
+
 class AdminApi final : public http::Handler {
  public:
   // Renders `request` (a synthetic guest GET) for `instance` exactly as the
@@ -74,9 +85,10 @@ class AdminApi final : public http::Handler {
     std::function<bool()> store_healthy;
   };
 
-  // `store`, `catalog` and `metrics` are borrowed and must outlive this object.
+  // Every reference is borrowed and must outlive this object. `writes`
+  // commits to `store`; `follower` keeps `catalog` following `store`.
   AdminApi(Options options, store::Store& store, catalog::Catalog& catalog,
-           common::MetricsRegistry& metrics);
+           store::WriteQueue& writes, feed::Follower& follower, common::MetricsRegistry& metrics);
 
   AdminApi(const AdminApi&) = delete;
   AdminApi& operator=(const AdminApi&) = delete;
@@ -103,7 +115,14 @@ class AdminApi final : public http::Handler {
                           common::Response& out);
   common::Status ListInstances(const common::Request& request, common::Response& out);
   common::Status Import(const common::Request& request, common::Response& out);
+  common::Status FinishImport(const common::Request& request, common::Response& out);
   common::Status Render(const common::Request& request, std::string_view id, common::Response& out);
+
+  // Queues `write`, defers `out` until it is durable and visible (or refused).
+  void Submit(store::Write write, std::shared_ptr<PendingWrite> pending, common::Response& out);
+  // On the resumed call: the finished write's outcome, or Unavailable when
+  // the write did not finish within the deferral bound.
+  common::Result<std::shared_ptr<const PendingWrite>> Finished(const common::Request& request);
 
   // Writes the JSON error body for `status`, counts and logs the refusal.
   // Keeps headers already in `out` (the Allow header of a 405).
@@ -113,6 +132,8 @@ class AdminApi final : public http::Handler {
   const Options options_;
   store::Store& store_;
   catalog::Catalog& catalog_;
+  store::WriteQueue& writes_;
+  feed::Follower& follower_;
   common::MetricsRegistry& metrics_;
   common::Counter& requests_total_;
   common::Counter& writes_total_;
@@ -120,11 +141,6 @@ class AdminApi final : public http::Handler {
   // admin_requests_rejected_total{reason=CodeName(code)}, indexed by Code.
   std::array<common::Counter*, 13> rejected_{};
 
-  // Held across "store write + catalog publish" (and the read of a
-  // read-modify-write). Without it two concurrent writes to one id could
-  // commit in one order and publish in the other, leaving the catalog on the
-  // older revision until the next write.
-  std::mutex writer_mu_;
 };
 
 }  // namespace openimds::admin

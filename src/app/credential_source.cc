@@ -239,7 +239,8 @@ void CredentialSource::Start() {
       lock.unlock();
       RefreshOnce();
       lock.lock();
-      wake_.wait_for(lock, options_.scan_interval, [this] { return stop_; });
+      wake_.wait_for(lock, options_.scan_interval, [this] { return stop_ || changed_; });
+      changed_ = false;
     }
   });
 }
@@ -308,16 +309,38 @@ Result<model::Credentials> CredentialSource::Fetch(const model::Instance& instan
   return creds;
 }
 
+void CredentialSource::Changed(const std::vector<feed::Applied>& changes) {
+  {
+    std::lock_guard lock(mu_);
+    for (const feed::Applied& c : changes) {
+      if (c.instance && c.instance->iam.has_value()) {
+        candidates_[c.id] = c.instance;
+      } else {
+        candidates_.erase(c.id);
+      }
+    }
+    changed_ = true;
+  }
+  wake_.notify_all();
+}
+
 void CredentialSource::RefreshOnce() {
-  const auto snapshot = catalog_.Current();
   const common::TimePoint now = clock_.Now();
   std::vector<std::shared_ptr<const model::Instance>> due;
   {
     std::lock_guard lock(mu_);
+    if (!seeded_) {
+      // Once: later changes arrive through Changed(). Changes applied before
+      // this read are in the catalog already, so nothing is missed.
+      catalog_.Current()->ForEach([this](const catalog::Entry& entry) {
+        if (entry.instance->iam.has_value()) candidates_[entry.instance->id] = entry.instance;
+      });
+      seeded_ = true;
+    }
     // Forget instances that are gone or no longer need the command.
     std::unordered_map<std::string, Entry> kept;
-    for (const auto& entry : snapshot->entries()) {
-      const model::Instance& in = *entry.instance;
+    for (const auto& [id, instance] : candidates_) {
+      const model::Instance& in = *instance;
       if (!NeedsSource(in, now)) continue;
       auto it = entries_.find(in.id);
       Entry e;
@@ -325,7 +348,7 @@ void CredentialSource::RefreshOnce() {
       e.role = in.iam->name;
       const bool fresh_enough =
           e.credentials != nullptr && now < e.credentials->expiration - options_.refresh_before;
-      if (!fresh_enough && now >= e.next_attempt) due.push_back(entry.instance);
+      if (!fresh_enough && now >= e.next_attempt) due.push_back(instance);
       kept.emplace(in.id, std::move(e));
     }
     entries_ = std::move(kept);

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "catalog/catalog.h"
+#include "feed/follower.h"
 #include "common/clock.h"
 #include "common/metrics.h"
 #include "common/result.h"
@@ -38,8 +39,11 @@ namespace openimds::app {
 // so any existing credential_process helper (aws-vault, STS AssumeRole
 // wrappers) can be used as is.
 //
-// A background thread scans the catalog every `scan_interval`, runs the
-// command for each instance that needs credentials (none cached, or the
+// A background thread keeps the set of instances that carry a role (seeded
+// from the catalog once, then kept by Changed(), which the change feed calls
+// for every applied page). It wakes on a change, or every `scan_interval` to
+// catch credentials nearing expiry, and runs the command for each instance of
+// that set that needs credentials (none cached, or the
 // cached ones within `refresh_before` of expiry, EC2's "at least five minutes
 // before" rule), validates the output and caches it. A failure (exit status,
 // timeout, invalid output) keeps the previous credentials until they expire,
@@ -59,7 +63,8 @@ class CredentialSource final : public flavour::ec2::CredentialProvider {
     std::string command;
     // Refresh credentials this long before they expire (EC2: at least 5 min).
     std::chrono::seconds refresh_before{300};
-    // How often the catalog is scanned for instances that need credentials.
+    // How often the instances with a role are checked for credentials nearing
+    // expiry (changes to instances wake the thread at once).
     std::chrono::milliseconds scan_interval{2000};
     // A run that takes longer is killed (SIGKILL) and counted as "timeout".
     std::chrono::milliseconds timeout{10000};
@@ -82,9 +87,14 @@ class CredentialSource final : public flavour::ec2::CredentialProvider {
 
   std::shared_ptr<const model::Credentials> Find(const model::Instance& instance) const override;
 
-  // One pass over the catalog: runs the command wherever needed now. Used by
-  // the thread, and directly by tests.
+  // One pass over the instances with a role: runs the command wherever
+  // needed now. The first pass reads them from the catalog. Used by the
+  // thread, and directly by tests.
   void RefreshOnce();
+
+  // The change feed's subscription: tracks instances that gained, changed or
+  // lost a role, and wakes the thread. Cheap; any thread.
+  void Changed(const std::vector<feed::Applied>& changes);
 
  private:
   struct Entry {
@@ -107,6 +117,10 @@ class CredentialSource final : public flavour::ec2::CredentialProvider {
 
   mutable std::mutex mu_;
   std::unordered_map<std::string, Entry> entries_;  // by instance id; guarded by mu_
+  // Instances whose record has a role, by id. Guarded by mu_.
+  std::unordered_map<std::string, std::shared_ptr<const model::Instance>> candidates_;
+  bool seeded_ = false;   // candidates_ read from the catalog; guarded by mu_
+  bool changed_ = false;  // Changed() since the last pass; guarded by mu_
   bool stop_ = false;                               // guarded by mu_
   std::condition_variable wake_;
   std::thread thread_;

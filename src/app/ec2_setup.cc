@@ -106,6 +106,7 @@ Ec2Runtime::Ec2Runtime(store::Store& store, const common::Clock& clock,
 common::Result<std::unique_ptr<Ec2Runtime>> Ec2Runtime::Create(const Ec2ServeOptions& options,
                                                                store::Store& store,
                                                                const catalog::Catalog& catalog,
+                                                               feed::Follower& follower,
                                                                const common::Clock& clock,
                                                                common::MetricsRegistry& metrics) {
   if (options.token_key_period_seconds < kMinKeyPeriodSeconds) {
@@ -144,6 +145,7 @@ common::Result<std::unique_ptr<Ec2Runtime>> Ec2Runtime::Create(const Ec2ServeOpt
     CredentialSource::Options co;
     co.command = options.credential_source_command;
     rt->credentials_ = std::make_unique<CredentialSource>(co, catalog, clock, metrics);
+    rt->follower_ = &follower;
     common::LogInfo(kComponent, "role credentials without a fresh pushed set come from " +
                                     options.credential_source_command);
   }
@@ -158,7 +160,13 @@ common::Status Ec2Runtime::RefreshKeys() {
 }
 
 void Ec2Runtime::Start() {
-  if (credentials_) credentials_->Start();
+  if (credentials_) {
+    // Instances that gain, change or lose a role reach the source at once.
+    CredentialSource* source = credentials_.get();
+    follower_->Subscribe(
+        [source](const std::vector<feed::Applied>& changes) { source->Changed(changes); });
+    credentials_->Start();
+  }
   const auto interval =
       std::min<std::chrono::seconds>(std::chrono::seconds(60), schedule_.period / 4);
   rotation_ = std::thread([this, interval] {

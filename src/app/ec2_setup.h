@@ -12,6 +12,7 @@
 #include "auth/document_signer.h"
 #include "auth/token_authority.h"
 #include "catalog/catalog.h"
+#include "feed/follower.h"
 #include "common/clock.h"
 #include "common/metrics.h"
 #include "common/result.h"
@@ -64,9 +65,12 @@ class Ec2Runtime {
   static common::Result<std::unique_ptr<Ec2Runtime>> Create(const Ec2ServeOptions& options,
                                                             store::Store& store,
                                                             const catalog::Catalog& catalog,
+                                                            feed::Follower& follower,
                                                             const common::Clock& clock,
                                                             common::MetricsRegistry& metrics);
-  ~Ec2Runtime();  // stops the background threads
+  // Stops the background threads. Stop the follower first: Start()
+  // subscribes the credential source to it.
+  ~Ec2Runtime();
   Ec2Runtime(const Ec2Runtime&) = delete;
   Ec2Runtime& operator=(const Ec2Runtime&) = delete;
 
@@ -89,6 +93,7 @@ class Ec2Runtime {
   std::unique_ptr<auth::TokenAuthority> tokens_;
   std::unique_ptr<auth::DocumentSigner> signer_;
   std::unique_ptr<CredentialSource> credentials_;
+  feed::Follower* follower_ = nullptr;  // set with credentials_
 
   std::mutex mu_;
   bool stop_ = false;  // guarded by mu_

@@ -15,10 +15,6 @@ namespace os = flavour::openstack;
 constexpr std::string_view kStatic = "StaticJSON";
 constexpr std::string_view kDynamic = "DynamicJSON";
 
-// How often the watcher looks for a new catalog generation. Prefetching is
-// an optimisation; a guest that asks sooner fetches on demand.
-constexpr std::chrono::milliseconds kWatchPeriod{500};
-
 common::Result<std::string> ReadStaticFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
@@ -80,9 +76,9 @@ void RegisterOpenStackServeFlags(CLI::App& serve, OpenStackServeOptions& o) {
 }
 
 common::Result<std::unique_ptr<OpenStackRuntime>> OpenStackRuntime::Create(
-    const OpenStackServeOptions& o, const catalog::Catalog& catalog, const common::Clock& clock,
-    common::MetricsRegistry& metrics) {
-  auto rt = std::unique_ptr<OpenStackRuntime>(new OpenStackRuntime(catalog));
+    const OpenStackServeOptions& o, const catalog::Catalog& catalog, feed::Follower& follower,
+    const common::Clock& clock, common::MetricsRegistry& metrics) {
+  auto rt = std::unique_ptr<OpenStackRuntime>(new OpenStackRuntime(catalog, follower));
   os::OpenStackFlavour::Options& fo = rt->flavour_options_;
 
   if (!o.vendordata_file.empty()) {
@@ -208,8 +204,6 @@ OpenStackRuntime::~OpenStackRuntime() {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
   }
-  cv_.notify_all();
-  if (watcher_.joinable()) watcher_.join();
   client_.reset();  // joins the client thread before the cache goes
 }
 
@@ -217,30 +211,20 @@ os::OpenStackFlavour::Options OpenStackRuntime::FlavourOptions() const { return 
 
 void OpenStackRuntime::Start() {
   if (!dynamic_ || !prefetch_) return;
-  watcher_ = std::thread([this] { Watch(); });
+  follower_.Subscribe([this](const std::vector<feed::Applied>& changes) { Changed(changes); });
 }
 
-// Follows the catalog and prefetches for instances that are new or changed
-// since the last look (shared_ptr identity: snapshots share unchanged
-// instances). The snapshot present at start-up is not prefetched: a restart
-// must not send one POST per instance to every target at once.
-void OpenStackRuntime::Watch() {
-  std::shared_ptr<const catalog::Snapshot> seen = catalog_.Current();
-  std::unique_lock<std::mutex> lock(mu_);
-  while (!cv_.wait_for(lock, kWatchPeriod, [this] { return stopping_; })) {
-    if (catalog_.generation() == seen->generation()) continue;
-    lock.unlock();
-    std::shared_ptr<const catalog::Snapshot> now = catalog_.Current();
-    for (const auto& e : now->entries()) {
-      const catalog::Entry* before = seen->FindById(e.instance->id);
-      if (before != nullptr && before->instance == e.instance) continue;
-      if (OpenStackAllowed(*e.instance)) dynamic_->Prefetch(*e.instance);
+void OpenStackRuntime::Changed(const std::vector<feed::Applied>& changes) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return;
+  }
+  for (const feed::Applied& c : changes) {
+    if (!c.instance) {
+      dynamic_->Forget(c.id);
+    } else if (OpenStackAllowed(*c.instance)) {
+      dynamic_->Prefetch(*c.instance);
     }
-    for (const auto& e : seen->entries()) {
-      if (now->FindById(e.instance->id) == nullptr) dynamic_->Forget(e.instance->id);
-    }
-    seen = std::move(now);
-    lock.lock();
   }
 }
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "catalog/catalog.h"
+#include "feed/follower.h"
 #include "common/clock.h"
 #include "common/http_message.h"
 #include "common/metrics.h"
@@ -55,8 +56,8 @@ struct OpenStackServeOptions {
 void RegisterOpenStackServeFlags(CLI::App& serve, OpenStackServeOptions& options);
 
 // Owns what the DynamicJSON provider needs: the HTTP client (own thread),
-// the cache (flavour::openstack::DynamicVendorData) and the prefetch watcher
-// thread. Create it before the flavour registry (the flavour borrows it) so
+// the cache (flavour::openstack::DynamicVendorData) and the prefetch
+// subscription to the change feed. Create it before the flavour registry (the flavour borrows it) so
 // it is destroyed after the flavour.
 class OpenStackRuntime {
  public:
@@ -64,22 +65,30 @@ class OpenStackRuntime {
   // or a target that is not NAME@http://HOST[:PORT]/PATH.
   static common::Result<std::unique_ptr<OpenStackRuntime>> Create(
       const OpenStackServeOptions& options, const catalog::Catalog& catalog,
-      const common::Clock& clock, common::MetricsRegistry& metrics);
-  ~OpenStackRuntime();  // stops the watcher, then the client (its callbacks are dropped)
+      feed::Follower& follower, const common::Clock& clock, common::MetricsRegistry& metrics);
+  // Stops prefetching, then the client (its callbacks are dropped). Stop the
+  // follower first: its subscription calls into this object.
+  ~OpenStackRuntime();
   OpenStackRuntime(const OpenStackRuntime&) = delete;
   OpenStackRuntime& operator=(const OpenStackRuntime&) = delete;
 
   // What OpenStackFlavour::Create needs (random_bytes left default).
   flavour::openstack::OpenStackFlavour::Options FlavourOptions() const;
 
-  // Starts the prefetch watcher (when enabled and there are targets).
+  // Subscribes the prefetch to the change feed (when enabled and there are
+  // targets): an instance that appears or changes is fetched for before its
+  // guest asks; a deleted one is forgotten. The instances present at start-up
+  // are not prefetched: a restart must not send one POST per instance to
+  // every target at once.
   void Start();
 
  private:
-  OpenStackRuntime(const catalog::Catalog& catalog) : catalog_(catalog) {}
-  void Watch();
+  OpenStackRuntime(const catalog::Catalog& catalog, feed::Follower& follower)
+      : catalog_(catalog), follower_(follower) {}
+  void Changed(const std::vector<feed::Applied>& changes);
 
   const catalog::Catalog& catalog_;
+  feed::Follower& follower_;
   flavour::openstack::OpenStackFlavour::Options flavour_options_;
   bool prefetch_ = false;
   // Declared before client_ so that the client (and its thread) goes first.
@@ -87,9 +96,7 @@ class OpenStackRuntime {
   std::unique_ptr<http::HttpClient> client_;
 
   std::mutex mu_;
-  std::condition_variable cv_;
   bool stopping_ = false;  // guarded by mu_
-  std::thread watcher_;
 };
 
 // The admin render preview for `metadata`: a render that defers (a cold

@@ -12,14 +12,14 @@
 #include <thread>
 
 #include "admin/admin_api.h"
-#include "app/ec2_setup.h"  // EC2 token keys, signing keys, credential source (issue #3)
-#include "admin/catalog_loader.h"
+#include "app/ec2_setup.h"
 #include "auth/token_authority.h"
 #include "catalog/catalog.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/time_format.h"
+#include "feed/follower.h"
 #include "flavour/ec2/ec2_flavour.h"
 #include "flavour/openstack/openstack_flavour.h"
 #include "flavour/flavour.h"
@@ -29,6 +29,7 @@
 #include "model/instance_json.h"
 #include "service/metadata_service.h"
 #include "store/sqlite_store.h"
+#include "store/write_queue.h"
 
 namespace openimds::app {
 namespace {
@@ -212,8 +213,18 @@ void RegisterServeCommand(CLI::App& app, ServeOptions& o) {
       ->capture_default_str();
   serve->add_option("--ready-file", o.ready_file,
                     "Write the bound endpoints as JSON here once listening (for scripts/tests).");
-  RegisterEc2ServeFlags(*serve, o.ec2);  // EC2 (issue #3)
-  RegisterOpenStackServeFlags(*serve, o.openstack);  // vendordata (issue #5)
+  serve->add_option("--max-instances", o.max_instances,
+                    "Refuse writes (507) that would make the store hold more instances than "
+                    "this; 0 = no limit.")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  serve->add_option("--feed-poll-ms", o.feed_poll_ms,
+                    "How often to look for changes that other processes committed to the "
+                    "same store (writes through this process are seen at once).")
+      ->capture_default_str()
+      ->check(CLI::Range(10, 60000));
+  RegisterEc2ServeFlags(*serve, o.ec2);
+  RegisterOpenStackServeFlags(*serve, o.openstack);
   AddIdentityFlags(*serve, o.identity);
   serve->footer(
       "\nExamples:\n"
@@ -253,6 +264,7 @@ int RunServe(const ServeOptions& o) {
   if (!parent.empty()) std::filesystem::create_directories(parent, fs_ec);
   store::SqliteStore::Options store_options;
   store_options.path = db_path;
+  store_options.max_instances = o.max_instances;
   auto store = store::SqliteStore::Open(store_options);
   if (!store.ok()) {
     common::LogError("serve", "cannot open store " + db_path + ": " + store.status().message());
@@ -279,18 +291,25 @@ int RunServe(const ServeOptions& o) {
     }
   }
 
+  // The catalog follows the store's change feed; every write, by this
+  // process or another one on the same store, reaches it through the feed.
   catalog::Catalog catalog;
-  common::Status loaded = admin::LoadCatalog(**store, catalog);
+  feed::Follower::Options follow_options;
+  follow_options.poll_interval = std::chrono::milliseconds(o.feed_poll_ms);
+  feed::Follower follower(follow_options, **store, catalog, metrics);
+  common::Status loaded = follower.Load();
   if (!loaded.ok()) {
     common::LogError("serve", "cannot load instances: " + loaded.message());
     return 1;
   }
+  follower.Start();
+  store::WriteQueue writes(**store);
   metrics.AddGauge("catalog_instances", "Instances in the served snapshot.",
                    [&catalog] { return static_cast<double>(catalog.Current()->size()); });
 
-  // EC2 (issue #3): IMDSv2 token keys (in the store, rotating), identity
-  // document signing keys, credential-source command. See app/ec2_setup.h.
-  auto ec2 = Ec2Runtime::Create(o.ec2, **store, catalog, clock, metrics);
+  // EC2: IMDSv2 token keys (in the store, rotating), identity document
+  // signing keys, credential-source command. See app/ec2_setup.h.
+  auto ec2 = Ec2Runtime::Create(o.ec2, **store, catalog, follower, clock, metrics);
   if (!ec2.ok()) {
     common::LogError("serve", ec2.status().message());
     return ec2.status().code() == common::Code::kInvalidArgument ||
@@ -299,16 +318,16 @@ int RunServe(const ServeOptions& o) {
                : 1;
   }
 
-  // OpenStack vendordata (issue #5): static file, DynamicJSON targets, their
-  // HTTP client and cache. Before the registry: the flavour borrows it.
-  auto openstack_rt = OpenStackRuntime::Create(o.openstack, catalog, clock, metrics);
+  // OpenStack vendordata: static file, DynamicJSON targets, their HTTP client
+  // and cache. Before the registry: the flavour borrows it.
+  auto openstack_rt = OpenStackRuntime::Create(o.openstack, catalog, follower, clock, metrics);
   if (!openstack_rt.ok()) {
     common::LogError("serve", openstack_rt.status().message());
     return 2;
   }
 
   flavour::Registry flavours;
-  // OpenStack (issue #5): before EC2, which owns "/" and "/latest". Passwords
+  // OpenStack: before EC2, which owns "/" and "/latest". Passwords
   // live in the store's secrets (store::InstancePasswordSecret), whose
   // GetOrCreateSecret is the atomic first-writer-wins compare-and-set.
   flavour::openstack::CallbackPasswordStore openstack_passwords(
@@ -357,8 +376,10 @@ int RunServe(const ServeOptions& o) {
     return RenderPreviewWaiting(metadata, i, r, out);  // waits out a deferred render
   };
   store::Store* store_ptr = store->get();
-  admin_options.store_healthy = [store_ptr] { return store_ptr->LatestRevision().ok(); };
-  admin::AdminApi admin_api(admin_options, **store, catalog, metrics);
+  admin_options.store_healthy = [store_ptr, &follower] {
+    return follower.Healthy() && store_ptr->LatestRevision().ok();
+  };
+  admin::AdminApi admin_api(admin_options, **store, catalog, writes, follower, metrics);
 
   std::unique_ptr<http::BearerAuthHandler> admin_guard;
   http::Handler* admin_handler = &admin_api;
@@ -434,8 +455,8 @@ int RunServe(const ServeOptions& o) {
     }
     std::filesystem::rename(tmp, o.ready_file, fs_ec);
   }
-  (*ec2)->Start();  // token key rotation, credential source (issue #3)
-  (*openstack_rt)->Start();  // vendordata prefetch (issue #5)
+  (*ec2)->Start();  // token key rotation, credential source
+  (*openstack_rt)->Start();  // vendordata prefetch
   // SIGHUP: re-read the proxy keys and the Neutron secret (docs/proxy.md §2).
   std::function<void()> reload;
   if (proxy_resolver->has_value()) {
@@ -460,6 +481,7 @@ int RunServe(const ServeOptions& o) {
   signals.Start(server, std::move(reload));
   server.Run();
   signals.Stop();  // before the resolver and the server it uses go away
+  follower.Stop();
   common::LogInfo("serve", "stopped");
   return 0;
 }

@@ -23,6 +23,10 @@ struct ServeOptions {
   int threads = 0;
   std::string log_level = "info";
   std::string ready_file;
+  // Refuse writes that would make the store hold more instances (0: no limit).
+  int64_t max_instances = 0;
+  // How often to look for changes other processes committed to the store.
+  int feed_poll_ms = 200;
   IdentityFlags identity;  // for mode=proxy listeners
   Ec2ServeOptions ec2;  // EC2 flags: --identity-keys, --credential-source-command, ... (issue #3)
   OpenStackServeOptions openstack;  // --vendordata-* flags (issue #5)

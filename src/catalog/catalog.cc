@@ -7,59 +7,131 @@
 
 namespace openimds::catalog {
 
+void Snapshot::Editor::Upsert(Entry entry) {
+  // Keeps the replaced instance alive while its index entries are removed
+  // (their keys view its strings).
+  Entry old;
+  if (const Entry* found = snapshot_.by_id_.Find(entry.instance->id)) old = *found;
+  if (old.instance) Unindex(*old.instance);
+  const model::Instance& in = *entry.instance;
+  ids_.Set(std::string_view(in.id), std::move(entry));
+  Index(in);
+}
+
+void Snapshot::Editor::Remove(std::string_view id) {
+  const Entry* found = snapshot_.by_id_.Find(id);
+  if (found == nullptr) return;
+  const std::shared_ptr<const model::Instance> old = found->instance;
+  Unindex(*old);
+  ids_.Erase(id);
+}
+
+void Snapshot::Editor::Index(const model::Instance& in) {
+  for (const auto& text : model::CallerAddresses(in)) {
+    auto ip = common::IpAddress::Parse(text);
+    if (!ip) continue;  // Validate() guarantees parseable addresses
+    addresses_.Set(AddressKey{in.network, *ip}, &in);
+  }
+  for (const model::Nic& nic : in.nics) {
+    const auto ip = Eui64LinkLocal(nic.mac);
+    if (!ip) continue;  // not a 48-bit MAC: nothing to derive
+    const AddressKey key{in.network, *ip};
+    const DerivedHolders* found = snapshot_.derived_.Find(key);
+    if (found == nullptr) {
+      derived_.Set(key, DerivedHolders{&in, nullptr});
+      continue;
+    }
+    if (found->only == &in) continue;  // two NICs of one instance with one MAC
+    std::vector<const model::Instance*> all;
+    if (found->many) {
+      all = *found->many;
+    } else {
+      all.push_back(found->only);
+    }
+    if (std::find(all.begin(), all.end(), &in) != all.end()) continue;
+    all.push_back(&in);
+    // The key views the network of a holder that stays in the entry.
+    const AddressKey kept{all.front()->network, *ip};
+    derived_.Set(kept, DerivedHolders{
+                           nullptr, std::make_shared<const std::vector<const model::Instance*>>(
+                                        std::move(all))});
+  }
+}
+
+void Snapshot::Editor::Unindex(const model::Instance& in) {
+  for (const auto& text : model::CallerAddresses(in)) {
+    auto ip = common::IpAddress::Parse(text);
+    if (!ip) continue;
+    const AddressKey key{in.network, *ip};
+    // Another instance may hold it by now (an address moving between two
+    // instances within one page of changes): leave that one's claim alone.
+    const model::Instance* const* holder = snapshot_.by_address_.Find(key);
+    if (holder != nullptr && *holder == &in) addresses_.Erase(key);
+  }
+  for (const model::Nic& nic : in.nics) {
+    const auto ip = Eui64LinkLocal(nic.mac);
+    if (!ip) continue;
+    const AddressKey key{in.network, *ip};
+    const DerivedHolders* found = snapshot_.derived_.Find(key);
+    if (found == nullptr) continue;
+    if (!found->many) {
+      if (found->only == &in) derived_.Erase(key);
+      continue;
+    }
+    std::vector<const model::Instance*> rest;
+    for (const model::Instance* h : *found->many) {
+      if (h != &in) rest.push_back(h);
+    }
+    if (rest.size() == found->many->size()) continue;
+    const AddressKey kept{rest.front()->network, *ip};
+    if (rest.size() == 1) {
+      derived_.Set(kept, DerivedHolders{rest.front(), nullptr});
+    } else {
+      derived_.Set(kept, DerivedHolders{
+                             nullptr, std::make_shared<const std::vector<const model::Instance*>>(
+                                          std::move(rest))});
+    }
+  }
+}
+
 std::shared_ptr<const Snapshot> Snapshot::Build(std::vector<Entry> entries, uint64_t generation) {
   auto snap = std::make_shared<Snapshot>();
-  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
-    return a.instance->id < b.instance->id;
-  });
-  snap->entries_ = std::move(entries);
   snap->generation_ = generation;
-  snap->by_id_.reserve(snap->entries_.size());
-  for (size_t i = 0; i < snap->entries_.size(); ++i) {
-    const model::Instance& inst = *snap->entries_[i].instance;
-    snap->by_id_[inst.id] = i;
-    for (const auto& text : model::CallerAddresses(inst)) {
-      auto ip = common::IpAddress::Parse(text);
-      if (!ip) continue;  // Validate() guarantees parseable addresses
-      snap->by_address_[AddressKey{inst.network, *ip}] = &inst;
-    }
-  }
-  // Derived link-local addresses, after every claimed one so a claim always
-  // wins. nullptr marks a derived address more than one instance would have.
-  std::unordered_map<AddressKey, const model::Instance*, AddressKeyHash> derived;
-  for (const Entry& entry : snap->entries_) {
-    const model::Instance& inst = *entry.instance;
-    for (const model::Nic& nic : inst.nics) {
-      const auto ip = Eui64LinkLocal(nic.mac);
-      if (!ip) continue;  // not a 48-bit MAC: nothing to derive
-      const AddressKey key{inst.network, *ip};
-      if (snap->by_address_.count(key) != 0) continue;
-      auto [it, fresh] = derived.emplace(key, &inst);
-      if (!fresh && it->second != &inst) it->second = nullptr;
-    }
-  }
-  for (const auto& [key, inst] : derived) {
-    if (inst != nullptr) snap->by_address_.emplace(key, inst);
+  {
+    Editor editor(*snap);
+    for (Entry& e : entries) editor.Upsert(std::move(e));
   }
   return snap;
 }
 
 const model::Instance* Snapshot::FindByAddress(std::string_view network,
                                                const common::IpAddress& address) const {
-  auto it = by_address_.find(AddressKey{network, address});
-  return it == by_address_.end() ? nullptr : it->second;
+  const AddressKey key{network, address};
+  if (const model::Instance* const* claimed = by_address_.Find(key)) return *claimed;
+  const DerivedHolders* derived = derived_.Find(key);
+  return derived == nullptr ? nullptr : derived->only;
 }
 
-const Entry* Snapshot::FindById(std::string_view id) const {
-  auto it = by_id_.find(id);
-  return it == by_id_.end() ? nullptr : &entries_[it->second];
+const Entry* Snapshot::FindById(std::string_view id) const { return by_id_.Find(id); }
+
+std::vector<const Entry*> Snapshot::EntriesById() const {
+  std::vector<const Entry*> out;
+  out.reserve(size());
+  ForEach([&out](const Entry& e) { out.push_back(&e); });
+  std::sort(out.begin(), out.end(),
+            [](const Entry* a, const Entry* b) { return a->instance->id < b->instance->id; });
+  return out;
 }
 
 Catalog::Catalog() : current_(Snapshot::Build({}, 0)) {}
 
+Catalog::~Catalog() = default;
+
 const Snapshot& Catalog::Reader::Get() {
   const uint64_t g = catalog_->generation();
   if (g != cached_generation_) {
+    // Dropping the previous snapshot here never frees it: the catalog's
+    // retired list still holds it (see Catalog).
     cached_ = catalog_->Current();
     cached_generation_ = cached_->generation();
   }
@@ -71,20 +143,55 @@ std::shared_ptr<const Snapshot> Catalog::Current() const {
   return current_;
 }
 
-void Catalog::Publish(std::vector<Entry> entries) {
-  auto next = Snapshot::Build(std::move(entries), generation_.load() + 1);
+void Catalog::Publish(std::shared_ptr<Snapshot> next) {
+  next->generation_ = generation_.load(std::memory_order_relaxed) + 1;
+  std::shared_ptr<const Snapshot> previous;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    current_ = next;
+    previous = std::exchange(current_, std::move(next));
   }
   // Bumped after the pointer is in place: a Reader that sees the new
   // generation is guaranteed to copy the new pointer.
-  generation_.store(next->generation(), std::memory_order_release);
+  generation_.store(current_->generation(), std::memory_order_release);
+  retired_.push_back(std::move(previous));
+  ReclaimLocked();
 }
 
-void Catalog::ReplaceAll(std::vector<Entry> entries) {
+size_t Catalog::ReclaimLocked() {
+  // use_count() == 1: only this list holds it, and no Reader can take a new
+  // reference to a snapshot that is no longer current_, so it is safe to free.
+  std::erase_if(retired_, [](const std::shared_ptr<const Snapshot>& s) { return s.use_count() == 1; });
+  return retired_.size();
+}
+
+size_t Catalog::Reclaim() {
   std::lock_guard<std::mutex> lock(write_mu_);
-  Publish(std::move(entries));
+  return ReclaimLocked();
+}
+
+void Catalog::Apply(std::vector<Change> changes, int64_t revision) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  auto next = std::make_shared<Snapshot>(*Current());
+  {
+    Snapshot::Editor editor(*next);
+    for (Change& c : changes) {
+      if (c.instance) {
+        editor.Upsert(Entry{std::move(c.instance), c.revision});
+      } else {
+        editor.Remove(c.id);
+      }
+    }
+  }
+  next->revision_ = std::max(next->revision_, revision);
+  Publish(std::move(next));
+}
+
+void Catalog::ReplaceAll(std::vector<Entry> entries, int64_t revision) {
+  // Build made it and nobody else has seen it yet.
+  auto next = std::const_pointer_cast<Snapshot>(Snapshot::Build(std::move(entries), 0));
+  next->revision_ = revision;
+  std::lock_guard<std::mutex> lock(write_mu_);
+  Publish(std::move(next));
 }
 
 void Catalog::Upsert(Entry entry) {
@@ -93,29 +200,19 @@ void Catalog::Upsert(Entry entry) {
   UpsertMany(std::move(one));
 }
 
-void Catalog::UpsertMany(std::vector<Entry> updates) {
-  std::lock_guard<std::mutex> lock(write_mu_);
-  auto cur = Current();
-  std::unordered_map<std::string_view, const Entry*> by_id;
-  for (const auto& u : updates) by_id[u.instance->id] = &u;
-  std::vector<Entry> next;
-  next.reserve(cur->size() + updates.size());
-  for (const auto& e : cur->entries()) {
-    if (by_id.count(e.instance->id) == 0) next.push_back(e);
+void Catalog::UpsertMany(std::vector<Entry> entries) {
+  std::vector<Change> changes;
+  changes.reserve(entries.size());
+  for (Entry& e : entries) {
+    changes.push_back(Change{e.instance->id, std::move(e.instance), e.revision});
   }
-  for (auto& u : updates) next.push_back(std::move(u));
-  Publish(std::move(next));
+  Apply(std::move(changes), 0);
 }
 
 void Catalog::Remove(std::string_view id) {
-  std::lock_guard<std::mutex> lock(write_mu_);
-  auto cur = Current();
-  std::vector<Entry> next;
-  next.reserve(cur->size());
-  for (const auto& e : cur->entries()) {
-    if (e.instance->id != id) next.push_back(e);
-  }
-  Publish(std::move(next));
+  std::vector<Change> one;
+  one.push_back(Change{std::string(id), nullptr, 0});
+  Apply(std::move(one), 0);
 }
 
 }  // namespace openimds::catalog

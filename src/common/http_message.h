@@ -19,6 +19,8 @@ struct HeaderField {
   std::string_view value;
 };
 
+class Deferred;
+
 // A parsed HTTP request as plain views. It does not own its bytes: every view
 // points into the connection's buffer and is valid only while the handler runs.
 // No Beast or Asio type leaks past the http module through this struct.
@@ -34,6 +36,10 @@ struct Request {
   // because the first call answered with Response::deferred (at most once).
   // A handler that still cannot answer must now fail rather than defer.
   bool resumed = false;
+  // On that second call, the Deferred the first call returned (null
+  // otherwise): a handler that keeps its result in its own Deferred type
+  // reads it back from here.
+  std::shared_ptr<const Deferred> resumed_from;
 
   // Where the request arrived. `listener_network` is the tenant network the
   // guest-facing listener serves (empty on the admin listener).

@@ -36,8 +36,14 @@ struct Detach {
 // Resets Request::resumed however the second call ends.
 struct ResumedFlag {
   common::Request& request;
-  explicit ResumedFlag(common::Request& r) : request(r) { request.resumed = true; }
-  ~ResumedFlag() { request.resumed = false; }
+  ResumedFlag(common::Request& r, std::shared_ptr<const common::Deferred> from) : request(r) {
+    request.resumed = true;
+    request.resumed_from = std::move(from);
+  }
+  ~ResumedFlag() {
+    request.resumed = false;
+    request.resumed_from.reset();
+  }
 };
 
 }  // namespace
@@ -75,7 +81,7 @@ asio::awaitable<void> ResumeDeferred(Handler& handler, common::Request& request,
 
   response.Clear();
   {
-    ResumedFlag flag(request);
+    ResumedFlag flag(request, pending);
     handler.Handle(request, response);
   }
   if (response.deferred) {

@@ -3,11 +3,19 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
+#include <functional>
 #include <map>
+#include <mutex>
+#include <optional>
 #include <thread>
+#include <unordered_map>
 #include <utility>
 
 #include <sqlite3.h>
@@ -57,7 +65,9 @@ Status SqliteError(sqlite3* db, int rc, std::string_view what) {
   return status;
 }
 
-// A prepared statement, finalized on destruction. Borrows its connection.
+// A prepared statement borrowed from its connection's cache (SqliteDb):
+// reset and unbound on destruction, so the next user finds it fresh and no
+// read stays open behind the caller's back.
 class Statement {
  public:
   Statement(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
@@ -65,7 +75,12 @@ class Statement {
       : db_(other.db_), stmt_(std::exchange(other.stmt_, nullptr)) {}
   Statement& operator=(Statement&&) = delete;
   Statement(const Statement&) = delete;
-  ~Statement() { sqlite3_finalize(stmt_); }
+  ~Statement() {
+    if (stmt_ != nullptr) {
+      sqlite3_reset(stmt_);
+      sqlite3_clear_bindings(stmt_);
+    }
+  }
 
   // Binding only fails on a bad index or out of memory: programming errors,
   // which then surface as the step's error (SQLite keeps the first one).
@@ -122,24 +137,35 @@ class Statement {
 
 }  // namespace
 
-// Owns one sqlite3 connection. Not thread-safe: SqliteStore's mutex guards it.
+// Owns one sqlite3 connection and its prepared statements. Not thread-safe:
+// SqliteStore's mutex guards it (Scan's private connection is used by one
+// thread at a time).
 class SqliteDb {
  public:
   explicit SqliteDb(sqlite3* db) : db_(db) {}
-  ~SqliteDb() { sqlite3_close_v2(db_); }
+  ~SqliteDb() {
+    for (auto& [sql, stmt] : cache_) sqlite3_finalize(stmt);
+    sqlite3_close_v2(db_);
+  }
   SqliteDb(const SqliteDb&) = delete;
   SqliteDb& operator=(const SqliteDb&) = delete;
 
   sqlite3* get() { return db_; }
 
+  // The statement for `sql`, prepared on first use and kept: an import of
+  // thousands of rows per transaction would otherwise spend much of its time
+  // in the SQL compiler. At most one Statement per SQL text may be alive.
   Result<Statement> Prepare(std::string_view sql, std::string_view what) {
+    auto it = cache_.find(sql);
+    if (it != cache_.end()) return Statement(db_, it->second);
     sqlite3_stmt* stmt = nullptr;
-    const int rc =
-        sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &stmt, nullptr);
+    const int rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()),
+                                      SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
     if (rc != SQLITE_OK) {
       sqlite3_finalize(stmt);
       return SqliteError(db_, rc, what);
     }
+    cache_.emplace(std::string(sql), stmt);
     return Statement(db_, stmt);
   }
 
@@ -161,7 +187,12 @@ class SqliteDb {
   }
 
  private:
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
+  };
   sqlite3* db_;
+  std::unordered_map<std::string, sqlite3_stmt*, Hash, std::equal_to<>> cache_;
 };
 
 namespace {
@@ -169,9 +200,11 @@ namespace {
 // A write transaction. BEGIN IMMEDIATE takes the write lock up front, so the
 // busy handler (busy_timeout) applies and two writers never deadlock upgrading
 // read locks. Rolled back on destruction unless committed.
+// With `read`, BEGIN DEFERRED: a read transaction, one consistent snapshot
+// from its first read to its end (WAL), taking no write lock.
 class Transaction {
  public:
-  explicit Transaction(SqliteDb& db) : db_(db) {}
+  explicit Transaction(SqliteDb& db, bool read = false) : db_(db), read_(read) {}
   ~Transaction() {
     // SQLite may already have rolled back (e.g. after SQLITE_FULL); roll back
     // only what is still open, so the connection is clean for the next call.
@@ -183,7 +216,7 @@ class Transaction {
   Transaction& operator=(const Transaction&) = delete;
 
   Status Begin(std::string_view what) {
-    Status s = db_.Exec("BEGIN IMMEDIATE", what);
+    Status s = db_.Exec(read_ ? "BEGIN DEFERRED" : "BEGIN IMMEDIATE", what);
     begun_ = s.ok();
     return s;
   }
@@ -191,6 +224,7 @@ class Transaction {
 
  private:
   SqliteDb& db_;
+  const bool read_;
   bool begun_ = false;
 };
 
@@ -224,6 +258,18 @@ constexpr Migration kMigrations[] = {
         name TEXT PRIMARY KEY NOT NULL,
         value BLOB NOT NULL
       );
+    )sql"},
+    // The change feed. History before this step is unknown, so the feed starts
+    // at the revision the store had then (0 for a fresh store): a reader
+    // asking for older changes is told to resync.
+    {2, R"sql(
+      CREATE TABLE changes (
+        revision INTEGER PRIMARY KEY NOT NULL,
+        id TEXT NOT NULL
+      );
+      INSERT INTO meta (key, value) SELECT 'feed_floor', value FROM meta WHERE key = 'revision';
+      INSERT INTO meta (key, value) SELECT 'feed_origin', value FROM meta WHERE key = 'revision';
+      INSERT INTO meta (key, value) SELECT 'instance_count', count(*) FROM instances;
     )sql"},
 };
 
@@ -308,18 +354,6 @@ Status EnableWal(SqliteDb& db, std::chrono::milliseconds timeout, std::string_vi
   }
 }
 
-// The stored revision of `id`, nullopt if absent.
-Result<std::optional<int64_t>> ReadRevision(SqliteDb& db, std::string_view id,
-                                            std::string_view what) {
-  auto stmt = db.Prepare("SELECT revision FROM instances WHERE id = ?1", what);
-  if (!stmt.ok()) return stmt.status();
-  stmt->Bind(1, id);
-  auto row = stmt->Step(what);
-  if (!row.ok()) return row.status();
-  if (!*row) return std::optional<int64_t>();
-  return std::optional<int64_t>(stmt->Int64(0));
-}
-
 Status CheckPreconditionArgument(Precondition pre) {
   if (pre.expected_revision && *pre.expected_revision < 0) {
     return common::InvalidArgument("expected revision " + std::to_string(*pre.expected_revision) +
@@ -356,10 +390,13 @@ Status ReleaseAddresses(SqliteDb& db, std::string_view id, std::string_view what
   return stmt->Bind(1, id).Run(what);
 }
 
-// Claims every address of `in` for it. The primary key (network, address) is
-// the guarantee; on a clash we look up the holder to name it.
-Status ClaimAddresses(SqliteDb& db, const model::Instance& in, std::string_view what) {
-  for (const std::string& address : model::CallerAddresses(in)) {
+// Claims `addresses` (model::CallerAddresses of `in`) for `in`. The primary
+// key (network, address) is the guarantee; on a clash we look up the holder to
+// name it in `conflict`. The returned Status is SQLite failing.
+Status ClaimAddresses(SqliteDb& db, const model::Instance& in,
+                      const std::vector<std::string>& addresses, Status& conflict,
+                      std::string_view what) {
+  for (const std::string& address : addresses) {
     auto insert = db.Prepare(
         "INSERT INTO addresses (network, address, instance_id) VALUES (?1, ?2, ?3) "
         "ON CONFLICT (network, address) DO NOTHING",
@@ -376,36 +413,57 @@ Status ClaimAddresses(SqliteDb& db, const model::Instance& in, std::string_view 
     auto row = holder->Step(what);
     if (!row.ok()) return row.status();
     const std::string holder_id = *row ? holder->Text(0) : std::string("(unknown)");
-    return common::Conflict("address " + address + " in network " + in.network +
-                            " is held by instance " + holder_id);
+    conflict = common::Conflict("address " + address + " in network " + in.network +
+                                " is held by instance " + holder_id);
+    return Status::Ok();
   }
   return Status::Ok();
 }
 
-// The next value of the store-wide sequence. Part of the caller's transaction:
-// a rolled-back write hands out no revision anyone saw, so none is reused.
-Result<int64_t> NextRevision(SqliteDb& db, std::string_view what) {
-  return db.QueryInt("UPDATE meta SET value = value + 1 WHERE key = 'revision' RETURNING value",
-                     what);
-}
-
-Status UpsertInstance(SqliteDb& db, const model::Instance& in, int64_t revision,
+Status UpsertInstance(SqliteDb& db, std::string_view id, std::string_view json, int64_t revision,
                       std::string_view what) {
   auto stmt = db.Prepare(
       "INSERT INTO instances (id, revision, json) VALUES (?1, ?2, ?3) "
       "ON CONFLICT (id) DO UPDATE SET revision = excluded.revision, json = excluded.json",
       what);
   if (!stmt.ok()) return stmt.status();
-  return stmt->Bind(1, in.id).Bind(2, revision).Bind(3, model::ToJsonText(in)).Run(what);
+  return stmt->Bind(1, id).Bind(2, revision).Bind(3, json).Run(what);
 }
 
-// Release (already done by the caller), claim, revision, row.
-Result<int64_t> WriteInstance(SqliteDb& db, const model::Instance& in, std::string_view what) {
-  if (Status s = ClaimAddresses(db, in, what); !s.ok()) return s;
-  auto revision = NextRevision(db, what);
-  if (!revision.ok()) return revision.status();
-  if (Status s = UpsertInstance(db, in, *revision, what); !s.ok()) return s;
-  return *revision;
+Status DeleteInstance(SqliteDb& db, std::string_view id, std::string_view what) {
+  auto stmt = db.Prepare("DELETE FROM instances WHERE id = ?1", what);
+  if (!stmt.ok()) return stmt.status();
+  return stmt->Bind(1, id).Run(what);
+}
+
+Status AppendChange(SqliteDb& db, int64_t revision, std::string_view id, std::string_view what) {
+  auto stmt = db.Prepare("INSERT INTO changes (revision, id) VALUES (?1, ?2)", what);
+  if (!stmt.ok()) return stmt.status();
+  return stmt->Bind(1, revision).Bind(2, id).Run(what);
+}
+
+Result<int64_t> ReadMeta(SqliteDb& db, std::string_view key, std::string_view what) {
+  auto stmt = db.Prepare("SELECT value FROM meta WHERE key = ?1", what);
+  if (!stmt.ok()) return stmt.status();
+  stmt->Bind(1, key);
+  auto row = stmt->Step(what);
+  if (!row.ok()) return row.status();
+  if (!*row) return common::Internal(std::string(what) + ": meta." + std::string(key) + " missing");
+  return stmt->Int64(0);
+}
+
+Status WriteMeta(SqliteDb& db, std::string_view key, int64_t value, std::string_view what) {
+  auto stmt = db.Prepare("UPDATE meta SET value = ?2 WHERE key = ?1", what);
+  if (!stmt.ok()) return stmt.status();
+  return stmt->Bind(1, key).Bind(2, value).Run(what);
+}
+
+// Statements without parameters run often enough (one savepoint per Write) to
+// be worth keeping prepared.
+Status Run(SqliteDb& db, std::string_view sql, std::string_view what) {
+  auto stmt = db.Prepare(sql, what);
+  if (!stmt.ok()) return stmt.status();
+  return stmt->Run(what);
 }
 
 Result<StoredInstance> ParseStored(std::string_view id, int64_t revision, const std::string& json) {
@@ -437,6 +495,352 @@ Status AtIndex(size_t index, std::string_view id, const Status& s) {
                 "instance " + std::to_string(index) + " (" + std::string(id) + "): " + s.message());
 }
 
+
+// "instance 3 (i-x): " before a refusal of one mutation of a multi-mutation Write.
+Status Prefixed(size_t index, std::string_view id, const Status& s) {
+  return Status(s.code(),
+                "instance " + std::to_string(index) + " (" + std::string(id) + "): " + s.message());
+}
+
+// The counters one Commit keeps in memory from BEGIN to COMMIT, when they are
+// written back to meta. Handing revisions out of memory instead of an UPDATE
+// per row is what lets one transaction take thousands of rows quickly; a
+// refused Write restores the copy taken at its savepoint, so the revisions it
+// had taken are handed out again and the feed stays contiguous.
+struct Counters {
+  int64_t revision = 0;   // meta 'revision': the last revision handed out
+  int64_t instances = 0;  // meta 'instance_count'
+};
+
+struct ApplyOptions {
+  bool replace_equal = false;  // write an unchanged record under a new revision
+  bool prefix_single = false;  // prefix refusals even of one-mutation Writes
+  int64_t max_instances = 0;
+  unsigned threads = 0;        // SqliteStore::Options::write_threads
+};
+
+// One mutation between the phases of ApplyWrite.
+struct Step {
+  std::optional<StoredInstance> current;
+  std::optional<model::Instance> next;
+  std::string json;                    // ToJsonText(*next), when changed
+  std::vector<std::string> addresses;  // CallerAddresses(*next)
+  bool changed = false;
+  Status refusal;  // from normalizing and validating `next`
+};
+
+// Below this many mutations a Write is prepared on the calling thread alone:
+// starting threads would cost more than it saves.
+constexpr size_t kParallelPrepareMin = 256;
+
+// Runs fn(i) for every i in [0, n), on up to `threads` threads (the calling
+// one included) when n is large enough to be worth it.
+void ForEachIndex(size_t n, unsigned threads, const std::function<void(size_t)>& fn) {
+  if (threads <= 1 || n < kParallelPrepareMin) {
+    for (size_t i = 0; i < n; ++i) fn(i);
+    return;
+  }
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    constexpr size_t kChunk = 32;
+    for (size_t begin; (begin = next.fetch_add(kChunk)) < n;) {
+      for (size_t i = begin; i < std::min(n, begin + kChunk); ++i) fn(i);
+    }
+  };
+  std::vector<std::thread> helpers;
+  for (unsigned t = 1; t < threads; ++t) helpers.emplace_back(work);
+  work();
+  for (auto& t : helpers) t.join();
+}
+
+// Runs `write` inside the caller's savepoint. A refusal of this Write goes to
+// `outcome.status` (the caller then rolls the savepoint back and restores
+// `counters`); the returned Status is SQLite failing, which aborts the whole
+// Commit.
+//
+// Phases: (1) read every current record and call mutate, in order, on this
+// thread; then normalize, validate, compare and serialise every result (pure
+// work, spread over threads for a large Write); then check addresses within
+// the Write, in order. Nothing is written before all of that passed, and the
+// refusal reported is that of the lowest-numbered offending mutation.
+// (2) The instance limit. (3) Release the addresses of every changed member.
+// (4) Claim addresses and write rows in order. Releasing first judges the
+// Write by the state it leaves: one member may take over an address another
+// gives up, whatever their order.
+Status ApplyWrite(SqliteDb& db, Write& write, const ApplyOptions& opt, Counters& counters,
+                  WriteOutcome& outcome, std::string_view what) {
+  const size_t n = write.mutations.size();
+  const bool prefix = n > 1 || opt.prefix_single;
+  auto refuse = [&](size_t i, Status s) {
+    outcome.status = prefix ? Prefixed(i, write.mutations[i].id, s) : std::move(s);
+    return Status::Ok();
+  };
+  std::vector<Step> steps(n);
+  std::unordered_map<std::string_view, size_t> ids;
+  ids.reserve(n);
+
+  // (1a) Current records and mutate, up to the first refusal.
+  size_t mutated = n;
+  Status mutate_refusal;
+  for (size_t i = 0; i < n && mutated == n; ++i) {
+    Mutation& m = write.mutations[i];
+    Step& step = steps[i];
+    if (auto [it, fresh] = ids.emplace(m.id, i); !fresh) {
+      mutate_refusal = common::InvalidArgument("id repeated (also instance " +
+                                               std::to_string(it->second) + ")");
+      mutated = i;
+      break;
+    }
+    {
+      auto stmt = db.Prepare("SELECT revision, json FROM instances WHERE id = ?1", what);
+      if (!stmt.ok()) return stmt.status();
+      stmt->Bind(1, m.id);
+      auto row = stmt->Step(what);
+      if (!row.ok()) return row.status();
+      if (*row) {
+        auto stored = ParseStored(m.id, stmt->Int64(0), stmt->Text(1));
+        if (!stored.ok()) {
+          mutate_refusal = stored.status();
+          mutated = i;
+          break;
+        }
+        step.current = std::move(*stored);
+      }
+    }
+    auto next = m.mutate(step.current ? &*step.current : nullptr);
+    if (!next.ok()) {
+      mutate_refusal = next.status();
+      mutated = i;
+      break;
+    }
+    step.next = std::move(*next);
+  }
+
+  // (1b) The pure part, on several threads for a large Write.
+  ForEachIndex(mutated, opt.threads, [&](size_t i) {
+    Step& step = steps[i];
+    if (!step.next) {
+      step.changed = step.current.has_value();
+      return;
+    }
+    model::Instance& in = *step.next;
+    model::Normalize(in);
+    if (in.id != write.mutations[i].id) {
+      step.refusal = common::InvalidArgument("/id: the write is for instance " +
+                                             write.mutations[i].id + ", not " + in.id);
+      return;
+    }
+    if (Status s = model::Validate(in); !s.ok()) {
+      step.refusal = std::move(s);
+      return;
+    }
+    step.changed = opt.replace_equal || !step.current || !(step.current->instance == in);
+    if (step.changed) step.json = model::ToJsonText(in);
+    step.addresses = model::CallerAddresses(in);
+  });
+
+  // (1c) In order: the first refusal wins; addresses within the Write.
+  std::map<std::pair<std::string_view, std::string_view>, size_t> claimed;
+  int64_t delta = 0;  // change in the number of instances
+  for (size_t i = 0; i < mutated; ++i) {
+    Step& step = steps[i];
+    if (!step.refusal.ok()) return refuse(i, step.refusal);
+    if (step.next) {
+      // Unchanged members count too: they keep their addresses.
+      for (const std::string& address : step.addresses) {
+        if (auto [it, fresh] = claimed.emplace(std::make_pair(std::string_view(step.next->network),
+                                                              std::string_view(address)),
+                                               i);
+            !fresh) {
+          return refuse(i, common::Conflict("address " + address + " in network " +
+                                            step.next->network + " is also claimed by instance " +
+                                            std::to_string(it->second) + " (" +
+                                            write.mutations[it->second].id + ") in this batch"));
+        }
+      }
+    }
+    delta += (step.next ? 1 : 0) - (step.current ? 1 : 0);
+  }
+  if (mutated < n) return refuse(mutated, mutate_refusal);
+
+  if (opt.max_instances > 0 && delta > 0 && counters.instances + delta > opt.max_instances) {
+    const std::string limit = std::to_string(opt.max_instances);
+    outcome.status =
+        counters.instances >= opt.max_instances
+            ? Status(Code::kInsufficientStorage,
+                     "the store holds " + std::to_string(counters.instances) +
+                         " instances, the limit set by --max-instances (" + limit +
+                         "); delete some or raise the limit")
+            : Status(Code::kInsufficientStorage,
+                     "this write would bring the store to " +
+                         std::to_string(counters.instances + delta) +
+                         " instances, over the limit of " + limit +
+                         " set by --max-instances; delete some or raise the limit");
+    return Status::Ok();
+  }
+
+  for (size_t i = 0; i < n; ++i) {
+    if (steps[i].changed && steps[i].current) {
+      if (Status s = ReleaseAddresses(db, write.mutations[i].id, what); !s.ok()) return s;
+    }
+  }
+
+  outcome.mutations.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    Step& step = steps[i];
+    MutationOutcome& out = outcome.mutations[i];
+    out.existed = step.current.has_value();
+    if (!step.changed) {
+      out.revision = step.current ? step.current->revision : 0;
+      continue;
+    }
+    if (step.next) {
+      Status conflict;
+      if (Status s = ClaimAddresses(db, *step.next, step.addresses, conflict, what); !s.ok()) {
+        return s;
+      }
+      if (!conflict.ok()) return refuse(i, conflict);
+    }
+    const int64_t revision = ++counters.revision;
+    if (step.next) {
+      if (Status s = UpsertInstance(db, write.mutations[i].id, step.json, revision, what);
+          !s.ok()) {
+        return s;
+      }
+    } else {
+      if (Status s = DeleteInstance(db, write.mutations[i].id, what); !s.ok()) return s;
+    }
+    if (Status s = AppendChange(db, revision, write.mutations[i].id, what); !s.ok()) return s;
+    out.revision = revision;
+    out.changed = true;
+  }
+  counters.instances += delta;
+  return Status::Ok();
+}
+
+// Trims the change feed to the last `retention` revisions, once every
+// `every` revisions (when [before, latest] crosses a multiple of it), so the
+// cost is spread thinly over the writes.
+Status CompactFeed(SqliteDb& db, int64_t before, int64_t latest, int64_t retention, int64_t every,
+                   std::string_view what) {
+  if (every <= 0 || before / every == latest / every) return Status::Ok();
+  const int64_t floor = latest - std::max<int64_t>(retention, 0);
+  if (floor <= 0) return Status::Ok();
+  auto trim = db.Prepare("DELETE FROM changes WHERE revision <= ?1", what);
+  if (!trim.ok()) return trim.status();
+  if (Status s = trim->Bind(1, floor).Run(what); !s.ok()) return s;
+  auto raise =
+      db.Prepare("UPDATE meta SET value = max(value, ?1) WHERE key = 'feed_floor'", what);
+  if (!raise.ok()) return raise.status();
+  return raise->Bind(1, floor).Run(what);
+}
+
+// Opens a connection with the options' mode and busy timeout.
+Result<std::unique_ptr<SqliteDb>> Connect(const SqliteStore::Options& options,
+                                          std::string_view what) {
+  sqlite3* raw = nullptr;
+  const int flags =
+      (options.read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) | SQLITE_OPEN_NOMUTEX;
+  const int rc = sqlite3_open_v2(options.path.c_str(), &raw, flags, nullptr);
+  // Owned from here on, even when opening failed (SQLite still allocates).
+  auto db = std::make_unique<SqliteDb>(raw);
+  if (rc != SQLITE_OK) return SqliteError(raw, rc, what);
+  sqlite3_extended_result_codes(raw, 1);
+  sqlite3_busy_timeout(raw, static_cast<int>(options.busy_timeout.count()));
+  return db;
+}
+
+// Scan's parsing stage. Parsing ~2 KiB of JSON into an Instance (and checking
+// it) costs far more than reading the row, so the calling thread reads rows in
+// batches and a few threads parse them; the calling thread then hands batches
+// to the sink in the order it read them. At most a few batches are in flight,
+// so memory stays bounded however large the store.
+constexpr size_t kScanBatchRows = 512;
+
+struct ScanBatch {
+  struct Row {
+    std::string id;
+    int64_t revision;
+    std::string json;
+  };
+  std::vector<Row> rows;
+  std::vector<StoredInstance> parsed;
+  Status status;      // the first row that does not parse
+  bool done = false;  // guarded by ParsePool::mu_
+
+  void Parse() {
+    parsed.reserve(rows.size());
+    for (Row& row : rows) {
+      auto stored = ParseStored(row.id, row.revision, row.json);
+      if (!stored.ok()) {
+        status = stored.status();
+        break;
+      }
+      parsed.push_back(std::move(*stored));
+    }
+    rows.clear();
+    rows.shrink_to_fit();
+  }
+};
+
+class ParsePool {
+ public:
+  explicit ParsePool(unsigned threads) {
+    for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] { Work(); });
+  }
+  // Joins; batches still queued are left unparsed.
+  ~ParsePool() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    work_cv_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+  ParsePool(const ParsePool&) = delete;
+  ParsePool& operator=(const ParsePool&) = delete;
+
+  // `batch` must outlive the pool or be waited for.
+  void Submit(ScanBatch* batch) {
+    {
+      std::lock_guard lock(mu_);
+      queue_.push_back(batch);
+    }
+    work_cv_.notify_one();
+  }
+  void Wait(ScanBatch* batch) {
+    std::unique_lock lock(mu_);
+    done_cv_.wait(lock, [batch] { return batch->done; });
+  }
+
+ private:
+  void Work() {
+    for (;;) {
+      ScanBatch* batch = nullptr;
+      {
+        std::unique_lock lock(mu_);
+        work_cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+        if (stop_) return;
+        batch = queue_.front();
+        queue_.pop_front();
+      }
+      batch->Parse();
+      {
+        std::lock_guard lock(mu_);
+        batch->done = true;
+      }
+      done_cv_.notify_all();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable work_cv_;
+  std::condition_variable done_cv_;
+  std::deque<ScanBatch*> queue_;  // guarded by mu_
+  bool stop_ = false;             // guarded by mu_
+  std::vector<std::thread> threads_;
+};
+
 }  // namespace
 
 Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(Options options) {
@@ -452,15 +856,9 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(Options options) {
       return common::Unavailable("store unavailable: " + what + ": " + std::strerror(errno));
     }
   }
-  sqlite3* raw = nullptr;
-  const int flags =
-      (options.read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) | SQLITE_OPEN_NOMUTEX;
-  const int rc = sqlite3_open_v2(options.path.c_str(), &raw, flags, nullptr);
-  // Owned from here on, even when opening failed (SQLite still allocates).
-  auto db = std::make_unique<SqliteDb>(raw);
-  if (rc != SQLITE_OK) return SqliteError(raw, rc, what);
-  sqlite3_extended_result_codes(raw, 1);
-  sqlite3_busy_timeout(raw, static_cast<int>(options.busy_timeout.count()));
+  auto connected = Connect(options, what);
+  if (!connected.ok()) return connected.status();
+  std::unique_ptr<SqliteDb> db = std::move(*connected);
 
   if (!options.read_only) {
     if (Status s = EnableWal(*db, options.busy_timeout, what); !s.ok()) return s;
@@ -469,6 +867,10 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(Options options) {
                          ? "PRAGMA synchronous = FULL"
                          : "PRAGMA synchronous = NORMAL";
   if (Status s = db->Exec(sync, what); !s.ok()) return s;
+  // 32 MiB of page cache instead of SQLite's 2 MiB: a large import keeps the
+  // hot index pages (instances' id index, addresses) in memory rather than
+  // re-reading them through the OS on every row.
+  if (Status s = db->Exec("PRAGMA cache_size = -32768", what); !s.ok()) return s;
   if (Status s = Migrate(*db, options); !s.ok()) return s;
   return std::unique_ptr<SqliteStore>(new SqliteStore(std::move(options), std::move(db)));
 }
@@ -482,21 +884,20 @@ Result<int64_t> SqliteStore::Put(const model::Instance& instance, Precondition p
   if (Status s = CheckPreconditionArgument(pre); !s.ok()) return s;
   auto in = Prepared(instance);
   if (!in.ok()) return in.status();
-  const std::string what = "put " + in->id;
-
-  std::lock_guard lock(mu_);
-  Transaction txn(*db_);
-  if (Status s = txn.Begin(what); !s.ok()) return s;
-  auto current = ReadRevision(*db_, in->id, what);
-  if (!current.ok()) return current.status();
-  if (Status s = CheckPrecondition(in->id, *current, pre); !s.ok()) return s;
-  if (*current) {
-    if (Status s = ReleaseAddresses(*db_, in->id, what); !s.ok()) return s;
-  }
-  auto revision = WriteInstance(*db_, *in, what);
-  if (!revision.ok()) return revision.status();
-  if (Status s = txn.Commit(what); !s.ok()) return s;
-  return *revision;
+  const std::string id = in->id;
+  std::vector<Write> writes(1);
+  writes[0].mutations.push_back(
+      {id, [&](const StoredInstance* current) -> Result<std::optional<model::Instance>> {
+         std::optional<int64_t> revision;
+         if (current != nullptr) revision = current->revision;
+         if (Status s = CheckPrecondition(id, revision, pre); !s.ok()) return s;
+         return std::optional<model::Instance>(std::move(*in));
+       }});
+  auto outcomes = CommitWrites(writes, {.replace_equal = true}, "put " + id);
+  if (!outcomes.ok()) return outcomes.status();
+  WriteOutcome& outcome = (*outcomes)[0];
+  if (!outcome.status.ok()) return outcome.status;
+  return outcome.mutations[0].revision;
 }
 
 Result<std::vector<int64_t>> SqliteStore::PutMany(const std::vector<model::Instance>& instances) {
@@ -527,23 +928,23 @@ Result<std::vector<int64_t>> SqliteStore::PutMany(const std::vector<model::Insta
   std::vector<int64_t> revisions;
   if (batch.empty()) return revisions;
   revisions.reserve(batch.size());
-  const std::string what = "put " + std::to_string(batch.size()) + " instances";
 
-  std::lock_guard lock(mu_);
-  Transaction txn(*db_);
-  if (Status s = txn.Begin(what); !s.ok()) return s;
-  // Release every address the batch's instances hold first: the batch is
-  // judged by the state it leaves, so one member may take over an address
-  // another member gives up, whatever their order.
-  for (const model::Instance& in : batch) {
-    if (Status s = ReleaseAddresses(*db_, in.id, what); !s.ok()) return s;
+  std::vector<Write> writes(1);
+  writes[0].mutations.reserve(batch.size());
+  for (model::Instance& in : batch) {
+    std::string id = in.id;
+    writes[0].mutations.push_back(
+        {std::move(id), [&in](const StoredInstance*) -> Result<std::optional<model::Instance>> {
+           return std::optional<model::Instance>(std::move(in));
+         }});
   }
-  for (size_t i = 0; i < batch.size(); ++i) {
-    auto revision = WriteInstance(*db_, batch[i], what);
-    if (!revision.ok()) return AtIndex(i, batch[i].id, revision.status());
-    revisions.push_back(*revision);
-  }
-  if (Status s = txn.Commit(what); !s.ok()) return s;
+  auto outcomes =
+      CommitWrites(writes, {.replace_equal = true, .prefix_single = true},
+                   "put " + std::to_string(batch.size()) + " instances");
+  if (!outcomes.ok()) return outcomes.status();
+  WriteOutcome& outcome = (*outcomes)[0];
+  if (!outcome.status.ok()) return outcome.status;
+  for (const MutationOutcome& m : outcome.mutations) revisions.push_back(m.revision);
   return revisions;
 }
 
@@ -561,21 +962,17 @@ Result<StoredInstance> SqliteStore::Get(std::string_view id) {
 
 Status SqliteStore::Delete(std::string_view id, Precondition pre) {
   if (Status s = CheckPreconditionArgument(pre); !s.ok()) return s;
-  const std::string what = "delete " + std::string(id);
-  std::lock_guard lock(mu_);
-  Transaction txn(*db_);
-  if (Status s = txn.Begin(what); !s.ok()) return s;
-  auto current = ReadRevision(*db_, id, what);
-  if (!current.ok()) return current.status();
-  if (!*current) return common::NotFound("no instance " + std::string(id));
-  if (Status s = CheckPrecondition(id, *current, pre); !s.ok()) return s;
-  if (Status s = ReleaseAddresses(*db_, id, what); !s.ok()) return s;
-  auto stmt = db_->Prepare("DELETE FROM instances WHERE id = ?1", what);
-  if (!stmt.ok()) return stmt.status();
-  if (Status s = stmt->Bind(1, id).Run(what); !s.ok()) return s;
-  // A delete takes a revision too, so LatestRevision tells a reader it happened.
-  if (auto revision = NextRevision(*db_, what); !revision.ok()) return revision.status();
-  return txn.Commit(what);
+  const std::string name(id);
+  std::vector<Write> writes(1);
+  writes[0].mutations.push_back(
+      {name, [&](const StoredInstance* current) -> Result<std::optional<model::Instance>> {
+         if (current == nullptr) return common::NotFound("no instance " + name);
+         if (Status s = CheckPrecondition(name, current->revision, pre); !s.ok()) return s;
+         return std::optional<model::Instance>();
+       }});
+  auto outcomes = CommitWrites(writes, {}, "delete " + name);
+  if (!outcomes.ok()) return outcomes.status();
+  return (*outcomes)[0].status;
 }
 
 Result<std::vector<StoredInstance>> SqliteStore::List() {
@@ -660,6 +1057,251 @@ Status SqliteStore::DeleteSecret(std::string_view name) {
 Result<int64_t> SqliteStore::LatestRevision() {
   std::lock_guard lock(mu_);
   return db_->QueryInt("SELECT value FROM meta WHERE key = 'revision'", "read latest revision");
+}
+
+
+Result<std::vector<WriteOutcome>> SqliteStore::Commit(std::vector<Write>& writes) {
+  size_t mutations = 0;
+  for (const Write& w : writes) mutations += w.mutations.size();
+  return CommitWrites(writes, {},
+                      "commit " + std::to_string(writes.size()) + " writes (" +
+                          std::to_string(mutations) + " mutations)");
+}
+
+Result<std::vector<WriteOutcome>> SqliteStore::CommitWrites(std::vector<Write>& writes,
+                                                            CommitMode mode,
+                                                            std::string_view what) {
+  std::vector<WriteOutcome> outcomes(writes.size());
+  if (writes.empty()) return outcomes;
+  const ApplyOptions apply{.replace_equal = mode.replace_equal,
+                           .prefix_single = mode.prefix_single,
+                           .max_instances = options_.max_instances,
+                           .threads = options_.write_threads};
+  int64_t before = 0;
+  int64_t latest = 0;
+  std::function<void(int64_t)> listener;
+  {
+    std::lock_guard lock(mu_);
+    Transaction txn(*db_);
+    if (Status s = txn.Begin(what); !s.ok()) return s;
+    // Read once under the write lock: no other connection can move them
+    // until COMMIT.
+    Counters counters;
+    auto revision = ReadMeta(*db_, "revision", what);
+    if (!revision.ok()) return revision.status();
+    auto instances = ReadMeta(*db_, "instance_count", what);
+    if (!instances.ok()) return instances.status();
+    counters = {*revision, *instances};
+    before = counters.revision;
+
+    for (size_t w = 0; w < writes.size(); ++w) {
+      if (writes[w].mutations.empty()) continue;
+      if (Status s = Run(*db_, "SAVEPOINT write", what); !s.ok()) return s;
+      const Counters saved = counters;
+      if (Status s = ApplyWrite(*db_, writes[w], apply, counters, outcomes[w], what); !s.ok()) {
+        return s;
+      }
+      if (!outcomes[w].status.ok()) {
+        if (Status s = Run(*db_, "ROLLBACK TO write", what); !s.ok()) return s;
+        counters = saved;
+        outcomes[w].mutations.clear();
+      }
+      if (Status s = Run(*db_, "RELEASE write", what); !s.ok()) return s;
+    }
+
+    if (counters.revision != before) {
+      if (Status s = WriteMeta(*db_, "revision", counters.revision, what); !s.ok()) return s;
+      if (Status s = WriteMeta(*db_, "instance_count", counters.instances, what); !s.ok()) {
+        return s;
+      }
+      if (Status s = CompactFeed(*db_, before, counters.revision, options_.feed_retention,
+                                 options_.feed_compact_every, what);
+          !s.ok()) {
+        return s;
+      }
+    }
+    if (Status s = txn.Commit(what); !s.ok()) return s;
+    latest = counters.revision;
+    if (latest != before) listener = listener_;
+  }
+  // Outside the mutex: the listener may wake a reader that calls the store.
+  if (listener) listener(latest);
+  return outcomes;
+}
+
+Result<ChangePage> SqliteStore::ChangesSince(int64_t since, size_t max_changes) {
+  max_changes = std::max<size_t>(max_changes, 1);
+  const std::string what = "read changes since revision " + std::to_string(since);
+  ChangePage page;
+  page.through = since;
+  auto resync = [&](std::string reason) {
+    page.resync_required = true;
+    page.resync_reason = std::move(reason);
+    page.changes.clear();
+    page.through = since;
+    return page;
+  };
+
+  std::lock_guard lock(mu_);
+  Transaction txn(*db_, /*read=*/true);
+  if (Status s = txn.Begin(what); !s.ok()) return s;
+  auto latest = ReadMeta(*db_, "revision", what);
+  if (!latest.ok()) return latest.status();
+  auto floor = ReadMeta(*db_, "feed_floor", what);
+  if (!floor.ok()) return floor.status();
+  page.latest = *latest;
+  if (since < *floor) {
+    auto origin = ReadMeta(*db_, "feed_origin", what);
+    if (!origin.ok()) return origin.status();
+    if (since < *origin) {
+      return resync("the store predates the change feed: it records changes after revision " +
+                    std::to_string(*origin) + " only, not since " + std::to_string(since));
+    }
+    return resync("the change feed was compacted: it keeps changes after revision " +
+                  std::to_string(*floor) + ", not since " + std::to_string(since));
+  }
+  if (since > *latest) {
+    std::string reason = "reader is ahead of the store (revision " + std::to_string(since) +
+                         ", store at " + std::to_string(*latest) +
+                         "): the store was replaced or restored";
+    common::LogWarn(kLogComponent, reason);
+    return resync(std::move(reason));
+  }
+  if (since == *latest) return page;
+
+  // Rows in revision order; an id changed several times in the page is folded
+  // into one entry carrying its last revision. The rows must be exactly
+  // since+1, since+2, ...: a hole means a change we cannot report.
+  std::unordered_map<std::string, size_t> index;  // id -> position in page.changes
+  int64_t expected = since + 1;
+  size_t count = 0;
+  bool hole = false;
+  {
+    auto rows = db_->Prepare(
+        "SELECT revision, id FROM changes WHERE revision > ?1 ORDER BY revision LIMIT ?2", what);
+    if (!rows.ok()) return rows.status();
+    rows->Bind(1, since).Bind(2, static_cast<int64_t>(max_changes));
+    for (;;) {
+      auto row = rows->Step(what);
+      if (!row.ok()) return row.status();
+      if (!*row) break;
+      ++count;
+      if (rows->Int64(0) != expected) {
+        hole = true;
+        break;
+      }
+      std::string id = rows->Text(1);
+      if (auto it = index.find(id); it != index.end()) {
+        page.changes[it->second].revision = expected;
+      } else {
+        index.emplace(id, page.changes.size());
+        Change change;
+        change.revision = expected;
+        change.id = std::move(id);
+        page.changes.push_back(std::move(change));
+      }
+      ++expected;
+    }
+  }
+  // Fewer rows than asked for must reach `latest`.
+  if (hole || (count < max_changes && expected - 1 < *latest)) {
+    std::string reason = "gap in the change feed after revision " + std::to_string(expected - 1) +
+                         " (store at " + std::to_string(*latest) + ")";
+    common::LogWarn(kLogComponent, reason);
+    return resync(std::move(reason));
+  }
+  page.through = expected - 1;
+
+  for (Change& change : page.changes) {
+    auto stmt = db_->Prepare("SELECT revision, json FROM instances WHERE id = ?1", what);
+    if (!stmt.ok()) return stmt.status();
+    stmt->Bind(1, change.id);
+    auto row = stmt->Step(what);
+    if (!row.ok()) return row.status();
+    if (!*row) continue;  // deleted
+    auto stored = ParseStored(change.id, stmt->Int64(0), stmt->Text(1));
+    if (!stored.ok()) return resync(stored.status().message());
+    change.instance = std::move(stored->instance);
+    change.instance_revision = stored->revision;
+  }
+  std::sort(page.changes.begin(), page.changes.end(),
+            [](const Change& a, const Change& b) { return a.revision < b.revision; });
+  return page;
+}
+
+Result<int64_t> SqliteStore::Scan(const std::function<Status(StoredInstance&&)>& sink) {
+  const std::string what = "scan instances";
+  // A private connection: a long scan holds no lock a writer waits for, and
+  // the sink may call this store.
+  auto connected = Connect(options_, what);
+  if (!connected.ok()) return connected.status();
+  SqliteDb& db = **connected;
+  Transaction txn(db, /*read=*/true);
+  if (Status s = txn.Begin(what); !s.ok()) return s;
+  auto latest = ReadMeta(db, "revision", what);
+  if (!latest.ok()) return latest.status();
+  auto rows = db.Prepare("SELECT id, revision, json FROM instances ORDER BY id", what);
+  if (!rows.ok()) return rows.status();
+
+  // Declared before the pool, so the pool (and its threads) is gone first.
+  std::deque<std::unique_ptr<ScanBatch>> in_flight;
+  const unsigned threads = options_.scan_threads;
+  std::optional<ParsePool> pool;
+  if (threads > 1) pool.emplace(threads);
+  const size_t max_in_flight = pool ? 2 * size_t{threads} : 1;
+
+  // Hands the oldest batch to the sink.
+  auto emit = [&]() -> Status {
+    ScanBatch* batch = in_flight.front().get();
+    if (pool) {
+      pool->Wait(batch);
+    } else {
+      batch->Parse();
+    }
+    if (!batch->status.ok()) return batch->status;
+    for (StoredInstance& stored : batch->parsed) {
+      if (Status s = sink(std::move(stored)); !s.ok()) return s;
+    }
+    in_flight.pop_front();
+    return Status::Ok();
+  };
+  auto submit = [&](std::unique_ptr<ScanBatch> batch) -> Status {
+    ScanBatch* raw = batch.get();
+    in_flight.push_back(std::move(batch));
+    if (pool) pool->Submit(raw);
+    while (in_flight.size() >= max_in_flight) {
+      if (Status s = emit(); !s.ok()) return s;
+    }
+    return Status::Ok();
+  };
+
+  auto batch = std::make_unique<ScanBatch>();
+  batch->rows.reserve(kScanBatchRows);
+  for (;;) {
+    auto row = rows->Step(what);
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    batch->rows.push_back({rows->Text(0), rows->Int64(1), rows->Text(2)});
+    if (batch->rows.size() == kScanBatchRows) {
+      if (Status s = submit(std::move(batch)); !s.ok()) return s;
+      batch = std::make_unique<ScanBatch>();
+      batch->rows.reserve(kScanBatchRows);
+    }
+  }
+  if (!batch->rows.empty()) {
+    ScanBatch* raw = batch.get();
+    in_flight.push_back(std::move(batch));
+    if (pool) pool->Submit(raw);
+  }
+  while (!in_flight.empty()) {
+    if (Status s = emit(); !s.ok()) return s;
+  }
+  return *latest;
+}
+
+void SqliteStore::SetCommitListener(std::function<void(int64_t latest)> listener) {
+  std::lock_guard lock(mu_);
+  listener_ = std::move(listener);
 }
 
 }  // namespace openimds::store

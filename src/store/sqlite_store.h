@@ -4,9 +4,11 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "common/result.h"
@@ -24,8 +26,22 @@ class SqliteDb;  // RAII owner of the sqlite3* connection (sqlite_store.cc).
 //   instances(id PRIMARY KEY, revision, json)   json = model::ToJsonText
 //   addresses(network, address, instance_id)    PRIMARY KEY (network, address):
 //                                               the one-holder-per-address rule
-//   meta(key PRIMARY KEY, value)                'revision': the store-wide sequence
+//   meta(key PRIMARY KEY, value)                'revision': the store-wide sequence;
+//                                               'instance_count': rows in instances;
+//                                               'feed_floor': every change after it
+//                                               is in `changes`; 'feed_origin': the
+//                                               revision the feed started at (v2)
 //   secrets(name PRIMARY KEY, value BLOB)
+//   changes(revision PRIMARY KEY, id)           the change feed: one row per changed
+//                                               id per revision, puts and deletes alike
+//
+// Writes: every write is Commit (Put, PutMany and Delete build one Write). One
+// Commit is one IMMEDIATE transaction and one fsync; each Write in it runs
+// inside a SAVEPOINT, so a refused Write rolls back alone. Revisions are
+// handed out from a counter read once per transaction and written back before
+// COMMIT, so a Write that rolls back gives its revisions back and the feed
+// stays contiguous (every revision in (feed_floor, revision] has exactly one
+// row in `changes`). Statements are prepared once per connection and reused.
 //
 // Several processes may open the same file (SQLite's file locks order their
 // writes; each write is one IMMEDIATE transaction, so a writer waits up to
@@ -37,15 +53,34 @@ class SqliteDb;  // RAII owner of the sqlite3* connection (sqlite_store.cc).
 //   InsufficientStorage "store disk is full" when SQLite reports SQLITE_FULL;
 //   Unavailable, with SQLite's message, when the file is read-only, cannot be
 //     opened, fails with an I/O error, or stays locked past busy_timeout;
-//   Internal when a stored record no longer parses.
+//   Internal when a stored record no longer parses (Get, List, Scan; in
+//     Commit it refuses the Write that would mutate that record).
 // A write that fails leaves the previous state intact (the transaction rolls back).
 //
-// Thread-safe: one connection, serialised by a mutex.
+// ChangesSince reads the latest revision, the feed floor, the log rows and
+// the current records in one read transaction (one snapshot). It sets
+// resync_required, with one of these reasons, when `since` is older than the
+// feed ("the store predates the change feed ..." for history before the
+// migration to schema 2, "the change feed was compacted ..." past
+// Options::feed_retention), newer than the store ("reader is ahead of the
+// store ...: the store was replaced or restored"), when the log rows after
+// `since` are not exactly since+1, since+2, ... ("gap in the change feed after
+// revision N"), or when a record it would return does not parse (the reason
+// names the id). Apart from failing to read at all (Unavailable), it never
+// returns an error.
+//
+// Put and PutMany keep their historic meaning "write a new revision", even
+// when the record is equal to the stored one; a Commit whose mutate returns
+// an equal record writes nothing (MutateFn).
+//
+// Thread-safe: one connection, serialised by a mutex. Scan opens a second,
+// private connection for the duration of the call, so a long scan does not
+// hold writers up and its sink may call this store.
 class SqliteStore final : public Store {
  public:
   // The schema version this build writes. A file with a higher user_version
   // was written by a newer build: Open refuses it (FailedPrecondition).
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
 
   struct Options {
     // Database file; created (mode 0600: it holds secrets) if missing and
@@ -68,6 +103,30 @@ class SqliteStore final : public Store {
     // diagnostic tool. The file must exist and be at kSchemaVersion already
     // (no migration is possible), else Open fails FailedPrecondition.
     bool read_only = false;
+
+    // The most instances the store may hold; 0: no limit. A Write that would
+    // leave more than this many (and more than before it) is refused
+    // InsufficientStorage. Replacing or deleting instances is always allowed.
+    // The count lives in the file, so it holds across processes.
+    int64_t max_instances = 0;
+
+    // How many revisions of history the change feed keeps: every
+    // feed_compact_every revisions a write transaction deletes the entries at
+    // or below latest - feed_retention, and a reader further behind than that
+    // must resync (ChangePage::resync_required). 0 keeps no history at all.
+    int64_t feed_retention = 100000;
+    int64_t feed_compact_every = 1024;
+
+    // Threads (the calling one included) that normalize, validate and
+    // serialise the records of a large Write (256 mutations or more) inside
+    // Commit; mutate itself always runs on the calling thread. 0 or 1: the
+    // calling thread alone.
+    unsigned write_threads = std::thread::hardware_concurrency();
+
+    // Threads that parse records during Scan (besides the calling thread,
+    // which reads rows and calls the sink). 0 or 1: parse on the calling
+    // thread.
+    unsigned scan_threads = std::thread::hardware_concurrency();
   };
 
   // Opens (creating if needed) and migrates the database. Several processes
@@ -96,8 +155,27 @@ class SqliteStore final : public Store {
   common::Status DeleteSecret(std::string_view name) override;
   common::Result<int64_t> LatestRevision() override;
 
+  common::Result<std::vector<WriteOutcome>> Commit(std::vector<Write>& writes) override;
+  // max_changes 0 is taken as 1 (a page that can hold nothing would never
+  // advance the reader).
+  common::Result<ChangePage> ChangesSince(int64_t since, size_t max_changes) override;
+  common::Result<int64_t> Scan(
+      const std::function<common::Status(StoredInstance&&)>& sink) override;
+  void SetCommitListener(std::function<void(int64_t latest)> listener) override;
+
  private:
   SqliteStore(Options options, std::unique_ptr<SqliteDb> db);
+
+  // How Put and PutMany's contract differs from Commit's.
+  struct CommitMode {
+    // A record equal to the stored one is still written under a new revision.
+    bool replace_equal = false;
+    // Refusals carry "instance N (id): " even in a one-mutation Write.
+    bool prefix_single = false;
+  };
+  // Commit in `mode`; `what` names the operation in SQLite error messages.
+  common::Result<std::vector<WriteOutcome>> CommitWrites(std::vector<Write>& writes,
+                                                         CommitMode mode, std::string_view what);
 
   // Constant after construction.
   const Options options_;
@@ -105,7 +183,8 @@ class SqliteStore final : public Store {
   // Guards every use of db_: one sqlite3 connection is not to be used by two
   // threads at once (opened SQLITE_OPEN_NOMUTEX; this mutex is the lock).
   std::mutex mu_;
-  std::unique_ptr<SqliteDb> db_;  // guarded by mu_
+  std::unique_ptr<SqliteDb> db_;                     // guarded by mu_
+  std::function<void(int64_t latest)> listener_;     // guarded by mu_
 };
 
 }  // namespace openimds::store

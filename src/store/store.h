@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -24,6 +25,78 @@ struct Precondition {
   // nullopt: no check. 0: the instance must not exist (create only).
   // N > 0: the stored revision must be N.
   std::optional<int64_t> expected_revision;
+};
+
+// Computes an instance's next state from its current one, inside the write
+// transaction (so nothing can change it in between). `current` is nullptr when
+// the instance is absent. Returns the new record (the store Normalize()s and
+// Validate()s it), nullopt to delete it, or an error that refuses this write
+// (FailedPrecondition for a lost If-Match, NotFound, ...). Returning a record
+// equal to `current->instance` after normalization writes nothing and takes no
+// revision (a no-op PATCH leaves no phantom change in the feed). Called exactly
+// once per attempt, on the store's writing thread; must not call the store.
+using MutateFn = std::function<common::Result<std::optional<model::Instance>>(
+    const StoredInstance* current)>;
+
+// One instance's part of a Write.
+struct Mutation {
+  std::string id;
+  MutateFn mutate;
+};
+
+// One all-or-nothing unit of work: its mutations commit together or not at all.
+// Mutations of one Write must name distinct ids.
+struct Write {
+  std::vector<Mutation> mutations;
+};
+
+// What one mutation did, when its Write committed.
+struct MutationOutcome {
+  // The revision written; for an unchanged record, its existing revision; 0
+  // when mutate deleted an absent instance (nothing happened).
+  int64_t revision = 0;
+  bool existed = false;  // the instance was present before the write
+  bool changed = false;  // something was written (a put or a delete)
+};
+
+// The result of one Write.
+struct WriteOutcome {
+  // OK, or why the whole Write was refused (the mutation's own error, with
+  // "instance N (id): " prepended when the Write has several mutations;
+  // Conflict for an address another instance holds; InsufficientStorage for a
+  // full disk or --max-instances; Unavailable when the store is away).
+  common::Status status;
+  std::vector<MutationOutcome> mutations;  // one per Mutation when status is OK
+};
+
+// One entry of the change feed: instance `id` changed at `revision`, and
+// `instance` is its newest state as of the read (nullopt: absent, i.e.
+// deleted). A change that a later one superseded is folded into the later
+// state, so applying a page leaves every id it names in a state at least as
+// new as `through`.
+struct Change {
+  int64_t revision = 0;  // the revision of the newest change to `id` in the page
+  std::string id;
+  std::optional<model::Instance> instance;  // nullopt: deleted
+  int64_t instance_revision = 0;            // the stored revision of `instance` (0 if deleted)
+};
+
+// A page of the change feed (Store::ChangesSince).
+struct ChangePage {
+  // When true, the feed cannot say what changed after `since` (the log was
+  // compacted past it, the store predates the feed, or the log has a gap or a
+  // corrupt entry: `resync_reason` says which). The reader must rebuild its
+  // view from Scan() and follow on from the revision Scan returns.
+  bool resync_required = false;
+  std::string resync_reason;
+  // One entry per id changed in (since, through], ordered by Change::revision.
+  std::vector<Change> changes;
+  // Every revision in (since, through] is accounted for. == since when nothing
+  // changed.
+  int64_t through = 0;
+  // The store's latest revision at the time of the read (>= through); more
+  // pages follow while through < latest.
+  int64_t latest = 0;
 };
 
 // Persistent, durable storage of instances and server secrets.
@@ -68,6 +141,39 @@ class Store {
   // The highest revision written so far (0 for an empty store): lets a reader
   // tell whether another process changed anything.
   virtual common::Result<int64_t> LatestRevision() = 0;
+
+  // --- Batched writes and the change feed ---
+
+  // Commits `writes` in one transaction (one fsync for all of them: group
+  // commit); each Write is all-or-nothing on its own (a savepoint each), so a
+  // refused Write does not affect the others. Returns one outcome per Write,
+  // in order. Every committed change takes the next revision of the store-wide
+  // sequence and appends one entry per changed id to the change feed. A
+  // non-OK Result (Unavailable, InsufficientStorage) means nothing committed.
+  // Put, PutMany and Delete are Commit with one Write.
+  virtual common::Result<std::vector<WriteOutcome>> Commit(std::vector<Write>& writes) = 0;
+
+  // The changes committed after revision `since` (by any process using this
+  // store), at most `max_changes` entries. See ChangePage. Errors:
+  // Unavailable when the store is away; anything else is reported as
+  // resync_required, never as a silently partial page.
+  virtual common::Result<ChangePage> ChangesSince(int64_t since, size_t max_changes) = 0;
+
+  // Streams every instance, ordered by id, to `sink` on the calling thread,
+  // all from one consistent read; returns the revision that read reflects
+  // (follow the feed from there). Records may be parsed on several threads
+  // internally. Stops and returns sink's error if sink fails. Internal when a
+  // stored record does not parse (the message names its id).
+  virtual common::Result<int64_t> Scan(
+      const std::function<common::Status(StoredInstance&&)>& sink) = 0;
+
+  // Registers `listener`, called with the new latest revision after every
+  // commit made through this Store object that changed an instance (on the
+  // committing thread; keep it short: set a flag, signal a condition). Commits
+  // by other processes are not signalled: readers also poll ChangesSince.
+  // Replaces any previous listener; nullptr removes it. Not to be called
+  // concurrently with writes.
+  virtual void SetCommitListener(std::function<void(int64_t latest)> listener) = 0;
 };
 
 // The secret that holds the password a guest posted for instance `id`

@@ -51,7 +51,13 @@ class InstanceCommandTest : public ::testing::Test {
       out.body = out.status == 200 ? instance.id : "Not Found";
       return common::Status::Ok();
     };
-    api_ = std::make_unique<admin::AdminApi>(api_options, *store_, catalog_, metrics_);
+    follower_ = std::make_unique<feed::Follower>(feed::Follower::Options{}, *store_, catalog_,
+                                                 metrics_);
+    ASSERT_TRUE(follower_->Load().ok());
+    follower_->Start();
+    writes_ = std::make_unique<store::WriteQueue>(*store_);
+    api_ = std::make_unique<admin::AdminApi>(api_options, *store_, catalog_, *writes_, *follower_,
+                                             metrics_);
     socket_ = dir_ + "/admin.sock";
     server_ = TestHttpServer::Unix(
         socket_, [this](const common::Request& r, common::Response& out) { api_->Handle(r, out); });
@@ -60,6 +66,8 @@ class InstanceCommandTest : public ::testing::Test {
   void TearDown() override {
     server_.reset();
     api_.reset();
+    writes_.reset();
+    follower_.reset();
     store_.reset();
     std::filesystem::remove_all(dir_);
   }
@@ -102,6 +110,8 @@ class InstanceCommandTest : public ::testing::Test {
   std::unique_ptr<store::SqliteStore> store_;
   catalog::Catalog catalog_;
   common::MetricsRegistry metrics_;
+  std::unique_ptr<feed::Follower> follower_;
+  std::unique_ptr<store::WriteQueue> writes_;
   std::unique_ptr<admin::AdminApi> api_;
   std::string socket_;
   std::string endpoint_;

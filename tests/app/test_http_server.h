@@ -6,6 +6,9 @@
 // Listens on a unix socket or on 127.0.0.1 port 0; never anywhere else.
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <utility>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
@@ -99,6 +102,25 @@ class TestHttpServer {
       request.body = message.body();
       common::Response out;
       fn_(request, out);
+      if (out.deferred) {
+        // As the http core does: wait for the Deferred, then call again.
+        std::shared_ptr<common::Deferred> pending = std::move(out.deferred);
+        auto state = std::make_shared<std::pair<std::mutex, std::condition_variable>>();
+        auto ready = std::make_shared<bool>(false);
+        pending->OnReady([state, ready] {
+          std::lock_guard<std::mutex> lock(state->first);
+          *ready = true;
+          state->second.notify_all();
+        });
+        {
+          std::unique_lock<std::mutex> lock(state->first);
+          state->second.wait_for(lock, pending->MaxWait(), [&] { return *ready; });
+        }
+        out.Clear();
+        request.resumed = true;
+        request.resumed_from = pending;
+        fn_(request, out);
+      }
       ++requests_;
       http::response<http::string_body> response;
       response.version(11);
