@@ -33,6 +33,7 @@ struct State {
   std::string token_file;
 
   std::string file;
+  int64_t batch_size = 0;  // import: 0 = one all-or-nothing request
   std::string id;
   std::string path;
   std::string network;
@@ -264,7 +265,88 @@ std::string Mebibytes(uint64_t bytes) {
   return buf;
 }
 
+// Streams the file in batches of `s.batch_size` instances, one request (one
+// all-or-nothing transaction) each, so a fleet of any size imports in bounded
+// memory on both sides. A refused batch stops the import: the batches before
+// it stay committed, and the message says where to resume.
+int RunImportBatches(State& s) {
+  std::ifstream file;
+  std::istream* in = &s.in();
+  if (s.file != "-") {
+    file.open(s.file, std::ios::binary);
+    if (!file) {
+      s.err() << "openimds: cannot open " << s.file << "\n";
+      return kExitRefused;
+    }
+    in = &file;
+  }
+  const bool terminal = s.err_is_terminal();
+  Headers headers{{"Content-Type", "application/x-ndjson"}};
+  std::string body;
+  std::string line;
+  int64_t line_number = 0;
+  int64_t batch_first_line = 1;
+  int64_t in_batch = 0;
+  int64_t committed = 0;
+  int64_t revision_first = 0;
+  int64_t revision_last = 0;
+  auto flush = [&]() -> int {
+    if (in_batch == 0) return kExitOk;
+    int exit = kExitOk;
+    auto reply = Send(s, "POST", "/v1/instances:import", headers, body, exit);
+    if (!reply) return exit;
+    if (!Succeeded(*reply)) {
+      if (terminal) s.err() << "\n";
+      s.err() << "openimds: the batch of lines " << batch_first_line << ".." << line_number
+              << " was refused (line numbers in the message count from " << batch_first_line
+              << "); " << committed << " instances before it are committed\n";
+      return PrintRefusal(s, *reply);
+    }
+    boost::system::error_code ec;
+    boost::json::value v = boost::json::parse(reply->body, ec);
+    if (!ec && v.is_object()) {
+      const auto& o = v.as_object();
+      if (const auto* first = o.if_contains("revision_first"); first && revision_first == 0) {
+        revision_first = first->to_number<int64_t>(ec);
+      }
+      if (const auto* last = o.if_contains("revision_last")) {
+        revision_last = last->to_number<int64_t>(ec);
+      }
+    }
+    committed += in_batch;
+    if (terminal) s.err() << "\rimport: " << committed << " instances committed" << std::flush;
+    body.clear();
+    in_batch = 0;
+    batch_first_line = line_number + 1;
+    return kExitOk;
+  };
+  while (std::getline(*in, line)) {
+    ++line_number;
+    body += line;
+    body.push_back('\n');
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    if (++in_batch >= s.batch_size) {
+      if (int exit = flush(); exit != kExitOk) return exit;
+    }
+  }
+  if (in->bad()) {
+    s.err() << "openimds: cannot read " << s.file << "\n";
+    return kExitRefused;
+  }
+  if (int exit = flush(); exit != kExitOk) return exit;
+  if (terminal && committed > 0) s.err() << "\n";
+  boost::json::object summary;
+  summary["imported"] = committed;
+  summary["revision_first"] = revision_first;
+  summary["revision_last"] = revision_last;
+  s.out() << Pretty(boost::json::serialize(summary));
+  s.err() << "imported " << committed << " instances in batches of " << s.batch_size
+          << " (revisions " << revision_first << ".." << revision_last << ")\n";
+  return kExitOk;
+}
+
 int RunImport(State& s) {
+  if (s.batch_size > 0) return RunImportBatches(s);
   std::string body;
   if (!ReadInput(s, s.file, body)) return kExitRefused;
   const bool terminal = s.err_is_terminal();
@@ -440,10 +522,17 @@ void RegisterInstanceCommand(CLI::App& app, int& exit_code, InstanceCommandIo io
       add("import", "Bulk-load instances from NDJSON (one JSON instance per line), all or nothing.",
           "  openimds instance import fleet.ndjson\n"
           "  jq -c '.[]' fleet.json | openimds instance import -\n"
-          "  (any bad line aborts the whole import; the error names the line)");
+          "  openimds instance import --batch-size 5000 million.ndjson\n"
+          "  (without --batch-size any bad line aborts the whole import; the error names "
+          "the line)");
   import->add_option("FILE", state->file, "NDJSON file, or - for stdin.")
       ->required()
       ->check(FileOrStdin());
+  import->add_option("--batch-size", state->batch_size,
+                     "Stream the file in batches of N instances, each its own all-or-nothing "
+                     "transaction (for fleets larger than one request; a refused batch stops "
+                     "the import, earlier batches stay). 0: the whole file at once.")
+      ->check(CLI::NonNegativeNumber);
   import->callback(run(RunImport));
 
   CLI::App* render =

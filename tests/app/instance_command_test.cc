@@ -194,6 +194,39 @@ TEST_F(InstanceCommandTest, ImportShowsProgressOnATerminal) {
   EXPECT_NE(bad.err.find("line 2: /id"), std::string::npos) << bad.err;
 }
 
+TEST_F(InstanceCommandTest, ImportInBatchesStreamsAndStopsAtARefusedBatch) {
+  std::string ndjson;
+  for (int i = 0; i < 45; ++i) ndjson += R"({"id":"b-)" + std::to_string(i) + "\"}\n";
+  ndjson += "\n";  // blank lines do not count
+  const std::string file = WriteFile("batches.ndjson", ndjson);
+  CliRun ok = Cli({"instance", "import", file, "--batch-size", "20", "--admin", endpoint_},
+                  "", /*terminal=*/true);
+  ASSERT_EQ(ok.exit, 0) << ok.err;
+  EXPECT_NE(ok.err.find("\rimport: 20 instances committed"), std::string::npos) << ok.err;
+  EXPECT_NE(ok.err.find("\rimport: 45 instances committed"), std::string::npos) << ok.err;
+  EXPECT_NE(ok.err.find("imported 45 instances in batches of 20"), std::string::npos) << ok.err;
+  EXPECT_EQ(boost::json::parse(ok.out).at("imported"), 45);
+  EXPECT_EQ(catalog_.Current()->size(), 45u);
+
+  // Line 25 is bad: the first batch (lines 1..20) stays, the second is
+  // refused whole, the third is never sent.
+  std::string bad;
+  for (int i = 0; i < 50; ++i) {
+    bad += i == 24 ? std::string("{\"id\":7}\n") : R"({"id":"c-)" + std::to_string(i) + "\"}\n";
+  }
+  CliRun refused = Cli({"instance", "import", "-", "--batch-size", "20", "--admin", endpoint_}, bad);
+  EXPECT_EQ(refused.exit, 1);
+  EXPECT_NE(refused.err.find("the batch of lines 21..40 was refused"), std::string::npos)
+      << refused.err;
+  EXPECT_NE(refused.err.find("20 instances before it are committed"), std::string::npos)
+      << refused.err;
+  EXPECT_NE(refused.err.find("line 5: /id"), std::string::npos) << refused.err;
+  EXPECT_EQ(catalog_.Current()->size(), 65u);
+  EXPECT_NE(catalog_.Current()->FindById("c-19"), nullptr);
+  EXPECT_EQ(catalog_.Current()->FindById("c-20"), nullptr);
+  EXPECT_EQ(catalog_.Current()->FindById("c-49"), nullptr);
+}
+
 TEST_F(InstanceCommandTest, RenderPrintsWhatTheGuestGets) {
   ASSERT_EQ(Cli({"instance", "put", "-", "--admin", endpoint_}, R"({"id":"vm-1"})").exit, 0);
   CliRun r =
