@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <initializer_list>
 #include <limits>
@@ -18,6 +20,9 @@
 #include "common/encoding.h"
 #include "common/ip_address.h"
 #include "common/time_format.h"
+#include "model/base64.h"
+#include "model/canonical_ip.h"
+#include "model/json_writer.h"
 #include "model/network_config_json.h"  // guest configuration fields (openstack #5)
 
 namespace openimds::model {
@@ -29,7 +34,7 @@ using namespace json_reader;  // NOLINT: the reader toolkit shared with network_
 
 // EC2 fidelity fields (ec2b, issue #3): defined at the end of this namespace.
 void CanonicaliseEc2Fields(Instance& in);
-Status CheckNicEc2Fields(const std::string& at, const Nic& nic);
+Status CheckNicEc2Fields(const Path& at, const Nic& nic);
 Status ValidateEc2Fields(const Instance& in);
 
 
@@ -40,7 +45,46 @@ Status ValidateEc2Fields(const Instance& in);
 // Returns the number of code points, or -1. Boost.JSON refuses invalid UTF-8 on
 // input, but an Instance built in code may carry anything; serialising such a
 // string would write a document that no parser reads back.
+// Scans eight bytes at a time for the common case: names, ids and tokens are
+// printable ASCII, for which the checks below are trivial.
+constexpr uint64_t kOnes = 0x0101010101010101ull;
+constexpr uint64_t kHighBits = 0x8080808080808080ull;
+
+uint64_t Load8(const char* p) {
+  uint64_t x;
+  std::memcpy(&x, p, sizeof(x));
+  return x;
+}
+
+bool IsAscii(std::string_view s) {
+  size_t i = 0;
+  uint64_t any = 0;
+  for (; i + 8 <= s.size(); i += 8) any |= Load8(s.data() + i);
+  for (; i < s.size(); ++i) any |= static_cast<unsigned char>(s[i]);
+  return (any & kHighBits) == 0;
+}
+
+// Every byte in 0x20..0x7e: valid UTF-8 and no control character.
+bool IsPrintableAscii(std::string_view s) {
+  size_t i = 0;
+  for (; i + 8 <= s.size(); i += 8) {
+    const uint64_t x = Load8(s.data() + i);
+    // A byte below 0x20 (exact for "any byte", the classic has-less test),
+    // or a byte above 0x7e (adding 1 carries it into the high bit), or a
+    // byte with the high bit already set.
+    const uint64_t below = (x - kOnes * 0x20) & ~x & kHighBits;
+    const uint64_t above = ((x & ~kHighBits) + kOnes * 0x01) | x;
+    if ((below | (above & kHighBits)) != 0) return false;
+  }
+  for (; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x20 || c > 0x7e) return false;
+  }
+  return true;
+}
+
 long Utf8Length(std::string_view s) {
+  if (IsAscii(s)) return static_cast<long>(s.size());
   long n = 0;
   size_t i = 0;
   while (i < s.size()) {
@@ -92,7 +136,8 @@ bool AllOf(std::string_view s, std::string_view extra) {
 
 // A name or identifier that ends up in a metadata listing or a header: one
 // line of valid UTF-8.
-Status CheckText(const std::string& at, std::string_view s) {
+Status CheckText(const Path& at, std::string_view s) {
+  if (IsPrintableAscii(s)) return Status::Ok();
   if (Utf8Length(s) < 0) return Err(at, "not valid UTF-8");
   if (HasControl(s)) return Err(at, "contains a control character");
   return Status::Ok();
@@ -128,13 +173,17 @@ bool IsSet(TimePoint t) { return t != TimePoint{}; }
 // ---------------------------------------------------------------------------
 // Canonical text (shared by FromJson and Normalize).
 
+// Text that is already canonical (the usual case: records written by
+// ToJsonText) is recognised without an inet_pton/inet_ntop round trip.
 void CanonicalAddresses(std::vector<std::string>& list) {
   for (auto& a : list) {
+    if (IsCanonicalIpv4(a)) continue;
     if (auto ip = common::IpAddress::Parse(a)) a = ip->ToString();
   }
 }
 
 void CanonicalCidr(std::string& c) {
+  if (IsCanonicalIpv4Cidr(c)) return;
   if (auto cidr = common::Cidr::Parse(c)) c = cidr->ToString();
 }
 
@@ -181,7 +230,8 @@ std::string Quoted(const std::string& text) {
   return ": \"" + text + "\"";
 }
 
-Status CheckAddress(const std::string& at, const std::string& text, Family family) {
+Status CheckAddress(const Path& at, const std::string& text, Family family) {
+  if (family == Family::kV4 && IsCanonicalIpv4(text)) return Status::Ok();
   auto ip = common::IpAddress::Parse(text);
   if (!ip) return Err(at, "not an IP address" + Quoted(text));
   if (ip->is_v4() != (family == Family::kV4)) {
@@ -191,7 +241,8 @@ Status CheckAddress(const std::string& at, const std::string& text, Family famil
   return Status::Ok();
 }
 
-Status CheckCidr(const std::string& at, const std::string& text, Family family) {
+Status CheckCidr(const Path& at, const std::string& text, Family family) {
+  if (family == Family::kV4 && IsCanonicalIpv4Cidr(text)) return Status::Ok();
   auto cidr = common::Cidr::Parse(text);
   if (!cidr) {
     return Err(at, "not a CIDR with zero host bits" + Quoted(text));
@@ -203,14 +254,14 @@ Status CheckCidr(const std::string& at, const std::string& text, Family family) 
   return Status::Ok();
 }
 
-Status CheckCidrs(const std::string& at, const std::vector<std::string>& list, Family family) {
+Status CheckCidrs(const Path& at, const std::vector<std::string>& list, Family family) {
   for (size_t i = 0; i < list.size(); ++i) {
-    if (Status s = CheckCidr(Child(at, i), list[i], family); !s.ok()) return s;
+    if (Status s = CheckCidr(Path(at, i), list[i], family); !s.ok()) return s;
   }
   return Status::Ok();
 }
 
-Status CheckTime(const std::string& at, TimePoint t) {
+Status CheckTime(const Path& at, TimePoint t) {
   // Every TimePoint (nanoseconds in 64 bits: years 1677..2262) has an RFC 3339
   // spelling; only the precision can be lost.
   if (TruncateToSeconds(t) != t) return Err(at, "has a fraction of a second (Normalize truncates)");
@@ -223,16 +274,16 @@ struct CheckMode {
   bool nic_order = true;
 };
 
-Status CheckNic(const std::string& at, const Nic& nic) {
+Status CheckNic(const Path& at, const Nic& nic) {
   if (!IsMac(nic.mac)) {
-    return Err(Child(at, "mac"), "not a MAC address (want 02:00:00:00:00:01 form)");
+    return Err(Path(at, "mac"), "not a MAC address (want 02:00:00:00:00:01 form)");
   }
-  if (Lower(nic.mac) != nic.mac) return Err(Child(at, "mac"), "not lower case");
+  if (Lower(nic.mac) != nic.mac) return Err(Path(at, "mac"), "not lower case");
   if (nic.device_number < 0 || nic.device_number > 127) {
-    return Err(Child(at, "device_number"), std::to_string(nic.device_number) + " not in 0..127");
+    return Err(Path(at, "device_number"), std::to_string(nic.device_number) + " not in 0..127");
   }
   if (nic.network_card_index < 0 || nic.network_card_index > 127) {
-    return Err(Child(at, "network_card_index"),
+    return Err(Path(at, "network_card_index"),
                std::to_string(nic.network_card_index) + " not in 0..127");
   }
   const std::pair<const char*, const std::string*> texts[] = {
@@ -241,7 +292,7 @@ Status CheckNic(const std::string& at, const Nic& nic) {
       {"subnet_id", &nic.subnet_id},           {"vpc_id", &nic.vpc_id},
   };
   for (const auto& [name, value] : texts) {
-    if (Status s = CheckText(Child(at, name), *value); !s.ok()) return s;
+    if (Status s = CheckText(Path(at, name), *value); !s.ok()) return s;
   }
   const std::tuple<const char*, const std::vector<std::string>*, Family> lists[] = {
       {"private_ipv4s", &nic.private_ipv4s, Family::kV4},
@@ -250,41 +301,43 @@ Status CheckNic(const std::string& at, const Nic& nic) {
   };
   for (const auto& [name, list, family] : lists) {
     for (size_t i = 0; i < list->size(); ++i) {
-      if (Status s = CheckAddress(Child(Child(at, name), i), (*list)[i], family); !s.ok()) {
+      if (Status s = CheckAddress(Path(Path(at, name), i), (*list)[i], family); !s.ok()) {
         return s;
       }
     }
   }
   if (!nic.subnet_ipv4_cidr.empty()) {
-    if (Status s = CheckCidr(Child(at, "subnet_ipv4_cidr"), nic.subnet_ipv4_cidr, Family::kV4);
+    if (Status s = CheckCidr(Path(at, "subnet_ipv4_cidr"), nic.subnet_ipv4_cidr, Family::kV4);
         !s.ok()) {
       return s;
     }
   }
   if (!nic.vpc_ipv4_cidr.empty()) {
-    if (Status s = CheckCidr(Child(at, "vpc_ipv4_cidr"), nic.vpc_ipv4_cidr, Family::kV4); !s.ok()) {
+    if (Status s = CheckCidr(Path(at, "vpc_ipv4_cidr"), nic.vpc_ipv4_cidr, Family::kV4); !s.ok()) {
       return s;
     }
   }
-  if (Status s = CheckCidrs(Child(at, "subnet_ipv6_cidrs"), nic.subnet_ipv6_cidrs, Family::kV6);
+  if (Status s = CheckCidrs(Path(at, "subnet_ipv6_cidrs"), nic.subnet_ipv6_cidrs, Family::kV6);
       !s.ok()) {
     return s;
   }
-  if (Status s = CheckCidrs(Child(at, "vpc_ipv4_cidrs"), nic.vpc_ipv4_cidrs, Family::kV4);
+  if (Status s = CheckCidrs(Path(at, "vpc_ipv4_cidrs"), nic.vpc_ipv4_cidrs, Family::kV4);
       !s.ok()) {
     return s;
   }
-  if (Status s = CheckCidrs(Child(at, "vpc_ipv6_cidrs"), nic.vpc_ipv6_cidrs, Family::kV6);
+  if (Status s = CheckCidrs(Path(at, "vpc_ipv6_cidrs"), nic.vpc_ipv6_cidrs, Family::kV6);
       !s.ok()) {
     return s;
   }
+  const Path groups(at, "security_groups");
   for (size_t i = 0; i < nic.security_groups.size(); ++i) {
-    const std::string p = Child(Child(at, "security_groups"), i);
+    const Path p(groups, i);
     if (nic.security_groups[i].empty()) return Err(p, "empty");
     if (Status s = CheckText(p, nic.security_groups[i]); !s.ok()) return s;
   }
+  const Path group_ids(at, "security_group_ids");
   for (size_t i = 0; i < nic.security_group_ids.size(); ++i) {
-    const std::string p = Child(Child(at, "security_group_ids"), i);
+    const Path p(group_ids, i);
     if (nic.security_group_ids[i].empty()) return Err(p, "empty");
     if (Status s = CheckText(p, nic.security_group_ids[i]); !s.ok()) return s;
   }
@@ -322,31 +375,38 @@ Status ValidateImpl(const Instance& in, CheckMode mode) {
       {"architecture", &in.architecture},
   };
   for (const auto& [name, value] : texts) {
-    if (Status s = CheckText(Child("", name), *value); !s.ok()) return s;
+    if (Status s = CheckText(Path(Path(), name), *value); !s.ok()) return s;
   }
   if (in.launch_index < 0) {
     return Err("/launch_index", std::to_string(in.launch_index) + " is negative");
   }
-  if (Status s = CheckTime("/launch_time", in.launch_time); !s.ok()) return s;
+  if (Status s = CheckTime(Path("/launch_time"), in.launch_time); !s.ok()) return s;
 
   // NICs: each on its own, then what must be unique across them.
+  // Keys are views into `in`, which outlives the maps.
+  struct Listing {
+    size_t nic;
+    const char* list;
+    size_t index;
+  };
   std::map<int, size_t> device_numbers;
-  std::map<std::string, size_t> macs;
-  std::map<std::string, std::string> addresses;  // address -> pointer of first listing
+  std::map<std::string_view, size_t> macs;
+  std::map<std::string_view, Listing> addresses;  // address -> its first listing
+  const Path nics("/nics");
   for (size_t n = 0; n < in.nics.size(); ++n) {
     const Nic& nic = in.nics[n];
-    const std::string at = Child("/nics", n);
+    const Path at(nics, n);
     if (Status s = CheckNic(at, nic); !s.ok()) return s;
     if (auto [it, fresh] = device_numbers.emplace(nic.device_number, n); !fresh) {
       return Err(
-          Child(at, "device_number"),
+          Path(at, "device_number"),
           std::to_string(nic.device_number) + " also used by /nics/" + std::to_string(it->second));
     }
     if (auto [it, fresh] = macs.emplace(nic.mac, n); !fresh) {
-      return Err(Child(at, "mac"), nic.mac + " also used by /nics/" + std::to_string(it->second));
+      return Err(Path(at, "mac"), nic.mac + " also used by /nics/" + std::to_string(it->second));
     }
     if (mode.nic_order && n > 0 && in.nics[n - 1].device_number > nic.device_number) {
-      return Err(Child(at, "device_number"), "NICs not ordered by device_number (Normalize sorts)");
+      return Err(Path(at, "device_number"), "NICs not ordered by device_number (Normalize sorts)");
     }
     const std::pair<const char*, const std::vector<std::string>*> lists[] = {
         {"private_ipv4s", &nic.private_ipv4s},
@@ -355,28 +415,32 @@ Status ValidateImpl(const Instance& in, CheckMode mode) {
     };
     for (const auto& [name, list] : lists) {
       for (size_t i = 0; i < list->size(); ++i) {
-        const std::string p = Child(Child(at, name), i);
-        if (auto [it, fresh] = addresses.emplace((*list)[i], p); !fresh) {
-          return Err(p, "address " + (*list)[i] + " listed twice (also at " + it->second + ")");
+        if (auto [it, fresh] = addresses.emplace((*list)[i], Listing{n, name, i}); !fresh) {
+          const Path list_at(at, name);
+          const Listing& first = it->second;
+          return Err(Path(list_at, i), "address " + (*list)[i] + " listed twice (also at /nics/" +
+                                           std::to_string(first.nic) + "/" + first.list + "/" +
+                                           std::to_string(first.index) + ")");
         }
       }
     }
   }
 
   std::set<std::string_view> key_names;
+  const Path ssh_keys("/ssh_keys");
   for (size_t i = 0; i < in.ssh_keys.size(); ++i) {
     const SshKey& key = in.ssh_keys[i];
-    const std::string at = Child("/ssh_keys", i);
-    if (key.name.empty()) return Err(Child(at, "name"), "empty");
-    if (Status s = CheckText(Child(at, "name"), key.name); !s.ok()) return s;
+    const Path at(ssh_keys, i);
+    if (key.name.empty()) return Err(Path(at, "name"), "empty");
+    if (Status s = CheckText(Path(at, "name"), key.name); !s.ok()) return s;
     if (!key_names.insert(key.name).second) {
-      return Err(Child(at, "name"), "\"" + key.name + "\" listed twice");
+      return Err(Path(at, "name"), "\"" + key.name + "\" listed twice");
     }
-    if (key.key.empty()) return Err(Child(at, "key"), "empty");
-    if (key.key.find_first_of("\r\n") != std::string::npos) {
-      return Err(Child(at, "key"), "contains a line break (one key per entry)");
+    if (key.key.empty()) return Err(Path(at, "key"), "empty");
+    if (key.key.find('\r') != std::string::npos || key.key.find('\n') != std::string::npos) {
+      return Err(Path(at, "key"), "contains a line break (one key per entry)");
     }
-    if (Status s = CheckText(Child(at, "key"), key.key); !s.ok()) return s;
+    if (Status s = CheckText(Path(at, "key"), key.key); !s.ok()) return s;
   }
 
   if (in.user_data && in.user_data->size() > kMaxUserDataBytes) {
@@ -384,8 +448,9 @@ Status ValidateImpl(const Instance& in, CheckMode mode) {
                                  std::to_string(kMaxUserDataBytes));
   }
 
+  const Path tags("/tags");
   for (const auto& [key, value] : in.tags) {
-    const std::string at = Child("/tags", key);
+    const Path at(tags, key);
     const long key_len = Utf8Length(key);
     if (key_len < 0) return Err(at, "key is not valid UTF-8");
     if (key_len < 1 || key_len > 128) return Err(at, "key must be 1..128 characters");
@@ -405,10 +470,10 @@ Status ValidateImpl(const Instance& in, CheckMode mode) {
     if (iam.name.empty() || iam.name.size() > 64 || !AllOf(iam.name, "+=,.@_-")) {
       return Err("/iam/role", "must be 1..64 characters of [A-Za-z0-9+=,.@_-]");
     }
-    if (Status s = CheckText("/iam/instance_profile_arn", iam.instance_profile_arn); !s.ok()) {
+    if (Status s = CheckText(Path("/iam/instance_profile_arn"), iam.instance_profile_arn); !s.ok()) {
       return s;
     }
-    if (Status s = CheckText("/iam/instance_profile_id", iam.instance_profile_id); !s.ok()) {
+    if (Status s = CheckText(Path("/iam/instance_profile_id"), iam.instance_profile_id); !s.ok()) {
       return s;
     }
     if (iam.credentials) {
@@ -418,18 +483,20 @@ Status ValidateImpl(const Instance& in, CheckMode mode) {
           {"secret_access_key", &c.secret_access_key},
           {"token", &c.token},
       };
+      const Path credentials("/iam/credentials");
       for (const auto& [name, value] : parts) {
-        const std::string at = Child("/iam/credentials", name);
+        const Path at(credentials, name);
         if (value->empty()) return Err(at, "required");
         if (Status s = CheckText(at, *value); !s.ok()) return s;
       }
-      if (Status s = CheckTime("/iam/credentials/expiration", c.expiration); !s.ok()) return s;
-      if (Status s = CheckTime("/iam/credentials/last_updated", c.last_updated); !s.ok()) return s;
+      if (Status s = CheckTime(Path("/iam/credentials/expiration"), c.expiration); !s.ok()) return s;
+      if (Status s = CheckTime(Path("/iam/credentials/last_updated"), c.last_updated); !s.ok()) return s;
     }
   }
 
+  const Path block_devices("/block_devices");
   for (const auto& [key, value] : in.block_devices) {
-    const std::string at = Child("/block_devices", key);
+    const Path at(block_devices, key);
     if (key.empty() || !std::all_of(key.begin(), key.end(), [](char c) {
           return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
         })) {
@@ -455,13 +522,14 @@ Status ValidateImpl(const Instance& in, CheckMode mode) {
 // checked afterwards by ValidateImpl.
 
 
-Reader StringMap(std::map<std::string, std::string>& out) {
-  return [&out](const json::value& v, const std::string& at) {
+auto StringMap(std::map<std::string, std::string>& out) {
+  return [&out](const json::value& v, const Path& at) {
     if (!v.is_object()) return Err(at, "expected object");
     out.clear();
     for (const auto& member : v.get_object()) {
-      if (!member.value().is_string()) return Err(Child(at, member.key()), "expected string");
-      out[std::string(member.key())] = std::string(member.value().get_string());
+      if (!member.value().is_string()) return Err(Path(at, member.key()), "expected string");
+      const json::string& value = member.value().get_string();
+      out.insert_or_assign(std::string(member.key()), std::string(value.data(), value.size()));
     }
     return Status::Ok();
   };
@@ -470,14 +538,17 @@ Reader StringMap(std::map<std::string, std::string>& out) {
 constexpr int kMinYear = 1678;
 constexpr int kMaxYear = 2261;
 
-Reader Time(TimePoint& out) {
-  return [&out](const json::value& v, const std::string& at) {
+auto Time(TimePoint& out) {
+  return [&out](const json::value& v, const Path& at) {
     if (!v.is_string()) return Err(at, "expected string");
     auto t = common::ParseRfc3339(v.get_string());
     if (!t) return Err(at, "not an RFC 3339 time (want 2026-11-25T13:00:00Z form)");
     // A TimePoint counts nanoseconds in 64 bits (years 1677..2262); beyond
     // that ParseRfc3339's conversion wraps around to some other date.
-    const int year = std::stoi(std::string(v.get_string().subview(0, 4)));
+    // ParseRfc3339 accepted it, so it starts with four digits.
+    const std::string_view text = v.get_string();
+    const int year = (text[0] - '0') * 1000 + (text[1] - '0') * 100 + (text[2] - '0') * 10 +
+                     (text[3] - '0');
     if (year < kMinYear || year > kMaxYear) {
       return Err(at, "year " + std::to_string(year) + " not in " + std::to_string(kMinYear) + ".." +
                          std::to_string(kMaxYear));
@@ -488,23 +559,21 @@ Reader Time(TimePoint& out) {
 }
 
 // "enabled"/"disabled" and similar two-word enumerations.
-Reader Choice(bool& out, std::string_view if_true, std::string_view if_false) {
-  return [&out, if_true, if_false](const json::value& v, const std::string& at) {
-    const std::string want =
-        "expected \"" + std::string(if_true) + "\" or \"" + std::string(if_false) + "\"";
-    if (!v.is_string()) return Err(at, want);
-    if (v.get_string() == if_true) {
+auto Choice(bool& out, std::string_view if_true, std::string_view if_false) {
+  return [&out, if_true, if_false](const json::value& v, const Path& at) {
+    if (v.is_string() && v.get_string() == if_true) {
       out = true;
-    } else if (v.get_string() == if_false) {
+    } else if (v.is_string() && v.get_string() == if_false) {
       out = false;
     } else {
-      return Err(at, want);
+      return Err(at,
+                 "expected \"" + std::string(if_true) + "\" or \"" + std::string(if_false) + "\"");
     }
     return Status::Ok();
   };
 }
 
-Status ReadNic(const json::value& v, const std::string& at, Nic& nic) {
+Status ReadNic(const json::value& v, const Path& at, Nic& nic) {
   return ReadObject(v, at,
                     {
                         {"mac", String(nic.mac)},
@@ -533,55 +602,54 @@ Status ReadNic(const json::value& v, const std::string& at, Nic& nic) {
                     });
 }
 
-Reader Nics(std::vector<Nic>& out) {
-  return [&out](const json::value& v, const std::string& at) {
+auto Nics(std::vector<Nic>& out) {
+  return [&out](const json::value& v, const Path& at) {
     if (!v.is_array()) return Err(at, "expected array");
     out.clear();
     const auto& array = v.get_array();
+    out.reserve(array.size());
     for (size_t i = 0; i < array.size(); ++i) {
-      Nic nic;
-      if (Status s = ReadNic(array[i], Child(at, i), nic); !s.ok()) return s;
-      out.push_back(std::move(nic));
+      if (Status s = ReadNic(array[i], Path(at, i), out.emplace_back()); !s.ok()) return s;
     }
     return Status::Ok();
   };
 }
 
-Reader SshKeys(std::vector<SshKey>& out) {
-  return [&out](const json::value& v, const std::string& at) {
+auto SshKeys(std::vector<SshKey>& out) {
+  return [&out](const json::value& v, const Path& at) {
     if (!v.is_array()) return Err(at, "expected array");
     out.clear();
     const auto& array = v.get_array();
+    out.reserve(array.size());
     for (size_t i = 0; i < array.size(); ++i) {
-      SshKey key;
-      if (Status s = ReadObject(array[i], Child(at, i),
+      SshKey& key = out.emplace_back();
+      if (Status s = ReadObject(array[i], Path(at, i),
                                 {{"name", String(key.name)}, {"key", String(key.key)}});
           !s.ok()) {
         return s;
       }
-      out.push_back(std::move(key));
     }
     return Status::Ok();
   };
 }
 
-Reader UserData(std::optional<std::string>& out) {
-  return [&out](const json::value& v, const std::string& at) {
+auto UserData(std::optional<std::string>& out) {
+  return [&out](const json::value& v, const Path& at) {
     if (!v.is_string()) return Err(at, "expected string (base64)");
     // Refuse before decoding what cannot fit: 4 characters per 3 bytes, and as
     // much again for line breaks in wrapped input. Validate checks the exact size.
     if (v.get_string().size() > 2 * ((kMaxUserDataBytes + 2) / 3 * 4)) {
       return Err(at, "more than " + std::to_string(kMaxUserDataBytes) + " bytes");
     }
-    auto bytes = common::Base64Decode(v.get_string());
-    if (!bytes) return Err(at, "not valid base64");
-    out = std::move(*bytes);
+    std::string bytes;
+    if (!Base64DecodeTo(v.get_string(), bytes)) return Err(at, "not valid base64");
+    out = std::move(bytes);
     return Status::Ok();
   };
 }
 
-Reader CredentialsField(std::optional<model::Credentials>& out) {
-  return [&out](const json::value& v, const std::string& at) {
+auto CredentialsField(std::optional<model::Credentials>& out) {
+  return [&out](const json::value& v, const Path& at) {
     model::Credentials c;
     if (Status s = ReadObject(v, at,
                               {
@@ -599,8 +667,8 @@ Reader CredentialsField(std::optional<model::Credentials>& out) {
   };
 }
 
-Reader Iam(std::optional<IamRole>& out) {
-  return [&out](const json::value& v, const std::string& at) {
+auto Iam(std::optional<IamRole>& out) {
+  return [&out](const json::value& v, const Path& at) {
     IamRole iam;
     if (Status s = ReadObject(v, at,
                               {
@@ -617,8 +685,8 @@ Reader Iam(std::optional<IamRole>& out) {
   };
 }
 
-Reader Options(MetadataOptions& out) {
-  return [&out](const json::value& v, const std::string& at) {
+auto Options(MetadataOptions& out) {
+  return [&out](const json::value& v, const Path& at) {
     bool required = out.http_tokens == MetadataOptions::HttpTokens::kRequired;
     if (Status s = ReadObject(
             v, at,
@@ -774,15 +842,16 @@ bool Contains(const std::vector<std::string>& list, const std::string& value) {
   return std::find(list.begin(), list.end(), value) != list.end();
 }
 
-Status CheckNicEc2Fields(const std::string& at, const Nic& nic) {
-  if (Status s = CheckCidrs(Child(at, "ipv4_prefixes"), nic.ipv4_prefixes, Family::kV4); !s.ok()) {
+Status CheckNicEc2Fields(const Path& at, const Nic& nic) {
+  if (Status s = CheckCidrs(Path(at, "ipv4_prefixes"), nic.ipv4_prefixes, Family::kV4); !s.ok()) {
     return s;
   }
-  if (Status s = CheckCidrs(Child(at, "ipv6_prefixes"), nic.ipv6_prefixes, Family::kV6); !s.ok()) {
+  if (Status s = CheckCidrs(Path(at, "ipv6_prefixes"), nic.ipv6_prefixes, Family::kV6); !s.ok()) {
     return s;
   }
   for (const auto& [public_ip, private_ip] : nic.ipv4_associations) {
-    const std::string p = Child(Child(at, "ipv4_associations"), public_ip);
+    const Path associations(at, "ipv4_associations");
+    const Path p(associations, public_ip);
     if (Status s = CheckAddress(p, public_ip, Family::kV4); !s.ok()) return s;
     if (!Contains(nic.public_ipv4s, public_ip)) return Err(p, "not one of this NIC's public_ipv4s");
     if (Status s = CheckAddress(p, private_ip, Family::kV4); !s.ok()) return s;
@@ -793,24 +862,24 @@ Status CheckNicEc2Fields(const std::string& at, const Nic& nic) {
   return Status::Ok();
 }
 
-Status CheckCredentials(const std::string& at, const Credentials& c) {
+Status CheckCredentials(const Path& at, const Credentials& c) {
   const std::pair<const char*, const std::string*> parts[] = {
       {"access_key_id", &c.access_key_id},
       {"secret_access_key", &c.secret_access_key},
       {"token", &c.token},
   };
   for (const auto& [name, value] : parts) {
-    const std::string p = Child(at, name);
+    const Path p(at, name);
     if (value->empty()) return Err(p, "required");
     if (Status s = CheckText(p, *value); !s.ok()) return s;
   }
-  if (Status s = CheckTime(Child(at, "expiration"), c.expiration); !s.ok()) return s;
-  return CheckTime(Child(at, "last_updated"), c.last_updated);
+  if (Status s = CheckTime(Path(at, "expiration"), c.expiration); !s.ok()) return s;
+  return CheckTime(Path(at, "last_updated"), c.last_updated);
 }
 
-Status CheckTextList(const std::string& at, const std::vector<std::string>& list) {
+Status CheckTextList(const Path& at, const std::vector<std::string>& list) {
   for (size_t i = 0; i < list.size(); ++i) {
-    const std::string p = Child(at, i);
+    const Path p(at, i);
     if (list[i].empty()) return Err(p, "empty");
     if (Status s = CheckText(p, list[i]); !s.ok()) return s;
   }
@@ -819,31 +888,32 @@ Status CheckTextList(const std::string& at, const std::vector<std::string>& list
 
 Status ValidateEvents(const PlatformEvents& e) {
   if (e.spot) {
-    const std::string at = "/events/spot";
+    const Path at("/events/spot");
     if (!OneOf(e.spot->action, kSpotActions)) {
-      return Err(Child(at, "action"), "must be one of " + Choices(kSpotActions));
+      return Err(Path(at, "action"), "must be one of " + Choices(kSpotActions));
     }
-    if (!IsSet(e.spot->time)) return Err(Child(at, "time"), "required");
-    if (Status s = CheckTime(Child(at, "time"), e.spot->time); !s.ok()) return s;
-    if (Status s = CheckTime(Child(at, "notice_time"), e.spot->notice_time); !s.ok()) return s;
+    if (!IsSet(e.spot->time)) return Err(Path(at, "time"), "required");
+    if (Status s = CheckTime(Path(at, "time"), e.spot->time); !s.ok()) return s;
+    if (Status s = CheckTime(Path(at, "notice_time"), e.spot->notice_time); !s.ok()) return s;
   }
   if (e.rebalance_notice) {
-    if (Status s = CheckTime("/events/rebalance/notice_time", *e.rebalance_notice); !s.ok()) {
+    if (Status s = CheckTime(Path("/events/rebalance/notice_time"), *e.rebalance_notice); !s.ok()) {
       return s;
     }
   }
   std::set<std::string_view> ids;
+  const Path scheduled("/events/scheduled");
   for (size_t i = 0; i < e.scheduled.size(); ++i) {
     const ScheduledEvent& ev = e.scheduled[i];
-    const std::string at = Child("/events/scheduled", i);
-    if (ev.id.empty()) return Err(Child(at, "id"), "required");
-    if (Status s = CheckText(Child(at, "id"), ev.id); !s.ok()) return s;
-    if (!ids.insert(ev.id).second) return Err(Child(at, "id"), "\"" + ev.id + "\" listed twice");
+    const Path at(scheduled, i);
+    if (ev.id.empty()) return Err(Path(at, "id"), "required");
+    if (Status s = CheckText(Path(at, "id"), ev.id); !s.ok()) return s;
+    if (!ids.insert(ev.id).second) return Err(Path(at, "id"), "\"" + ev.id + "\" listed twice");
     if (!OneOf(ev.code, kEventCodes)) {
-      return Err(Child(at, "code"), "must be one of " + Choices(kEventCodes));
+      return Err(Path(at, "code"), "must be one of " + Choices(kEventCodes));
     }
-    if (Status s = CheckText(Child(at, "description"), ev.description); !s.ok()) return s;
-    if (!IsSet(ev.not_before)) return Err(Child(at, "not_before"), "required");
+    if (Status s = CheckText(Path(at, "description"), ev.description); !s.ok()) return s;
+    if (!IsSet(ev.not_before)) return Err(Path(at, "not_before"), "required");
     const std::pair<const char*, TimePoint> times[] = {
         {"not_before", ev.not_before},
         {"not_after", ev.not_after},
@@ -851,21 +921,22 @@ Status ValidateEvents(const PlatformEvents& e) {
         {"notice_time", ev.notice_time},
     };
     for (const auto& [name, t] : times) {
-      if (Status s = CheckTime(Child(at, name), t); !s.ok()) return s;
+      if (Status s = CheckTime(Path(at, name), t); !s.ok()) return s;
     }
     if (IsSet(ev.not_after) && ev.not_after < ev.not_before) {
-      return Err(Child(at, "not_after"), "earlier than not_before");
+      return Err(Path(at, "not_after"), "earlier than not_before");
     }
   }
+  const Path lifecycle("/events/target_lifecycle_states");
   for (size_t i = 0; i < e.lifecycle.size(); ++i) {
     const LifecycleTransition& t = e.lifecycle[i];
-    const std::string at = Child("/events/target_lifecycle_states", i);
+    const Path at(lifecycle, i);
     if (!OneOf(t.state, kLifecycleStates)) {
-      return Err(Child(at, "state"), "must be one of " + Choices(kLifecycleStates));
+      return Err(Path(at, "state"), "must be one of " + Choices(kLifecycleStates));
     }
-    if (Status s = CheckTime(Child(at, "at"), t.at); !s.ok()) return s;
+    if (Status s = CheckTime(Path(at, "at"), t.at); !s.ok()) return s;
     if (i > 0 && t.at < e.lifecycle[i - 1].at) {
-      return Err(Child(at, "at"), "earlier than the state before it (list them in time order)");
+      return Err(Path(at, "at"), "earlier than the state before it (list them in time order)");
     }
   }
   return Status::Ok();
@@ -881,7 +952,7 @@ Status ValidateEc2Fields(const Instance& in) {
       {"host_id", &in.host_id},
   };
   for (const auto& [name, value] : texts) {
-    if (Status s = CheckText(Child("", name), *value); !s.ok()) return s;
+    if (Status s = CheckText(Path(Path(), name), *value); !s.ok()) return s;
   }
   const std::pair<const char*, const std::vector<std::string>*> lists[] = {
       {"ancestor_ami_ids", &in.ancestor_ami_ids},
@@ -889,14 +960,14 @@ Status ValidateEc2Fields(const Instance& in) {
       {"billing_products", &in.billing_products},
   };
   for (const auto& [name, list] : lists) {
-    if (Status s = CheckTextList(Child("", name), *list); !s.ok()) return s;
+    if (Status s = CheckTextList(Path(Path(), name), *list); !s.ok()) return s;
   }
   // EC2 partition placement groups have at most 7 partitions.
   if (in.partition_number < 0 || in.partition_number > 7) {
     return Err("/partition_number", std::to_string(in.partition_number) + " not in 0..7");
   }
   if (in.identity_credentials) {
-    if (Status s = CheckCredentials("/identity_credentials", *in.identity_credentials); !s.ok()) {
+    if (Status s = CheckCredentials(Path("/identity_credentials"), *in.identity_credentials); !s.ok()) {
       return s;
     }
   }
@@ -907,23 +978,23 @@ Status ValidateEc2Fields(const Instance& in) {
 // from `now` (ParseOptions::now, else the system clock at parse time). Only
 // event times take a delay: everything else describes the instance, events
 // describe when something happens to it.
-Reader EventTime(TimePoint& out, const ParseOptions& parse) {
-  return [&out, &parse](const json::value& v, const std::string& at) {
+auto EventTime(TimePoint& out, const ParseOptions& parse) {
+  return [&out, &parse](const json::value& v, const Path& at) {
     if (!v.is_object()) return Time(out)(v, at);
     int seconds = -1;
     bool has_seconds = false;
     if (Status s = ReadObject(v, at,
                               {{"in_seconds",
-                                [&](const json::value& x, const std::string& p) {
+                                [&](const json::value& x, const Path& p) {
                                   has_seconds = true;
                                   return Int(seconds)(x, p);
                                 }}});
         !s.ok()) {
       return s;
     }
-    if (!has_seconds) return Err(Child(at, "in_seconds"), "required");
+    if (!has_seconds) return Err(Path(at, "in_seconds"), "required");
     if (seconds < 0 || seconds > kMaxDelaySeconds) {
-      return Err(Child(at, "in_seconds"), std::to_string(seconds) + " not in 0.." +
+      return Err(Path(at, "in_seconds"), std::to_string(seconds) + " not in 0.." +
                                               std::to_string(kMaxDelaySeconds));
     }
     const TimePoint now = parse.now.value_or(std::chrono::system_clock::now());
@@ -932,10 +1003,10 @@ Reader EventTime(TimePoint& out, const ParseOptions& parse) {
   };
 }
 
-Reader Events(PlatformEvents& out, const ParseOptions& parse) {
-  return [&out, &parse](const json::value& v, const std::string& at) {
+auto Events(PlatformEvents& out, const ParseOptions& parse) {
+  return [&out, &parse](const json::value& v, const Path& at) {
     PlatformEvents e;
-    Reader spot = [&](const json::value& x, const std::string& p) {
+    auto spot = [&](const json::value& x, const Path& p) {
       SpotInterruption s;
       if (Status st = ReadObject(x, p,
                                  {{"action", String(s.action)},
@@ -947,27 +1018,27 @@ Reader Events(PlatformEvents& out, const ParseOptions& parse) {
       e.spot = std::move(s);
       return Status::Ok();
     };
-    Reader rebalance = [&](const json::value& x, const std::string& p) {
+    auto rebalance = [&](const json::value& x, const Path& p) {
       TimePoint notice{};
       bool has_notice = false;
       if (Status st = ReadObject(x, p,
-                                 {{"notice_time", [&](const json::value& y, const std::string& q) {
+                                 {{"notice_time", [&](const json::value& y, const Path& q) {
                                      has_notice = true;
                                      return EventTime(notice, parse)(y, q);
                                    }}});
           !st.ok()) {
         return st;
       }
-      if (!has_notice) return Err(Child(p, "notice_time"), "required");
+      if (!has_notice) return Err(Path(p, "notice_time"), "required");
       e.rebalance_notice = notice;
       return Status::Ok();
     };
-    Reader scheduled = [&](const json::value& x, const std::string& p) {
+    auto scheduled = [&](const json::value& x, const Path& p) {
       if (!x.is_array()) return Err(p, "expected array");
       for (size_t i = 0; i < x.get_array().size(); ++i) {
         ScheduledEvent ev;
         std::string state = "active";
-        if (Status st = ReadObject(x.get_array()[i], Child(p, i),
+        if (Status st = ReadObject(x.get_array()[i], Path(p, i),
                                    {{"id", String(ev.id)},
                                     {"code", String(ev.code)},
                                     {"state", String(state)},
@@ -986,18 +1057,18 @@ Reader Events(PlatformEvents& out, const ParseOptions& parse) {
         } else if (state == "canceled") {
           ev.state = ScheduledEvent::State::kCanceled;
         } else {
-          return Err(Child(Child(p, i), "state"),
+          return Err(Path(Path(p, i), "state"),
                      "expected \"active\", \"completed\" or \"canceled\"");
         }
         e.scheduled.push_back(std::move(ev));
       }
       return Status::Ok();
     };
-    Reader lifecycle = [&](const json::value& x, const std::string& p) {
+    auto lifecycle = [&](const json::value& x, const Path& p) {
       if (!x.is_array()) return Err(p, "expected array");
       for (size_t i = 0; i < x.get_array().size(); ++i) {
         LifecycleTransition t;
-        if (Status st = ReadObject(x.get_array()[i], Child(p, i),
+        if (Status st = ReadObject(x.get_array()[i], Path(p, i),
                                    {{"state", String(t.state)}, {"at", EventTime(t.at, parse)}});
             !st.ok()) {
           return st;
@@ -1100,17 +1171,17 @@ common::Result<Instance> FromJson(const json::value& v, const ParseOptions& pars
   Instance in;
   bool has_id = false;
   bool has_network = false;
-  Reader id = String(in.id);
-  Reader network = String(in.network);
-  Status s = ReadObject(v, "",
+  auto id = String(in.id);
+  auto network = String(in.network);
+  Status s = ReadObject(v, Path(),
                         {
                             {"id",
-                             [&](const json::value& x, const std::string& at) {
+                             [&](const json::value& x, const Path& at) {
                                has_id = true;
                                return id(x, at);
                              }},
                             {"network",
-                             [&](const json::value& x, const std::string& at) {
+                             [&](const json::value& x, const Path& at) {
                                has_network = true;
                                return network(x, at);
                              }},
@@ -1139,19 +1210,19 @@ common::Result<Instance> FromJson(const json::value& v, const ParseOptions& pars
                             {"metadata_options", Options(in.options)},
                             // Guest configuration fields (openstack #5).
                             {"network_config",
-                             [&in](const json::value& x, const std::string& at) {
+                             [&in](const json::value& x, const Path& at) {
                                return ReadNetworkConfig(x, at, in.network_config);
                              }},
                             {"devices",
-                             [&in](const json::value& x, const std::string& at) {
+                             [&in](const json::value& x, const Path& at) {
                                return ReadDevices(x, at, in.devices);
                              }},
                             {"dedicated_cpus",
-                             [&in](const json::value& x, const std::string& at) {
+                             [&in](const json::value& x, const Path& at) {
                                return ReadIntArray(x, at, in.dedicated_cpus);
                              }},
                             {"vendor_data",
-                             [&in](const json::value& x, const std::string& at) {
+                             [&in](const json::value& x, const Path& at) {
                                return ReadJsonObjectText(x, at, in.vendor_data);
                              }},
                             {"flavours", StringArray(in.flavours)},
@@ -1182,7 +1253,15 @@ common::Result<Instance> FromJson(const json::value& v, const ParseOptions& pars
 }
 
 common::Result<Instance> FromJsonText(std::string_view text) {
-  json::stream_parser parser;
+  // The document lives only while FromJson copies it into an Instance, so its
+  // nodes come from one arena, a stack buffer first, released all at once:
+  // no malloc/free per node on the store's load path. Records larger than the
+  // buffer spill into heap blocks the arena frees on return.
+  alignas(std::max_align_t) unsigned char arena_buffer[16 * 1024];
+  unsigned char parser_buffer[4 * 1024];
+  json::monotonic_resource arena(arena_buffer, sizeof(arena_buffer));
+  json::stream_parser parser(json::storage_ptr(), json::parse_options(), parser_buffer);
+  parser.reset(&arena);
   boost::system::error_code ec;
   const size_t consumed = parser.write(text.data(), text.size(), ec);
   if (!ec) parser.finish(ec);
@@ -1257,7 +1336,235 @@ json::value ToJson(const Instance& in) {
   return o;
 }
 
-std::string ToJsonText(const Instance& instance) { return json::serialize(ToJson(instance)); }
+// ToJsonText writes the text directly, without building ToJson's tree first
+// (it is on the import and store write paths). It must write exactly
+// json::serialize(ToJson(x)): the same members in the same order.
+// tests/model/instance_json_text_test.cc compares the two on varied records;
+// a field added to ToJson is added here too.
+namespace {
+
+using json_writer::Writer;
+
+void PutTimeText(Writer& w, std::string_view key, TimePoint t) {
+  if (!IsSet(t)) return;
+  w.Key(key);
+  w.String(common::FormatRfc3339(t));
+}
+
+void CredentialsToText(Writer& w, const Credentials& c) {
+  w.BeginObject();
+  w.PutString("access_key_id", c.access_key_id);
+  w.PutString("secret_access_key", c.secret_access_key);
+  w.PutString("token", c.token);
+  PutTimeText(w, "expiration", c.expiration);
+  PutTimeText(w, "last_updated", c.last_updated);
+  w.EndObject();
+}
+
+void NicToText(Writer& w, const Nic& nic) {
+  w.BeginObject();
+  w.PutString("mac", nic.mac);
+  w.Key("device_number");
+  w.Int(nic.device_number);
+  w.Key("network_card_index");
+  w.Int(nic.network_card_index);
+  w.PutString("interface_id", nic.interface_id);
+  w.PutString("owner_id", nic.owner_id);
+  w.PutString("local_hostname", nic.local_hostname);
+  w.PutString("public_hostname", nic.public_hostname);
+  w.PutArray("private_ipv4s", nic.private_ipv4s);
+  w.PutArray("public_ipv4s", nic.public_ipv4s);
+  w.PutArray("ipv6s", nic.ipv6s);
+  w.PutString("subnet_id", nic.subnet_id);
+  w.PutString("subnet_ipv4_cidr", nic.subnet_ipv4_cidr);
+  w.PutArray("subnet_ipv6_cidrs", nic.subnet_ipv6_cidrs);
+  w.PutString("vpc_id", nic.vpc_id);
+  w.PutString("vpc_ipv4_cidr", nic.vpc_ipv4_cidr);
+  w.PutArray("vpc_ipv4_cidrs", nic.vpc_ipv4_cidrs);
+  w.PutArray("vpc_ipv6_cidrs", nic.vpc_ipv6_cidrs);
+  w.PutArray("security_groups", nic.security_groups);
+  w.PutArray("security_group_ids", nic.security_group_ids);
+  // EC2 fidelity fields (ec2b #3).
+  w.PutArray("ipv4_prefixes", nic.ipv4_prefixes);
+  w.PutArray("ipv6_prefixes", nic.ipv6_prefixes);
+  w.PutMap("ipv4_associations", nic.ipv4_associations);
+  w.EndObject();
+}
+
+void EventsToText(Writer& w, const PlatformEvents& e) {
+  w.BeginObject();
+  if (e.spot) {
+    w.Key("spot");
+    w.BeginObject();
+    w.Key("action");
+    w.String(e.spot->action);
+    PutTimeText(w, "time", e.spot->time);
+    PutTimeText(w, "notice_time", e.spot->notice_time);
+    w.EndObject();
+  }
+  if (e.rebalance_notice) {
+    w.Key("rebalance");
+    w.BeginObject();
+    w.Key("notice_time");
+    w.String(common::FormatRfc3339(*e.rebalance_notice));
+    w.EndObject();
+  }
+  if (!e.scheduled.empty()) {
+    w.Key("scheduled");
+    w.BeginArray();
+    for (const ScheduledEvent& ev : e.scheduled) {
+      w.BeginObject();
+      w.Key("id");
+      w.String(ev.id);
+      w.Key("code");
+      w.String(ev.code);
+      w.Key("state");
+      w.String(EventStateName(ev.state));
+      w.PutString("description", ev.description);
+      PutTimeText(w, "not_before", ev.not_before);
+      PutTimeText(w, "not_after", ev.not_after);
+      PutTimeText(w, "not_before_deadline", ev.not_before_deadline);
+      PutTimeText(w, "notice_time", ev.notice_time);
+      w.EndObject();
+    }
+    w.EndArray();
+  }
+  if (!e.lifecycle.empty()) {
+    w.Key("target_lifecycle_states");
+    w.BeginArray();
+    for (const LifecycleTransition& t : e.lifecycle) {
+      w.BeginObject();
+      w.Key("state");
+      w.String(t.state);
+      PutTimeText(w, "at", t.at);
+      w.EndObject();
+    }
+    w.EndArray();
+  }
+  w.EndObject();
+}
+
+void Ec2FieldsToText(Writer& w, const Instance& in) {
+  w.PutString("ami_manifest_path", in.ami_manifest_path);
+  w.PutArray("ancestor_ami_ids", in.ancestor_ami_ids);
+  w.PutArray("product_codes", in.product_codes);
+  w.PutArray("billing_products", in.billing_products);
+  w.PutString("instance_action", in.instance_action);
+  w.PutString("instance_life_cycle", in.instance_life_cycle);
+  w.PutString("profile", in.profile);
+  w.PutString("placement_group", in.placement_group);
+  w.PutString("host_id", in.host_id);
+  if (in.partition_number != 0) {
+    w.Key("partition_number");
+    w.Int(in.partition_number);
+  }
+  if (in.detailed_monitoring) {
+    w.Key("monitoring");
+    w.String("enabled");
+  }
+  if (in.identity_credentials) {
+    w.Key("identity_credentials");
+    CredentialsToText(w, *in.identity_credentials);
+  }
+  if (!in.events.empty()) {
+    w.Key("events");
+    EventsToText(w, in.events);
+  }
+}
+
+// A first guess at the size, so the string grows once or not at all.
+size_t EstimatedTextSize(const Instance& in) {
+  size_t n = 1024 + 512 * in.nics.size() + 256 * in.ssh_keys.size();
+  if (in.user_data) n += (in.user_data->size() + 2) / 3 * 4;
+  if (in.iam && in.iam->credentials) n += in.iam->credentials->token.size();
+  if (in.vendor_data) n += in.vendor_data->size();
+  return n;
+}
+
+}  // namespace
+
+std::string ToJsonText(const Instance& in) {
+  std::string out;
+  out.reserve(EstimatedTextSize(in));
+  Writer w(out);
+  w.BeginObject();
+  w.Key("id");
+  w.String(in.id);
+  w.Key("network");
+  w.String(in.network);
+  w.PutString("name", in.name);
+  w.PutString("hostname", in.hostname);
+  w.PutString("local_hostname", in.local_hostname);
+  w.PutString("public_hostname", in.public_hostname);
+  w.PutString("account_id", in.account_id);
+  w.PutString("image_id", in.image_id);
+  w.PutString("instance_type", in.instance_type);
+  w.PutString("kernel_id", in.kernel_id);
+  w.PutString("ramdisk_id", in.ramdisk_id);
+  w.Key("launch_index");
+  w.Int(in.launch_index);
+  w.PutString("reservation_id", in.reservation_id);
+  w.PutString("region", in.region);
+  w.PutString("availability_zone", in.availability_zone);
+  w.PutString("availability_zone_id", in.availability_zone_id);
+  w.Key("architecture");
+  w.String(in.architecture);
+  PutTimeText(w, "launch_time", in.launch_time);
+  if (!in.nics.empty()) {
+    w.Key("nics");
+    w.BeginArray();
+    for (const Nic& nic : in.nics) NicToText(w, nic);
+    w.EndArray();
+  }
+  if (!in.ssh_keys.empty()) {
+    w.Key("ssh_keys");
+    w.BeginArray();
+    for (const SshKey& key : in.ssh_keys) {
+      w.BeginObject();
+      w.Key("name");
+      w.String(key.name);
+      w.Key("key");
+      w.String(key.key);
+      w.EndObject();
+    }
+    w.EndArray();
+  }
+  if (in.user_data) {
+    w.Key("user_data");
+    w.Base64(*in.user_data);
+  }
+  w.PutMap("tags", in.tags);
+  if (in.iam) {
+    w.Key("iam");
+    w.BeginObject();
+    w.Key("role");
+    w.String(in.iam->name);
+    w.PutString("instance_profile_arn", in.iam->instance_profile_arn);
+    w.PutString("instance_profile_id", in.iam->instance_profile_id);
+    if (in.iam->credentials) {
+      w.Key("credentials");
+      CredentialsToText(w, *in.iam->credentials);
+    }
+    w.EndObject();
+  }
+  w.PutMap("block_devices", in.block_devices);
+  w.Key("metadata_options");
+  w.BeginObject();
+  w.Key("http_tokens");
+  w.String(in.options.http_tokens == MetadataOptions::HttpTokens::kRequired ? "required"
+                                                                              : "optional");
+  w.Key("http_endpoint");
+  w.String(in.options.http_endpoint_enabled ? "enabled" : "disabled");
+  w.Key("hop_limit");
+  w.Int(in.options.hop_limit);
+  w.Key("instance_metadata_tags");
+  w.String(in.options.tags_enabled ? "enabled" : "disabled");
+  w.EndObject();
+  GuestConfigToJsonText(in, w);  // guest configuration fields (openstack #5)
+  Ec2FieldsToText(w, in);        // EC2 fidelity fields (ec2b #3)
+  w.EndObject();
+  return out;
+}
 
 common::Status Validate(const Instance& instance) { return ValidateImpl(instance, CheckMode{}); }
 

@@ -1,6 +1,5 @@
 #include "model/json_reader.h"
 
-#include <algorithm>
 #include <cstdint>
 #include <limits>
 
@@ -29,33 +28,68 @@ std::string Child(const std::string& at, std::string_view key) {
 }
 std::string Child(const std::string& at, size_t index) { return at + "/" + std::to_string(index); }
 
+void Path::AppendTo(std::string& out) const {
+  // Recursion depth is the pointer's depth: a handful of segments.
+  if (parent_ != nullptr) parent_->AppendTo(out);
+  switch (kind_) {
+    case Kind::kRoot:
+      break;
+    case Kind::kRaw:
+      out += key_;
+      break;
+    case Kind::kKey:
+      out += '/';
+      out += PointerToken(key_);
+      break;
+    case Kind::kIndex:
+      out += '/';
+      out += std::to_string(index_);
+      break;
+  }
+}
+
+std::string Path::ToString() const {
+  std::string out;
+  AppendTo(out);
+  return out;
+}
+
 Status Err(const std::string& at, std::string_view what) {
   return common::InvalidArgument((at.empty() ? std::string("/") : at) + ": " + std::string(what));
 }
 
-Status ReadObject(const json::value& v, const std::string& at,
-                  std::initializer_list<Field> fields) {
+Status Err(const Path& at, std::string_view what) { return Err(at.ToString(), what); }
+
+Status ReadObject(const json::value& v, const Path& at, std::initializer_list<Field> fields) {
   if (!v.is_object()) return Err(at, "expected object");
+  // Documents written by ToJsonText list their keys in the order of
+  // `fields`, so the search starts after the previous match and wraps around:
+  // one comparison per key in the usual case. Names in `fields` are unique, so
+  // where the search starts does not change what it finds.
+  const Field* const begin = fields.begin();
+  const Field* const end = fields.end();
+  const Field* next = begin;
   for (const auto& member : v.get_object()) {
     const std::string_view key = member.key();
-    const std::string child = Child(at, key);
-    auto it =
-        std::find_if(fields.begin(), fields.end(), [key](const Field& f) { return f.name == key; });
-    if (it == fields.end()) return Err(child, "unknown field");
-    if (Status s = it->read(member.value(), child); !s.ok()) return s;
+    const Path child(at, key);
+    const Field* found = nullptr;
+    for (const Field* f = next; f != end; ++f) {
+      if (f->name == key) {
+        found = f;
+        break;
+      }
+    }
+    for (const Field* f = begin; found == nullptr && f != next; ++f) {
+      if (f->name == key) found = f;
+    }
+    if (found == nullptr) return Err(child, "unknown field");
+    next = found + 1;
+    if (Status s = found->read(member.value(), child); !s.ok()) return s;
   }
   return Status::Ok();
 }
 
-Reader String(std::string& out) {
-  return [&out](const json::value& v, const std::string& at) {
-    if (!v.is_string()) return Err(at, "expected string");
-    out = std::string(v.get_string());
-    return Status::Ok();
-  };
-}
-
-Status IntValue(const json::value& v, const std::string& at, int& out) {
+Status IntValue(const json::value& v, const Path& at, int& out) {
   if (!v.is_int64()) return Err(at, v.is_uint64() ? "out of range" : "expected integer");
   const int64_t n = v.get_int64();
   if (n < std::numeric_limits<int>::min() || n > std::numeric_limits<int>::max()) {
@@ -65,21 +99,16 @@ Status IntValue(const json::value& v, const std::string& at, int& out) {
   return Status::Ok();
 }
 
-Reader Int(int& out) {
-  return [&out](const json::value& v, const std::string& at) { return IntValue(v, at, out); };
-}
-
-Reader StringArray(std::vector<std::string>& out) {
-  return [&out](const json::value& v, const std::string& at) {
-    if (!v.is_array()) return Err(at, "expected array");
-    out.clear();
-    const auto& array = v.get_array();
-    for (size_t i = 0; i < array.size(); ++i) {
-      if (!array[i].is_string()) return Err(Child(at, i), "expected string");
-      out.emplace_back(array[i].get_string());
-    }
-    return Status::Ok();
-  };
+Status StringArrayValue(const json::value& v, const Path& at, std::vector<std::string>& out) {
+  if (!v.is_array()) return Err(at, "expected array");
+  out.clear();
+  const auto& array = v.get_array();
+  out.reserve(array.size());
+  for (size_t i = 0; i < array.size(); ++i) {
+    if (!array[i].is_string()) return Err(Path(at, i), "expected string");
+    out.emplace_back(array[i].get_string());
+  }
+  return Status::Ok();
 }
 
 }  // namespace openimds::model::json_reader

@@ -18,8 +18,8 @@ using common::Status;
 
 using namespace json_reader;  // NOLINT: the reader toolkit shared with instance_json.cc
 
-Reader OptInt(std::optional<int>& out) {
-  return [&out](const json::value& v, const std::string& at) {
+auto OptInt(std::optional<int>& out) {
+  return [&out](const json::value& v, const Path& at) {
     int n = 0;
     if (Status s = IntValue(v, at, n); !s.ok()) return s;
     out = n;
@@ -27,8 +27,8 @@ Reader OptInt(std::optional<int>& out) {
   };
 }
 
-Reader OptBool(std::optional<bool>& out) {
-  return [&out](const json::value& v, const std::string& at) {
+auto OptBool(std::optional<bool>& out) {
+  return [&out](const json::value& v, const Path& at) {
     if (!v.is_bool()) return Err(at, "expected true or false");
     out = v.get_bool();
     return Status::Ok();
@@ -37,13 +37,13 @@ Reader OptBool(std::optional<bool>& out) {
 
 
 template <typename T, typename ReadOne>
-Reader Array(std::vector<T>& out, ReadOne read_one) {
-  return [&out, read_one](const json::value& v, const std::string& at) {
+auto Array(std::vector<T>& out, ReadOne read_one) {
+  return [&out, read_one](const json::value& v, const Path& at) {
     if (!v.is_array()) return Err(at, "expected array");
     out.clear();
     for (size_t i = 0; i < v.get_array().size(); ++i) {
       T item;
-      if (Status s = read_one(v.get_array()[i], Child(at, i), item); !s.ok()) return s;
+      if (Status s = read_one(v.get_array()[i], Path(at, i), item); !s.ok()) return s;
       out.push_back(std::move(item));
     }
     return Status::Ok();
@@ -58,8 +58,8 @@ constexpr std::pair<AddressMode, std::string_view> kModes[] = {
     {AddressMode::kDhcpv6Stateless, "dhcpv6-stateless"},
 };
 
-Reader Mode(AddressMode& out) {
-  return [&out](const json::value& v, const std::string& at) {
+auto Mode(AddressMode& out) {
+  return [&out](const json::value& v, const Path& at) {
     const char* want = "expected \"static\", \"dhcp\", \"slaac\", \"dhcpv6-stateful\" or "
                        "\"dhcpv6-stateless\"";
     if (!v.is_string()) return Err(at, want);
@@ -79,8 +79,8 @@ constexpr std::pair<Link::Kind, std::string_view> kLinkKinds[] = {
     {Link::Kind::kVlan, "vlan"},
 };
 
-Reader LinkKind(Link::Kind& out) {
-  return [&out](const json::value& v, const std::string& at) {
+auto LinkKind(Link::Kind& out) {
+  return [&out](const json::value& v, const Path& at) {
     if (v.is_string()) {
       for (const auto& [kind, name] : kLinkKinds) {
         if (v.get_string() == name) {
@@ -98,8 +98,8 @@ constexpr std::pair<Device::Kind, std::string_view> kDeviceKinds[] = {
     {Device::Kind::kDisk, "disk"},
 };
 
-Reader DeviceKind(Device::Kind& out) {
-  return [&out](const json::value& v, const std::string& at) {
+auto DeviceKind(Device::Kind& out) {
+  return [&out](const json::value& v, const Path& at) {
     if (v.is_string()) {
       for (const auto& [kind, name] : kDeviceKinds) {
         if (v.get_string() == name) {
@@ -112,11 +112,11 @@ Reader DeviceKind(Device::Kind& out) {
   };
 }
 
-Status ReadRoute(const json::value& v, const std::string& at, Route& r) {
+Status ReadRoute(const json::value& v, const Path& at, Route& r) {
   return ReadObject(v, at, {{"destination", String(r.destination)}, {"gateway", String(r.gateway)}});
 }
 
-Status ReadLink(const json::value& v, const std::string& at, Link& l) {
+Status ReadLink(const json::value& v, const Path& at, Link& l) {
   return ReadObject(v, at,
                     {
                         {"name", String(l.name)},
@@ -132,7 +132,7 @@ Status ReadLink(const json::value& v, const std::string& at, Link& l) {
                     });
 }
 
-Status ReadNetwork(const json::value& v, const std::string& at, IpNetwork& n) {
+Status ReadNetwork(const json::value& v, const Path& at, IpNetwork& n) {
   return ReadObject(v, at,
                     {
                         {"link", String(n.link)},
@@ -146,7 +146,7 @@ Status ReadNetwork(const json::value& v, const std::string& at, IpNetwork& n) {
                     });
 }
 
-Status ReadDevice(const json::value& v, const std::string& at, Device& d) {
+Status ReadDevice(const json::value& v, const Path& at, Device& d) {
   return ReadObject(v, at,
                     {
                         {"type", DeviceKind(d.kind)},
@@ -260,6 +260,8 @@ constexpr std::string_view kBondModes[] = {"802.3ad",   "balance-rr",  "active-b
 
 Status CheckNetworkConfig(const Instance& in) {
   const NetworkConfig& nc = in.network_config;
+  // Most records have none; skip building the MAC set for nothing.
+  if (nc.empty()) return Status::Ok();
   const std::string root = "/network_config";
   std::set<std::string> nic_macs;
   for (const Nic& nic : in.nics) nic_macs.insert(nic.mac);
@@ -462,7 +464,7 @@ std::string_view AddressModeName(AddressMode mode) {
   return "static";
 }
 
-Status ReadNetworkConfig(const json::value& v, const std::string& at, NetworkConfig& out) {
+Status ReadNetworkConfig(const json::value& v, const Path& at, NetworkConfig& out) {
   return ReadObject(v, at,
                     {
                         {"links", Array(out.links, ReadLink)},
@@ -471,22 +473,22 @@ Status ReadNetworkConfig(const json::value& v, const std::string& at, NetworkCon
                     });
 }
 
-Status ReadDevices(const json::value& v, const std::string& at, std::vector<Device>& out) {
+Status ReadDevices(const json::value& v, const Path& at, std::vector<Device>& out) {
   return Array(out, ReadDevice)(v, at);
 }
 
-Status ReadIntArray(const json::value& v, const std::string& at, std::vector<int>& out) {
+Status ReadIntArray(const json::value& v, const Path& at, std::vector<int>& out) {
   if (!v.is_array()) return Err(at, "expected array");
   out.clear();
   for (size_t i = 0; i < v.get_array().size(); ++i) {
     int n = 0;
-    if (Status s = IntValue(v.get_array()[i], Child(at, i), n); !s.ok()) return s;
+    if (Status s = IntValue(v.get_array()[i], Path(at, i), n); !s.ok()) return s;
     out.push_back(n);
   }
   return Status::Ok();
 }
 
-Status ReadJsonObjectText(const json::value& v, const std::string& at,
+Status ReadJsonObjectText(const json::value& v, const Path& at,
                           std::optional<std::string>& out) {
   if (!v.is_object()) return Err(at, "expected object");
   out = json::serialize(v);
@@ -626,6 +628,124 @@ void GuestConfigToJson(const Instance& in, json::object& o) {
     if (!ec) o["vendor_data"] = std::move(parsed);
   }
   PutStrings(o, "flavours", in.flavours);
+}
+
+// Mirrors GuestConfigToJson member for member (tests/model compares them).
+void GuestConfigToJsonText(const Instance& in, json_writer::Writer& w) {
+  const NetworkConfig& nc = in.network_config;
+  if (!nc.empty()) {
+    w.Key("network_config");
+    w.BeginObject();
+    if (!nc.links.empty()) {
+      w.Key("links");
+      w.BeginArray();
+      for (const Link& l : nc.links) {
+        w.BeginObject();
+        w.Key("name");
+        w.String(l.name);
+        for (const auto& [kind, name] : kLinkKinds) {
+          if (kind == l.kind) {
+            w.Key("type");
+            w.String(name);
+          }
+        }
+        w.PutString("mac", l.mac);
+        if (l.mtu != 0) {
+          w.Key("mtu");
+          w.Int(l.mtu);
+        }
+        w.PutString("vif_type", l.vif_type);
+        w.PutString("vif_id", l.vif_id);
+        w.PutString("bond_mode", l.bond_mode);
+        w.PutArray("bond_links", l.bond_links);
+        if (l.vlan_id != 0) {
+          w.Key("vlan_id");
+          w.Int(l.vlan_id);
+        }
+        w.PutString("vlan_link", l.vlan_link);
+        w.EndObject();
+      }
+      w.EndArray();
+    }
+    if (!nc.networks.empty()) {
+      w.Key("networks");
+      w.BeginArray();
+      for (const IpNetwork& n : nc.networks) {
+        w.BeginObject();
+        w.Key("link");
+        w.String(n.link);
+        w.PutString("network_id", n.network_id);
+        w.Key("ip_version");
+        w.Int(n.ip_version);
+        w.Key("mode");
+        w.String(AddressModeName(n.mode));
+        w.PutString("address", n.address);
+        w.PutString("gateway", n.gateway);
+        if (!n.routes.empty()) {
+          w.Key("routes");
+          w.BeginArray();
+          for (const Route& r : n.routes) {
+            w.BeginObject();
+            w.Key("destination");
+            w.String(r.destination);
+            w.Key("gateway");
+            w.String(r.gateway);
+            w.EndObject();
+          }
+          w.EndArray();
+        }
+        w.PutArray("dns_servers", n.dns_servers);
+        w.EndObject();
+      }
+      w.EndArray();
+    }
+    w.PutArray("dns_servers", nc.dns_servers);
+    w.EndObject();
+  }
+  if (!in.devices.empty()) {
+    w.Key("devices");
+    w.BeginArray();
+    for (const Device& d : in.devices) {
+      w.BeginObject();
+      w.Key("type");
+      w.String(d.kind == Device::Kind::kNic ? "nic" : "disk");
+      w.Key("bus");
+      w.String(d.bus);
+      w.Key("address");
+      w.String(d.address);
+      w.PutArray("tags", d.tags);
+      w.PutString("mac", d.mac);
+      if (d.vlan) {
+        w.Key("vlan");
+        w.Int(*d.vlan);
+      }
+      if (d.vf_trusted) {
+        w.Key("vf_trusted");
+        w.Bool(*d.vf_trusted);
+      }
+      w.PutString("serial", d.serial);
+      w.PutString("path", d.path);
+      w.EndObject();
+    }
+    w.EndArray();
+  }
+  if (!in.dedicated_cpus.empty()) {
+    w.Key("dedicated_cpus");
+    w.BeginArray();
+    for (int c : in.dedicated_cpus) w.Int(c);
+    w.EndArray();
+  }
+  if (in.vendor_data) {
+    // Written as ToJson writes it: re-serialised from a parse, and dropped
+    // when it does not parse.
+    boost::system::error_code ec;
+    json::value parsed = json::parse(*in.vendor_data, ec);
+    if (!ec) {
+      w.Key("vendor_data");
+      w.Raw(json::serialize(parsed));
+    }
+  }
+  w.PutArray("flavours", in.flavours);
 }
 
 }  // namespace openimds::model

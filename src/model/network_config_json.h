@@ -8,6 +8,8 @@
 
 #include "common/status.h"
 #include "model/instance.h"
+#include "model/json_reader.h"
+#include "model/json_writer.h"
 #include "model/network_config.h"
 
 namespace openimds::model {
@@ -21,14 +23,14 @@ namespace openimds::model {
 
 // Readers: types only (values are checked by ValidateGuestConfig). `at` is
 // the pointer of `v`.
-common::Status ReadNetworkConfig(const boost::json::value& v, const std::string& at,
+common::Status ReadNetworkConfig(const boost::json::value& v, const json_reader::Path& at,
                                  NetworkConfig& out);
-common::Status ReadDevices(const boost::json::value& v, const std::string& at,
+common::Status ReadDevices(const boost::json::value& v, const json_reader::Path& at,
                            std::vector<Device>& out);
-common::Status ReadIntArray(const boost::json::value& v, const std::string& at,
+common::Status ReadIntArray(const boost::json::value& v, const json_reader::Path& at,
                             std::vector<int>& out);
 // Any JSON object; kept as its compact serialisation.
-common::Status ReadJsonObjectText(const boost::json::value& v, const std::string& at,
+common::Status ReadJsonObjectText(const boost::json::value& v, const json_reader::Path& at,
                                   std::optional<std::string>& out);
 
 // Canonical spellings (MACs lower case, addresses and CIDRs in canonical
@@ -47,6 +49,9 @@ common::Status ValidateGuestConfig(const Instance& instance);
 
 // Writes the fields that are set into `o` (omitting empty ones).
 void GuestConfigToJson(const Instance& instance, boost::json::object& o);
+// The same members as GuestConfigToJson, in the same order, as text (for
+// ToJsonText).
+void GuestConfigToJsonText(const Instance& instance, json_writer::Writer& w);
 
 // Wire names of AddressMode ("static", "dhcp", "slaac", "dhcpv6-stateful",
 // "dhcpv6-stateless").
