@@ -199,12 +199,8 @@ common::Status Follower::CatchUp() {
     changes.reserve(page->changes.size());
     applied_list.reserve(page->changes.size());
     for (store::Change& c : page->changes) {
-      std::shared_ptr<const model::Instance> instance;
-      int64_t revision = c.revision;
-      if (c.instance) {
-        instance = std::make_shared<const model::Instance>(std::move(*c.instance));
-        revision = c.instance_revision;
-      }
+      std::shared_ptr<const model::Instance> instance = std::move(c.instance);
+      const int64_t revision = instance ? c.instance_revision : c.revision;
       changes.push_back(catalog::Change{c.id, instance, revision});
       applied_list.push_back(Applied{std::move(c.id), std::move(instance), revision});
     }
@@ -264,16 +260,16 @@ common::Status Follower::Resync(std::string_view reason) {
 }
 
 void Follower::Published(const std::vector<Applied>& changes, int64_t revision) {
-  std::vector<std::function<void(common::Status)>> ready;
+  // Subscribers and watches hear of a page before anyone waiting for its
+  // revision is released: once WaitApplied/WhenApplied report a revision,
+  // everything that depends on it has been told.
   std::vector<std::pair<std::function<void(int64_t)>, int64_t>> fired;
   std::vector<std::function<void(const std::vector<Applied>&)>> subscribers;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    applied_ = revision;
-    healthy_ = true;
-    auto end = waiting_.upper_bound(revision);
-    for (auto it = waiting_.begin(); it != end; ++it) ready.push_back(std::move(it->second));
-    waiting_.erase(waiting_.begin(), end);
+    // Collected under mu_ after the catalog published the page: a Watch()
+    // that ran before this registered and fires here; one after it sees the
+    // page in the catalog and fires itself.
     if (!watches_.empty()) {
       for (const Applied& change : changes) {
         auto list = watches_.find(change.id);
@@ -289,10 +285,20 @@ void Follower::Published(const std::vector<Applied>& changes, int64_t revision) 
     }
     if (!changes.empty()) subscribers = subscribers_;
   }
+  for (auto& fn : subscribers) fn(changes);
+  for (auto& [fn, rev] : fired) fn(rev);
+
+  std::vector<std::function<void(common::Status)>> ready;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    applied_ = revision;
+    healthy_ = true;
+    auto end = waiting_.upper_bound(revision);
+    for (auto it = waiting_.begin(); it != end; ++it) ready.push_back(std::move(it->second));
+    waiting_.erase(waiting_.begin(), end);
+  }
   applied_cv_.notify_all();
   for (auto& done : ready) done(common::Status::Ok());
-  for (auto& [fn, rev] : fired) fn(rev);
-  for (auto& fn : subscribers) fn(changes);
 }
 
 }  // namespace openimds::feed

@@ -115,8 +115,8 @@ class Follower {
   // Reads and applies pages until caught up. Non-OK when the store failed.
   common::Status CatchUp();
   common::Status Resync(std::string_view reason);
-  // Records `revision` as applied; calls the waiters, watches and
-  // subscribers that `changes` concern.
+  // Calls the subscribers and the watches that `changes` concern, then
+  // records `revision` as applied and releases its waiters.
   void Published(const std::vector<Applied>& changes, int64_t revision);
 
   // Constant after construction.

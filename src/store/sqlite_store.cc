@@ -519,6 +519,14 @@ struct ApplyOptions {
   unsigned threads = 0;        // SqliteStore::Options::write_threads
 };
 
+// A record one Commit wrote, kept for ChangesSince (SqliteStore::recent_).
+struct Committed {
+  std::string id;
+  int64_t revision = 0;
+  size_t json_hash = 0;  // of the row's json: a row edited behind our back is parsed
+  std::shared_ptr<const model::Instance> instance;
+};
+
 // One mutation between the phases of ApplyWrite.
 struct Step {
   std::optional<StoredInstance> current;
@@ -568,7 +576,8 @@ void ForEachIndex(size_t n, unsigned threads, const std::function<void(size_t)>&
 // Write by the state it leaves: one member may take over an address another
 // gives up, whatever their order.
 Status ApplyWrite(SqliteDb& db, Write& write, const ApplyOptions& opt, Counters& counters,
-                  WriteOutcome& outcome, std::string_view what) {
+                  WriteOutcome& outcome, std::vector<Committed>& committed,
+                  std::string_view what) {
   const size_t n = write.mutations.size();
   const bool prefix = n > 1 || opt.prefix_single;
   auto refuse = [&](size_t i, Status s) {
@@ -713,6 +722,11 @@ Status ApplyWrite(SqliteDb& db, Write& write, const ApplyOptions& opt, Counters&
     if (Status s = AppendChange(db, revision, write.mutations[i].id, what); !s.ok()) return s;
     out.revision = revision;
     out.changed = true;
+    if (step.next) {
+      committed.push_back(Committed{write.mutations[i].id, revision,
+                                    std::hash<std::string_view>()(step.json),
+                                    std::make_shared<const model::Instance>(std::move(*step.next))});
+    }
   }
   counters.instances += delta;
   return Status::Ok();
@@ -1094,17 +1108,21 @@ Result<std::vector<WriteOutcome>> SqliteStore::CommitWrites(std::vector<Write>& 
     counters = {*revision, *instances};
     before = counters.revision;
 
+    std::vector<Committed> committed;
     for (size_t w = 0; w < writes.size(); ++w) {
       if (writes[w].mutations.empty()) continue;
       if (Status s = Run(*db_, "SAVEPOINT write", what); !s.ok()) return s;
       const Counters saved = counters;
-      if (Status s = ApplyWrite(*db_, writes[w], apply, counters, outcomes[w], what); !s.ok()) {
+      const size_t committed_before = committed.size();
+      if (Status s = ApplyWrite(*db_, writes[w], apply, counters, outcomes[w], committed, what);
+          !s.ok()) {
         return s;
       }
       if (!outcomes[w].status.ok()) {
         if (Status s = Run(*db_, "ROLLBACK TO write", what); !s.ok()) return s;
         counters = saved;
         outcomes[w].mutations.clear();
+        committed.resize(committed_before);
       }
       if (Status s = Run(*db_, "RELEASE write", what); !s.ok()) return s;
     }
@@ -1123,6 +1141,11 @@ Result<std::vector<WriteOutcome>> SqliteStore::CommitWrites(std::vector<Write>& 
     if (Status s = txn.Commit(what); !s.ok()) return s;
     latest = counters.revision;
     if (latest != before) listener = listener_;
+    if (recent_.size() + committed.size() > kRecentMax) recent_.clear();
+    for (Committed& c : committed) {
+      recent_.insert_or_assign(std::move(c.id),
+                               Recent{c.revision, c.json_hash, std::move(c.instance)});
+    }
   }
   // Outside the mutex: the listener may wake a reader that calls the store.
   if (listener) listener(latest);
@@ -1219,9 +1242,21 @@ Result<ChangePage> SqliteStore::ChangesSince(int64_t since, size_t max_changes) 
     auto row = stmt->Step(what);
     if (!row.ok()) return row.status();
     if (!*row) continue;  // deleted
-    auto stored = ParseStored(change.id, stmt->Int64(0), stmt->Text(1));
+    const int64_t revision = stmt->Int64(0);
+    std::string json = stmt->Text(1);
+    if (auto mine = recent_.find(change.id); mine != recent_.end()) {
+      const bool current = mine->second.revision == revision &&
+                           mine->second.json_hash == std::hash<std::string_view>()(json);
+      if (current) {
+        change.instance = std::move(mine->second.instance);
+        change.instance_revision = revision;
+      }
+      recent_.erase(mine);
+      if (current) continue;
+    }
+    auto stored = ParseStored(change.id, revision, json);
     if (!stored.ok()) return resync(stored.status().message());
-    change.instance = std::move(stored->instance);
+    change.instance = std::make_shared<const model::Instance>(std::move(stored->instance));
     change.instance_revision = stored->revision;
   }
   std::sort(page.changes.begin(), page.changes.end(),

@@ -8,6 +8,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
+#include <utility>
 #include <thread>
 #include <vector>
 
@@ -185,6 +187,19 @@ class SqliteStore final : public Store {
   std::mutex mu_;
   std::unique_ptr<SqliteDb> db_;                     // guarded by mu_
   std::function<void(int64_t latest)> listener_;     // guarded by mu_
+  // What this object committed lately, by id: the record and its revision.
+  // ChangesSince hands these out instead of parsing the row again (the
+  // follower of this process reads back every write it made); an entry is
+  // used only while the row still has that revision and bytes, and taken out
+  // when used.
+  // Bounded: cleared when it grows past kRecentMax (then rows are parsed).
+  static constexpr size_t kRecentMax = 200000;
+  struct Recent {
+    int64_t revision = 0;
+    size_t json_hash = 0;  // of the row as written: a row edited since is parsed
+    std::shared_ptr<const model::Instance> instance;
+  };
+  std::unordered_map<std::string, Recent> recent_;  // guarded by mu_
 };
 
 }  // namespace openimds::store

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -77,8 +78,10 @@ struct WriteOutcome {
 struct Change {
   int64_t revision = 0;  // the revision of the newest change to `id` in the page
   std::string id;
-  std::optional<model::Instance> instance;  // nullopt: deleted
-  int64_t instance_revision = 0;            // the stored revision of `instance` (0 if deleted)
+  // Null: deleted. Shared and immutable: a store may hand out the record it
+  // just wrote instead of parsing it again.
+  std::shared_ptr<const model::Instance> instance;
+  int64_t instance_revision = 0;  // the stored revision of `instance` (0 if deleted)
 };
 
 // A page of the change feed (Store::ChangesSince).

@@ -159,12 +159,12 @@ TEST_F(FeedTest, RepeatedChangesToOneIdFoldIntoItsFinalState) {
   ASSERT_EQ(page->changes.size(), 3u);
   EXPECT_EQ(page->changes[0].id, "i-a");
   EXPECT_EQ(page->changes[0].revision, 4);
-  EXPECT_FALSE(page->changes[0].instance.has_value());
+  EXPECT_FALSE(page->changes[0].instance != nullptr);
   EXPECT_EQ(page->changes[1].id, "i-c");
   EXPECT_EQ(page->changes[1].revision, 5);
   EXPECT_EQ(page->changes[2].id, "i-b");
   EXPECT_EQ(page->changes[2].revision, 6);
-  ASSERT_TRUE(page->changes[2].instance.has_value());
+  ASSERT_TRUE(page->changes[2].instance != nullptr);
   EXPECT_EQ(*page->changes[2].instance, MakeInstance("i-b", {"10.0.0.9"}));
   EXPECT_EQ(page->changes[2].instance_revision, 6);
 
@@ -174,7 +174,7 @@ TEST_F(FeedTest, RepeatedChangesToOneIdFoldIntoItsFinalState) {
   EXPECT_EQ(page->through, 2);
   ASSERT_EQ(page->changes.size(), 2u);
   EXPECT_EQ(page->changes[0].id, "i-a");
-  EXPECT_FALSE(page->changes[0].instance.has_value());
+  EXPECT_FALSE(page->changes[0].instance != nullptr);
   EXPECT_EQ(page->changes[1].id, "i-b");
   EXPECT_EQ(page->changes[1].revision, 2);
   EXPECT_EQ(page->changes[1].instance_revision, 6);
