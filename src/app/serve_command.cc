@@ -416,7 +416,8 @@ int RunServe(const ServeOptions& o) {
     l.endpoint = o.admin;
     l.handler = admin_handler;
     l.name = "admin";
-    l.dedicated_thread = true;  // store writes block; keep them off guest threads
+    l.dedicated_thread = true;  // imports parse megabytes; keep them off guest threads
+    l.background = true;        // and behind guests for the CPU
     l.limits.max_body_bytes = 64 * 1024 * 1024;  // bulk imports
     l.limits.header_timeout = std::chrono::seconds(60);
     listeners.push_back(std::move(l));

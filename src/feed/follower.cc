@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "common/log.h"
+#include "common/thread_priority.h"
 
 namespace openimds::feed {
 
@@ -41,7 +42,10 @@ void Follower::Start() {
   std::lock_guard<std::mutex> lock(mu_);
   if (thread_.joinable() || stopping_) return;
   notified_ = true;  // catch up at once
-  thread_ = std::thread([this] { Run(); });
+  thread_ = std::thread([this] {
+    if (options_.background) common::LowerCurrentThreadPriority();
+    Run();
+  });
 }
 
 void Follower::Stop() {

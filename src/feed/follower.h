@@ -55,6 +55,9 @@ class Follower {
     size_t page_size = 20000;
     // Longest wait between retries while the store is away.
     std::chrono::milliseconds max_backoff{5000};
+    // Run the follower's thread below normal CPU priority
+    // (common::kBackgroundNice): applying writes yields to serving guests.
+    bool background = true;
   };
 
   // `store`, `catalog` and `metrics` are borrowed and must outlive this

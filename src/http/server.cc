@@ -1,5 +1,7 @@
 #include "http/server.h"
 
+#include "common/thread_priority.h"
+
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -263,6 +265,7 @@ struct Worker {
   // pthread_mutex_lock/unlock were ~4.5% of the server's instructions).
   asio::io_context ctx{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   std::thread thread;
+  bool background = false;  // a dedicated worker of a ListenerConfig::background listener
   struct SessionHandle {
     std::function<void()> close;
     bool* idle;
@@ -882,6 +885,7 @@ common::Status Server::Start() {
     std::vector<Worker*> targets;
     if (ls->config.dedicated_thread) {
       impl_->dedicated_workers.push_back(std::make_unique<Worker>());
+      impl_->dedicated_workers.back()->background = ls->config.background;
       targets.push_back(impl_->dedicated_workers.back().get());
     } else {
       for (auto& w : impl_->shared_workers) targets.push_back(w.get());
@@ -938,7 +942,10 @@ std::vector<std::string> Server::BoundEndpoints() const {
 void Server::Run() {
   auto workers = impl_->AllWorkers();
   for (size_t i = 1; i < workers.size(); ++i) {
-    workers[i]->thread = std::thread([w = workers[i]] { w->ctx.run(); });
+    workers[i]->thread = std::thread([w = workers[i]] {
+      if (w->background) common::LowerCurrentThreadPriority();
+      w->ctx.run();
+    });
   }
   if (!workers.empty()) workers[0]->ctx.run();
   for (size_t i = 1; i < workers.size(); ++i) {

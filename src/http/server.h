@@ -44,6 +44,9 @@ struct ListenerConfig {
   // Run this listener's connections on a thread of their own instead of the
   // shared per-core I/O threads (the admin API does blocking store writes).
   bool dedicated_thread = false;
+  // With dedicated_thread: run that thread below normal CPU priority
+  // (common::kBackgroundNice), so the shared guest I/O threads come first.
+  bool background = false;
   // Name used in logs and metrics labels ("guest", "admin").
   std::string name = "guest";
   // For unix sockets: file mode after bind.

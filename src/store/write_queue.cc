@@ -1,5 +1,7 @@
 #include "store/write_queue.h"
 
+#include "common/thread_priority.h"
+
 #include <future>
 #include <string>
 #include <utility>
@@ -8,7 +10,10 @@
 namespace openimds::store {
 
 WriteQueue::WriteQueue(Store& store, Options options)
-    : store_(store), options_(options), thread_([this] { Run(); }) {}
+    : store_(store), options_(options), thread_([this] {
+        if (options_.background) common::LowerCurrentThreadPriority();
+        Run();
+      }) {}
 
 WriteQueue::~WriteQueue() {
   {

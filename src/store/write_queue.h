@@ -34,6 +34,10 @@ class WriteQueue {
     // write lock and the memory of one group.
     size_t max_group_writes = 512;
     size_t max_group_mutations = 20000;
+    // Run the queue's thread below normal CPU priority
+    // (common::kBackgroundNice), so that on a busy machine guests are served
+    // before writes are committed.
+    bool background = true;
   };
 
   // `store` must outlive the queue. Starts the queue's thread.
