@@ -7,6 +7,8 @@
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 #include <cstdio>
+#include <deque>
+#include <future>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -267,8 +269,12 @@ std::string Mebibytes(uint64_t bytes) {
 
 // Streams the file in batches of `s.batch_size` instances, one request (one
 // all-or-nothing transaction) each, so a fleet of any size imports in bounded
-// memory on both sides. A refused batch stops the import: the batches before
-// it stay committed, and the message says where to resume.
+// memory on both sides. Two batches are in flight at once, on two
+// connections: the server parses one while it commits the other. The server
+// takes a batch in the order its body arrived, and a batch is sent only once
+// the one before it was sent whole, so a later line still wins over an
+// earlier one with the same id. A refused batch stops the import: batches
+// before it stay committed, and the message says exactly what is.
 int RunImportBatches(State& s) {
   std::ifstream file;
   std::istream* in = &s.in();
@@ -280,60 +286,119 @@ int RunImportBatches(State& s) {
     }
     in = &file;
   }
+  AdminClient::Options options;
+  options.endpoint = s.admin;
+  options.token_file = s.token_file;
+  if (auto probe = AdminClient::Create(options); !probe.ok()) {
+    s.err() << "openimds: " << probe.status().message() << "\n";
+    return kExitUsage;
+  }
+  constexpr size_t kInFlight = 2;
+  struct Batch {
+    int64_t first_line = 0;
+    int64_t last_line = 0;
+    int64_t count = 0;
+    std::future<common::Result<AdminReply>> reply;
+  };
+  std::deque<Batch> flight;
   const bool terminal = s.err_is_terminal();
-  Headers headers{{"Content-Type", "application/x-ndjson"}};
-  std::string body;
-  std::string line;
-  int64_t line_number = 0;
-  int64_t batch_first_line = 1;
-  int64_t in_batch = 0;
+  const Headers headers{{"Content-Type", "application/x-ndjson"}};
   int64_t committed = 0;
   int64_t revision_first = 0;
   int64_t revision_last = 0;
-  auto flush = [&]() -> int {
-    if (in_batch == 0) return kExitOk;
-    int exit = kExitOk;
-    auto reply = Send(s, "POST", "/v1/instances:import", headers, body, exit);
-    if (!reply) return exit;
-    if (!Succeeded(*reply)) {
-      if (terminal) s.err() << "\n";
-      s.err() << "openimds: the batch of lines " << batch_first_line << ".." << line_number
-              << " was refused (line numbers in the message count from " << batch_first_line
-              << "); " << committed << " instances before it are committed\n";
-      return PrintRefusal(s, *reply);
+  int exit = kExitOk;  // the first failure's exit code
+  std::string failure;  // what to say about it, printed after the in-flight batches settle
+
+  // Waits for the oldest batch in flight and accounts for it.
+  auto settle = [&]() {
+    Batch batch = std::move(flight.front());
+    flight.pop_front();
+    common::Result<AdminReply> reply = batch.reply.get();
+    const std::string lines =
+        "lines " + std::to_string(batch.first_line) + ".." + std::to_string(batch.last_line);
+    if (!reply.ok() || !Succeeded(*reply)) {
+      if (exit != kExitOk) {
+        s.err() << "openimds: " << lines << " were not imported either\n";
+        return;
+      }
+      if (terminal && committed > 0) s.err() << "\n";
+      if (!reply.ok()) {
+        s.err() << "openimds: " << reply.status().message() << "\n";
+        exit = reply.status().code() == common::Code::kUnavailable ? kExitUnreachable
+                                                                   : kExitRefused;
+      } else {
+        s.err() << "openimds: the batch of " << lines << " was refused (line numbers in the "
+                << "message count from " << batch.first_line << ")\n";
+        exit = PrintRefusal(s, *reply);
+      }
+      failure = std::to_string(committed) + " instances before it are committed";
+      return;
     }
     boost::system::error_code ec;
     boost::json::value v = boost::json::parse(reply->body, ec);
     if (!ec && v.is_object()) {
       const auto& o = v.as_object();
-      if (const auto* first = o.if_contains("revision_first"); first && revision_first == 0) {
-        revision_first = first->to_number<int64_t>(ec);
+      if (const auto* first = o.if_contains("revision_first")) {
+        const int64_t f = first->to_number<int64_t>(ec);
+        if (!ec && (revision_first == 0 || f < revision_first)) revision_first = f;
       }
       if (const auto* last = o.if_contains("revision_last")) {
-        revision_last = last->to_number<int64_t>(ec);
+        const int64_t l = last->to_number<int64_t>(ec);
+        if (!ec && l > revision_last) revision_last = l;
       }
     }
-    committed += in_batch;
-    if (terminal) s.err() << "\rimport: " << committed << " instances committed" << std::flush;
-    body.clear();
-    in_batch = 0;
-    batch_first_line = line_number + 1;
-    return kExitOk;
+    committed += batch.count;
+    if (exit != kExitOk) {
+      // Sent before the refusal was known: it landed, and the user must know.
+      s.err() << "openimds: " << lines << " (sent before the refusal) were committed too\n";
+    } else if (terminal) {
+      s.err() << "\rimport: " << committed << " instances committed" << std::flush;
+    }
   };
-  while (std::getline(*in, line)) {
+  auto launch = [&](int64_t first_line, int64_t last_line, int64_t count, std::string body) {
+    auto shared = std::make_shared<const std::string>(std::move(body));
+    Batch batch{first_line, last_line, count, {}};
+    batch.reply = std::async(std::launch::async, [options, headers, shared]() {
+      auto client = AdminClient::Create(options);
+      if (!client.ok()) return common::Result<AdminReply>(client.status());
+      return client->Call("POST", "/v1/instances:import", headers, *shared, {});
+    });
+    flight.push_back(std::move(batch));
+  };
+
+  std::string body;
+  std::string line;
+  int64_t line_number = 0;
+  int64_t batch_first_line = 1;
+  int64_t in_batch = 0;
+  while (exit == kExitOk && std::getline(*in, line)) {
     ++line_number;
     body += line;
     body.push_back('\n');
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    if (++in_batch >= s.batch_size) {
-      if (int exit = flush(); exit != kExitOk) return exit;
-    }
+    if (++in_batch < s.batch_size) continue;
+    if (flight.size() >= kInFlight) settle();
+    if (exit != kExitOk) break;
+    launch(batch_first_line, line_number, in_batch, std::move(body));
+    body.clear();
+    in_batch = 0;
+    batch_first_line = line_number + 1;
   }
-  if (in->bad()) {
-    s.err() << "openimds: cannot read " << s.file << "\n";
+  const bool read_failed = exit == kExitOk && in->bad();
+  if (exit == kExitOk && !read_failed && in_batch > 0) {
+    if (flight.size() >= kInFlight) settle();
+    if (exit == kExitOk) launch(batch_first_line, line_number, in_batch, std::move(body));
+  }
+  while (!flight.empty()) settle();
+  if (exit != kExitOk) {
+    s.err() << "openimds: " << committed << " instances are committed; " << failure << "\n";
+    return exit;
+  }
+  if (read_failed) {
+    s.err() << "openimds: cannot read " << s.file << " after line " << line_number << "; "
+            << committed << " instances before it are committed\n";
     return kExitRefused;
   }
-  if (int exit = flush(); exit != kExitOk) return exit;
   if (terminal && committed > 0) s.err() << "\n";
   boost::json::object summary;
   summary["imported"] = committed;

@@ -123,6 +123,16 @@ std::vector<const Entry*> Snapshot::EntriesById() const {
   return out;
 }
 
+SnapshotBuilder::SnapshotBuilder()
+    : snapshot_(std::make_shared<Snapshot>()),
+      editor_(std::make_unique<Snapshot::Editor>(*snapshot_)) {}
+SnapshotBuilder::~SnapshotBuilder() = default;
+SnapshotBuilder::SnapshotBuilder(SnapshotBuilder&&) noexcept = default;
+
+void SnapshotBuilder::Add(Entry entry) { editor_->Upsert(std::move(entry)); }
+
+size_t SnapshotBuilder::size() const { return snapshot_->size(); }
+
 Catalog::Catalog() : current_(Snapshot::Build({}, 0)) {}
 
 Catalog::~Catalog() = default;
@@ -189,6 +199,14 @@ void Catalog::Apply(std::vector<Change> changes, int64_t revision) {
 void Catalog::ReplaceAll(std::vector<Entry> entries, int64_t revision) {
   // Build made it and nobody else has seen it yet.
   auto next = std::const_pointer_cast<Snapshot>(Snapshot::Build(std::move(entries), 0));
+  next->revision_ = revision;
+  std::lock_guard<std::mutex> lock(write_mu_);
+  Publish(std::move(next));
+}
+
+void Catalog::ReplaceAll(SnapshotBuilder built, int64_t revision) {
+  built.editor_.reset();  // the edit ends: from here on the snapshot is immutable
+  std::shared_ptr<Snapshot> next = std::move(built.snapshot_);
   next->revision_ = revision;
   std::lock_guard<std::mutex> lock(write_mu_);
   Publish(std::move(next));

@@ -77,6 +77,7 @@ class Snapshot {
 
  private:
   friend class Catalog;
+  friend class SnapshotBuilder;
 
   struct AddressKey {
     std::string_view network;  // points into the instance the entry names
@@ -127,6 +128,27 @@ class Snapshot {
   int64_t revision_ = 0;
 };
 
+// Builds a snapshot from scratch one entry at a time, so a start-up load or
+// a resync indexes each instance as it arrives (while the store is still
+// parsing the next ones) instead of collecting them all first. Not
+// thread-safe; use it from one thread, then hand it to Catalog::ReplaceAll.
+class SnapshotBuilder {
+ public:
+  SnapshotBuilder();
+  ~SnapshotBuilder();
+  SnapshotBuilder(SnapshotBuilder&&) noexcept;
+  SnapshotBuilder& operator=(SnapshotBuilder&&) = delete;
+
+  // Inserts or replaces entry.instance->id (non-null).
+  void Add(Entry entry);
+  size_t size() const;
+
+ private:
+  friend class Catalog;
+  std::shared_ptr<Snapshot> snapshot_;
+  std::unique_ptr<Snapshot::Editor> editor_;  // null once handed over
+};
+
 // The current snapshot, replaced atomically by writers.
 //
 // Readers on the hot path use a Reader (one per thread): it costs one atomic
@@ -167,6 +189,7 @@ class Catalog {
 
   // Replaces everything (start-up, resync): one publish built in place.
   void ReplaceAll(std::vector<Entry> entries, int64_t revision = 0);
+  void ReplaceAll(SnapshotBuilder built, int64_t revision);
 
   // Conveniences over Apply for tools and tests; the revision stays.
   void Upsert(Entry entry);
