@@ -268,6 +268,11 @@ void AdminApi::Refuse(const Request& request, const Status& status, Response& ou
   body["error"] = std::move(error);
   WriteJson(out, common::HttpStatusFor(status.code()), body);
   out.head = request.method == "HEAD";
+  // A busy write queue (429) or a store that is away (503) clears up by
+  // itself: tell clients when to try again.
+  if (status.code() == Code::kResourceExhausted || status.code() == Code::kUnavailable) {
+    out.AddHeader("Retry-After", "1");
+  }
 
   const auto index = static_cast<size_t>(status.code());
   if (index < rejected_.size() && rejected_[index] != nullptr) rejected_[index]->Inc();

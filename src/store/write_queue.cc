@@ -25,16 +25,23 @@ WriteQueue::~WriteQueue() {
 }
 
 void WriteQueue::Submit(Write write, std::function<void(WriteOutcome)> done) {
+  WriteOutcome refused;
   {
     std::lock_guard lock(mu_);
-    if (!stopping_) {
+    const size_t n = write.mutations.size();
+    if (stopping_) {
+      refused.status = common::Unavailable("write queue is shutting down");
+    } else if (!queue_.empty() && queued_mutations_ + n > options_.max_queued_mutations) {
+      refused.status = common::ResourceExhausted(
+          "the server has " + std::to_string(queued_mutations_) +
+          " instance writes waiting for the disk; retry shortly");
+    } else {
+      queued_mutations_ += n;
       queue_.push_back(Pending{std::move(write), std::move(done)});
       cv_.notify_one();
       return;
     }
   }
-  WriteOutcome refused;
-  refused.status = common::Unavailable("write queue is shutting down");
   done(std::move(refused));
 }
 
@@ -62,6 +69,7 @@ void WriteQueue::Run() {
         const size_t next = queue_.front().write.mutations.size();
         if (!writes.empty() && mutations + next > options_.max_group_mutations) break;
         mutations += next;
+        queued_mutations_ -= next;
         writes.push_back(std::move(queue_.front().write));
         dones.push_back(std::move(queue_.front().done));
         queue_.pop_front();

@@ -34,6 +34,12 @@ class WriteQueue {
     // write lock and the memory of one group.
     size_t max_group_writes = 512;
     size_t max_group_mutations = 20000;
+    // The most mutations waiting (not yet in a commit). A Write that would
+    // go past it is refused at once with ResourceExhausted instead of
+    // queueing: writers faster than the disk get told to back off rather
+    // than growing the server's memory without bound. A lone Write larger
+    // than this is still taken when the queue is empty.
+    size_t max_queued_mutations = 200000;
     // Run the queue's thread below normal CPU priority
     // (common::kBackgroundNice), so that on a busy machine guests are served
     // before writes are committed.
@@ -56,7 +62,9 @@ class WriteQueue {
   // whole group failed (Commit returned non-OK: Unavailable,
   // InsufficientStorage), that status for every Write of the group. OK means
   // durable. Once the destructor has begun, `done` is called at once, on the
-  // calling thread, with Unavailable "write queue is shutting down".
+  // calling thread, with Unavailable "write queue is shutting down"; and so
+  // it is, with ResourceExhausted, when the queue already holds
+  // Options::max_queued_mutations.
   void Submit(Write write, std::function<void(WriteOutcome)> done);
 
   // Submit and wait for the outcome. Not from a `done` callback.
@@ -76,6 +84,7 @@ class WriteQueue {
 
   std::mutex mu_;
   std::condition_variable cv_;   // signalled on Submit and on stop
+  size_t queued_mutations_ = 0;  // summed over queue_; guarded by mu_
   std::deque<Pending> queue_;    // guarded by mu_
   bool stopping_ = false;        // guarded by mu_
 

@@ -6,7 +6,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
+#include <functional>
+#include <future>
 #include <mutex>
 #include <set>
 #include <string>
@@ -33,6 +36,7 @@ class CountingStore final : public Store {
   explicit CountingStore(Store& base) : base_(base) {}
 
   Result<std::vector<WriteOutcome>> Commit(std::vector<Write>& writes) override {
+    if (before_commit) before_commit();
     commits_.fetch_add(1);
     size_t largest = largest_.load();
     while (writes.size() > largest && !largest_.compare_exchange_weak(largest, writes.size())) {
@@ -40,6 +44,9 @@ class CountingStore final : public Store {
     return base_.Commit(writes);
   }
   int commits() const { return commits_.load(); }
+  // Runs at the start of every Commit, on the queue's thread (a test holds a
+  // commit there to fill the queue behind it).
+  std::function<void()> before_commit;
   size_t largest() const { return largest_.load(); }
 
   Result<int64_t> Put(const model::Instance& in, Precondition pre) override {
@@ -291,6 +298,52 @@ TEST_F(WriteQueueTest, AcknowledgedWritesSurviveSigkill) {
   EXPECT_FALSE(page->resync_required) << page->resync_reason;
   EXPECT_EQ(page->through, *reopened->LatestRevision());
   EXPECT_EQ(page->changes.size(), present.size());
+}
+
+TEST(WriteQueueLimitTest, AFullQueueRefusesInsteadOfGrowing) {
+  TempDir dir;
+  auto base = OpenStore(dir.File("s.db"));
+  CountingStore store(*base);
+  std::promise<void> entered;
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<bool> first{true};
+  store.before_commit = [&] {
+    if (first.exchange(false)) {
+      entered.set_value();
+      released.wait();
+    }
+  };
+  WriteQueue::Options options;
+  options.max_queued_mutations = 3;
+  std::vector<WriteOutcome> outcomes(5);
+  std::atomic<int> done{0};
+  {
+    WriteQueue queue(store, options);
+    auto submit = [&](size_t slot, std::vector<Mutation> mutations) {
+      queue.Submit(WriteOf(std::move(mutations)), [&, slot](WriteOutcome o) {
+        outcomes[slot] = std::move(o);
+        ++done;
+      });
+    };
+    submit(0, {PutOf(MakeInstance("held"))});  // taken by the thread, held in Commit
+    entered.get_future().wait();
+    submit(1, {PutOf(MakeInstance("a")), PutOf(MakeInstance("b"))});  // 2 waiting
+    submit(2, {PutOf(MakeInstance("c"))});                             // 3 waiting: the limit
+    submit(3, {PutOf(MakeInstance("d"))});                             // over it: refused
+    EXPECT_EQ(done.load(), 1);  // the refusal is immediate, on this thread
+    EXPECT_EQ(outcomes[3].status.code(), common::Code::kResourceExhausted);
+    EXPECT_NE(outcomes[3].status.message().find("3 instance writes waiting"), std::string::npos)
+        << outcomes[3].status.message();
+    release.set_value();
+    // Once the queue drained, writes are taken again.
+    while (done.load() < 4) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    submit(4, {PutOf(MakeInstance("e"))});
+  }
+  EXPECT_EQ(done.load(), 5);
+  for (size_t i : {0u, 1u, 2u, 4u}) EXPECT_TRUE(outcomes[i].status.ok()) << i;
+  EXPECT_FALSE(base->Get("d").ok());
+  EXPECT_TRUE(base->Get("e").ok());
 }
 
 }  // namespace
