@@ -370,9 +370,12 @@ Status AdminApi::GetInstance(const Request& request, std::string_view id, Respon
   return Status::Ok();
 }
 
-void AdminApi::Submit(store::Write write, std::shared_ptr<PendingWrite> pending, Response& out) {
+void AdminApi::Submit(store::Write write, std::shared_ptr<PendingWrite> pending, Response& out,
+                      std::function<void(const store::WriteOutcome&)> after_commit) {
   out.deferred = pending;
-  writes_.Submit(std::move(write), [this, pending](store::WriteOutcome outcome) {
+  writes_.Submit(std::move(write), [this, pending, after_commit = std::move(after_commit)](
+                                       store::WriteOutcome outcome) {
+    if (after_commit) after_commit(outcome);
     int64_t newest = 0;
     if (outcome.status.ok()) {
       for (const auto& m : outcome.mutations) {
@@ -582,29 +585,19 @@ Status AdminApi::DeleteInstance(const Request& request, std::string_view id, Res
   // A later instance with the same id must not inherit the guest's password:
   // cleared once the delete committed, on the write queue's thread.
   store::Store* store = &store_;
-  auto wrapped = std::make_shared<PendingWrite>();
-  out.deferred = wrapped;
-  writes_.Submit(std::move(write), [this, store, wrapped, id = std::string(id)](
-                                       store::WriteOutcome outcome) {
-    int64_t revision = 0;
-    if (outcome.status.ok() && !outcome.mutations.empty() && outcome.mutations[0].changed) {
-      revision = outcome.mutations[0].revision;
-      Status cleared = store->DeleteSecret(store::InstancePasswordSecret(id));
-      if (!cleared.ok()) {
-        common::LogWarn(kComponent, "instance " + id + " deleted but its password was not cleared: " +
-                                        cleared.message());
-      }
-    }
-    wrapped->outcome = std::move(outcome);
-    if (revision == 0) {
-      wrapped->MarkReady();
-      return;
-    }
-    follower_.WhenApplied(revision, [wrapped](Status visible) {
-      wrapped->visible = std::move(visible);
-      wrapped->MarkReady();
-    });
-  });
+  Submit(std::move(write), std::make_shared<PendingWrite>(), out,
+         [store, id = std::string(id)](const store::WriteOutcome& outcome) {
+           if (!outcome.status.ok() || outcome.mutations.empty() ||
+               !outcome.mutations[0].changed) {
+             return;
+           }
+           Status cleared = store->DeleteSecret(store::InstancePasswordSecret(id));
+           if (!cleared.ok()) {
+             common::LogWarn(kComponent, "instance " + id +
+                                             " deleted but its password was not cleared: " +
+                                             cleared.message());
+           }
+         });
   return Status::Ok();
 }
 

@@ -119,7 +119,10 @@ class AdminApi final : public http::Handler {
   common::Status Render(const common::Request& request, std::string_view id, common::Response& out);
 
   // Queues `write`, defers `out` until it is durable and visible (or refused).
-  void Submit(store::Write write, std::shared_ptr<PendingWrite> pending, common::Response& out);
+  // `after_commit`, if set, runs on the write queue's thread with the outcome
+  // before the answer is released (clean-up that must follow a commit).
+  void Submit(store::Write write, std::shared_ptr<PendingWrite> pending, common::Response& out,
+              std::function<void(const store::WriteOutcome&)> after_commit = {});
   // On the resumed call: the finished write's outcome, or Unavailable when
   // the write did not finish within the deferral bound.
   common::Result<std::shared_ptr<const PendingWrite>> Finished(const common::Request& request);

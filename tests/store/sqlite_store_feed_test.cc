@@ -72,17 +72,7 @@ void ExpectViewMatches(Store& store, const std::map<std::string, StoredInstance>
   }
 }
 
-class FeedTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    store_ = OpenStore(path_);
-    ASSERT_NE(store_, nullptr);
-  }
-
-  TempDir dir_;
-  std::string path_ = dir_.File("store.db");
-  std::unique_ptr<SqliteStore> store_;
-};
+class FeedTest : public StoreFixture {};
 
 TEST_F(FeedTest, EmptyStoreHasAnEmptyFeed) {
   auto page = store_->ChangesSince(0, 10);

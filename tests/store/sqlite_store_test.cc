@@ -30,17 +30,7 @@ using common::Code;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-class SqliteStoreTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    store_ = OpenStore(path_);
-    ASSERT_NE(store_, nullptr);
-  }
-
-  TempDir dir_;
-  std::string path_ = dir_.File("store.db");
-  std::unique_ptr<SqliteStore> store_;
-};
+class SqliteStoreTest : public StoreFixture {};
 
 TEST_F(SqliteStoreTest, PutGetListDelete) {
   EXPECT_EQ(store_->Get("i-a").status().code(), Code::kNotFound);

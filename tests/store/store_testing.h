@@ -139,4 +139,17 @@ inline Mutation RefuseOf(std::string id, common::Status status) {
 }
 inline Write WriteOf(std::vector<Mutation> mutations) { return Write{std::move(mutations)}; }
 
+// A store on a fresh file per test.
+class StoreFixture : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    store_ = OpenStore(path_);
+    ASSERT_NE(store_, nullptr);
+  }
+
+  TempDir dir_;
+  std::string path_ = dir_.File("store.db");
+  std::unique_ptr<SqliteStore> store_;
+};
+
 }  // namespace openimds::store

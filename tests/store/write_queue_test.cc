@@ -83,17 +83,7 @@ class CountingStore final : public Store {
   std::atomic<size_t> largest_{0};
 };
 
-class WriteQueueTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    store_ = OpenStore(path_);
-    ASSERT_NE(store_, nullptr);
-  }
-
-  TempDir dir_;
-  std::string path_ = dir_.File("store.db");
-  std::unique_ptr<SqliteStore> store_;
-};
+class WriteQueueTest : public StoreFixture {};
 
 // Counts down the outstanding `done` calls.
 class Outstanding {
