@@ -611,6 +611,19 @@ TEST_F(AdminApiTest, AWriteBehindTheApisBackReachesTheCatalogThroughTheFeed) {
   EXPECT_EQ(catalog_.Current()->FindById("hidden")->revision, store_->Get("hidden")->revision);
 }
 
+TEST_F(AdminApiTest, DeleteClearsTheGuestsPasswordSoANewInstanceDoesNotInheritIt) {
+  ASSERT_EQ(Put("pw", R"({})").status, 201);
+  const std::string secret = store::InstancePasswordSecret("pw");
+  ASSERT_TRUE(store_->GetOrCreateSecret(secret, "posted-by-the-guest").ok());
+  // A refused delete (wrong If-Match) leaves it alone.
+  EXPECT_EQ(Delete("pw", {{"If-Match", "\"999\""}}).status, 412);
+  ASSERT_TRUE(store_->GetSecret(secret)->has_value());
+  EXPECT_EQ(Delete("pw").status, 204);
+  EXPECT_FALSE(store_->GetSecret(secret)->has_value());
+  ASSERT_EQ(Put("pw", R"({})").status, 201);
+  EXPECT_FALSE(store_->GetSecret(secret)->has_value());
+}
+
 TEST_F(AdminApiTest, RoutingErrors) {
   struct Case {
     std::string method;
