@@ -27,11 +27,9 @@ void Snapshot::Editor::Remove(std::string_view id) {
 }
 
 void Snapshot::Editor::Index(const model::Instance& in) {
-  for (const auto& text : model::CallerAddresses(in)) {
-    auto ip = common::IpAddress::Parse(text);
-    if (!ip) continue;  // Validate() guarantees parseable addresses
-    addresses_.Set(AddressKey{in.network, *ip}, &in);
-  }
+  model::ForEachCallerAddress(in, [this, &in](const common::IpAddress& ip) {
+    addresses_.Set(AddressKey{in.network, ip}, &in);
+  });
   for (const model::Nic& nic : in.nics) {
     const auto ip = Eui64LinkLocal(nic.mac);
     if (!ip) continue;  // not a 48-bit MAC: nothing to derive
@@ -59,15 +57,13 @@ void Snapshot::Editor::Index(const model::Instance& in) {
 }
 
 void Snapshot::Editor::Unindex(const model::Instance& in) {
-  for (const auto& text : model::CallerAddresses(in)) {
-    auto ip = common::IpAddress::Parse(text);
-    if (!ip) continue;
-    const AddressKey key{in.network, *ip};
+  model::ForEachCallerAddress(in, [this, &in](const common::IpAddress& ip) {
+    const AddressKey key{in.network, ip};
     // Another instance may hold it by now (an address moving between two
     // instances within one page of changes): leave that one's claim alone.
     const model::Instance* const* holder = snapshot_.by_address_.Find(key);
     if (holder != nullptr && *holder == &in) addresses_.Erase(key);
-  }
+  });
   for (const model::Nic& nic : in.nics) {
     const auto ip = Eui64LinkLocal(nic.mac);
     if (!ip) continue;

@@ -224,9 +224,8 @@ common::Status Follower::Resync(std::string_view reason) {
   // Indexed as the store hands each record over, while its threads parse
   // the next ones.
   catalog::SnapshotBuilder builder;
-  auto revision = store_.Scan([&builder](store::StoredInstance&& stored) {
-    builder.Add(catalog::Entry{
-        std::make_shared<const model::Instance>(std::move(stored.instance)), stored.revision});
+  auto revision = store_.Scan([&builder](store::SharedInstance&& stored) {
+    builder.Add(catalog::Entry{std::move(stored.instance), stored.revision});
     return common::Status::Ok();
   });
   if (!revision.ok()) return revision.status();

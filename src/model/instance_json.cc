@@ -1575,21 +1575,13 @@ void Normalize(Instance& instance) {
 
 std::vector<std::string> CallerAddresses(const Instance& instance) {
   std::vector<std::string> out;
-  auto add = [&out](const std::string& address) {
-    if (std::find(out.begin(), out.end(), address) == out.end()) out.push_back(address);
-  };
-  for (const Nic& nic : instance.nics) {
-    for (const auto& a : nic.private_ipv4s) add(a);
-    for (const auto& a : nic.ipv6s) add(a);
-  }
   // A static address the guest is told to configure is one it will call
   // from, even when no NIC lists it (a record with network_config only).
   // Other modes' addresses are chosen by DHCP/SLAAC, not by the record.
-  for (const IpNetwork& n : instance.network_config.networks) {
-    if (n.mode != AddressMode::kStatic || n.address.empty()) continue;
-    const std::string_view text = std::string_view(n.address).substr(0, n.address.find('/'));
-    if (auto ip = common::IpAddress::Parse(text)) add(ip->ToString());
-  }
+  ForEachCallerAddress(instance, [&out](const common::IpAddress& ip) {
+    std::string text = ip.ToString();
+    if (std::find(out.begin(), out.end(), text) == out.end()) out.push_back(std::move(text));
+  });
   return out;
 }
 

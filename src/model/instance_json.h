@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "common/ip_address.h"
 #include "model/instance.h"
 
 namespace openimds::model {
@@ -69,6 +70,29 @@ void Normalize(Instance& instance);
 // network_config's static networks. Used for the store's unique (network,
 // address) index and the catalog's lookup index.
 std::vector<std::string> CallerAddresses(const Instance& instance);
+
+// The same addresses as CallerAddresses, parsed, without allocating: calls
+// fn(const common::IpAddress&) for each, in the same order. An address listed
+// twice is passed twice, and one that does not parse is skipped (Validate
+// refuses both). For indexes rebuilt on every load and change.
+template <typename F>
+void ForEachCallerAddress(const Instance& instance, F&& fn) {
+  for (const Nic& nic : instance.nics) {
+    for (const auto& a : nic.private_ipv4s) {
+      if (auto ip = common::IpAddress::Parse(a)) fn(*ip);
+    }
+    for (const auto& a : nic.ipv6s) {
+      if (auto ip = common::IpAddress::Parse(a)) fn(*ip);
+    }
+  }
+  for (const IpNetwork& n : instance.network_config.networks) {
+    if (n.mode != AddressMode::kStatic || n.address.empty()) continue;
+    if (auto ip = common::IpAddress::Parse(
+            std::string_view(n.address).substr(0, n.address.find('/')))) {
+      fn(*ip);
+    }
+  }
+}
 
 // Limits, with the reason for each.
 // EC2 caps raw user-data at 16 KiB; OpenStack at 64 KiB. We take the larger so

@@ -778,7 +778,7 @@ struct ScanBatch {
     std::string json;
   };
   std::vector<Row> rows;
-  std::vector<StoredInstance> parsed;
+  std::vector<SharedInstance> parsed;
   Status status;      // the first row that does not parse
   bool done = false;  // guarded by ParsePool::mu_
 
@@ -790,7 +790,8 @@ struct ScanBatch {
         status = stored.status();
         break;
       }
-      parsed.push_back(std::move(*stored));
+      parsed.push_back(SharedInstance{
+          std::make_shared<const model::Instance>(std::move(stored->instance)), stored->revision});
     }
     rows.clear();
     rows.shrink_to_fit();
@@ -1264,7 +1265,7 @@ Result<ChangePage> SqliteStore::ChangesSince(int64_t since, size_t max_changes) 
   return page;
 }
 
-Result<int64_t> SqliteStore::Scan(const std::function<Status(StoredInstance&&)>& sink) {
+Result<int64_t> SqliteStore::Scan(const std::function<Status(SharedInstance&&)>& sink) {
   const std::string what = "scan instances";
   // A private connection: a long scan holds no lock a writer waits for, and
   // the sink may call this store.
@@ -1294,7 +1295,7 @@ Result<int64_t> SqliteStore::Scan(const std::function<Status(StoredInstance&&)>&
       batch->Parse();
     }
     if (!batch->status.ok()) return batch->status;
-    for (StoredInstance& stored : batch->parsed) {
+    for (SharedInstance& stored : batch->parsed) {
       if (Status s = sink(std::move(stored)); !s.ok()) return s;
     }
     in_flight.pop_front();

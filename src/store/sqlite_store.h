@@ -162,7 +162,7 @@ class SqliteStore final : public Store {
   // advance the reader).
   common::Result<ChangePage> ChangesSince(int64_t since, size_t max_changes) override;
   common::Result<int64_t> Scan(
-      const std::function<common::Status(StoredInstance&&)>& sink) override;
+      const std::function<common::Status(SharedInstance&&)>& sink) override;
   void SetCommitListener(std::function<void(int64_t latest)> listener) override;
 
  private:

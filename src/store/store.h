@@ -21,6 +21,13 @@ struct StoredInstance {
   int64_t revision = 0;
 };
 
+// A stored instance as a shared, immutable record (Store::Scan), so whoever
+// loads a whole store can keep the very record the store parsed.
+struct SharedInstance {
+  std::shared_ptr<const model::Instance> instance;
+  int64_t revision = 0;
+};
+
 // What a write must find, for optimistic concurrency.
 struct Precondition {
   // nullopt: no check. 0: the instance must not exist (create only).
@@ -164,11 +171,11 @@ class Store {
 
   // Streams every instance, ordered by id, to `sink` on the calling thread,
   // all from one consistent read; returns the revision that read reflects
-  // (follow the feed from there). Records may be parsed on several threads
-  // internally. Stops and returns sink's error if sink fails. Internal when a
+  // (follow the feed from there). Records may be parsed (and allocated as
+  // shared records, ready for a catalog) on several threads internally. Stops and returns sink's error if sink fails. Internal when a
   // stored record does not parse (the message names its id).
   virtual common::Result<int64_t> Scan(
-      const std::function<common::Status(StoredInstance&&)>& sink) = 0;
+      const std::function<common::Status(SharedInstance&&)>& sink) = 0;
 
   // Registers `listener`, called with the new latest revision after every
   // commit made through this Store object that changed an instance (on the

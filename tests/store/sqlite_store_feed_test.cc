@@ -190,7 +190,8 @@ TEST_F(FeedTest, ReaderBehindTheCompactedFeedMustResync) {
   EXPECT_EQ(page->latest, 40);
 
   std::map<std::string, StoredInstance> view;
-  auto scanned = store->Scan([&](StoredInstance&& s) {
+  auto scanned = store->Scan([&](SharedInstance&& shared) {
+    StoredInstance s{*shared.instance, shared.revision};
     view[s.instance.id] = std::move(s);
     return common::Status::Ok();
   });
@@ -239,7 +240,7 @@ TEST_F(FeedTest, ACorruptRecordMeansResync) {
   EXPECT_THAT(page->resync_reason, HasSubstr("stored instance i-b does not parse"));
   EXPECT_TRUE(page->changes.empty());
   // Scan says the same, as an error.
-  auto scanned = store_->Scan([](StoredInstance&&) { return common::Status::Ok(); });
+  auto scanned = store_->Scan([](SharedInstance&&) { return common::Status::Ok(); });
   EXPECT_EQ(scanned.status().code(), Code::kInternal);
   EXPECT_THAT(scanned.status().message(), HasSubstr("i-b"));
 }
@@ -338,7 +339,8 @@ TEST(FeedMigrationTest, AVersion1StoreStartsItsFeedAtItsRevision) {
 
   // ... and follows on from the revision a Scan returns.
   std::vector<std::string> ids;
-  auto scanned = store->Scan([&](StoredInstance&& s) {
+  auto scanned = store->Scan([&](SharedInstance&& shared) {
+    StoredInstance s{*shared.instance, shared.revision};
     ids.push_back(s.instance.id);
     return common::Status::Ok();
   });
@@ -378,7 +380,7 @@ TEST(FeedMigrationTest, AnEmptyVersion1StoreHasTheWholeFeed) {
 // --- Scan -----------------------------------------------------------------------
 
 TEST_F(FeedTest, ScanStreamsEverythingInIdOrder) {
-  auto empty = store_->Scan([](StoredInstance&&) {
+  auto empty = store_->Scan([](SharedInstance&&) {
     ADD_FAILURE() << "sink called on an empty store";
     return common::Status::Ok();
   });
@@ -390,7 +392,8 @@ TEST_F(FeedTest, ScanStreamsEverythingInIdOrder) {
                   .ok());
   ASSERT_TRUE(store_->Put(MakeInstance("i-a", {"10.0.0.1"}), {}).ok());
   std::vector<StoredInstance> seen;
-  auto latest = store_->Scan([&](StoredInstance&& s) {
+  auto latest = store_->Scan([&](SharedInstance&& shared) {
+    StoredInstance s{*shared.instance, shared.revision};
     // The sink may use the store: Scan holds no lock of this object.
     EXPECT_TRUE(store_->Get(s.instance.id).ok());
     seen.push_back(std::move(s));
@@ -412,7 +415,7 @@ TEST_F(FeedTest, ASinkErrorStopsTheScan) {
     ASSERT_TRUE(store_->Put(MakeInstance("i-" + std::to_string(i)), {}).ok());
   }
   int calls = 0;
-  auto result = store_->Scan([&](StoredInstance&&) {
+  auto result = store_->Scan([&](SharedInstance&&) {
     return ++calls == 4 ? common::Unavailable("reader went away") : common::Status::Ok();
   });
   EXPECT_EQ(result.status().code(), Code::kUnavailable);
@@ -446,7 +449,8 @@ TEST_P(ScanThreadsTest, ParsesInParallelAndKeepsTheOrder) {
   ASSERT_TRUE(list.ok());
   size_t n = 0;
   bool same = true;
-  auto latest = store->Scan([&](StoredInstance&& s) {
+  auto latest = store->Scan([&](SharedInstance&& shared) {
+    StoredInstance s{*shared.instance, shared.revision};
     if (n >= list->size() || !((*list)[n].instance == s.instance) ||
         (*list)[n].revision != s.revision) {
       same = false;
@@ -461,7 +465,7 @@ TEST_P(ScanThreadsTest, ParsesInParallelAndKeepsTheOrder) {
 
   // A sink error while other batches are being parsed stops cleanly.
   int calls = 0;
-  auto stopped = store->Scan([&](StoredInstance&&) {
+  auto stopped = store->Scan([&](SharedInstance&&) {
     return ++calls == 1500 ? common::Internal("enough") : common::Status::Ok();
   });
   EXPECT_EQ(stopped.status().message(), "enough");

@@ -70,7 +70,7 @@ class CountingStore final : public Store {
   Result<ChangePage> ChangesSince(int64_t since, size_t max) override {
     return base_.ChangesSince(since, max);
   }
-  Result<int64_t> Scan(const std::function<Status(StoredInstance&&)>& sink) override {
+  Result<int64_t> Scan(const std::function<Status(SharedInstance&&)>& sink) override {
     return base_.Scan(sink);
   }
   void SetCommitListener(std::function<void(int64_t)> listener) override {
