@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <boost/container/flat_map.hpp>
 #include <map>
 #include <optional>
 #include <string>
@@ -12,6 +13,12 @@
 namespace openimds::model {
 
 using TimePoint = std::chrono::system_clock::time_point;
+
+// A small string-to-string map ordered by key (tags, block devices, address
+// associations): one contiguous array instead of one heap node per entry.
+// Records hold a handful of entries and a fleet holds a million records, so
+// this is what the per-instance memory needs; the interface is std::map's.
+using StringMap = boost::container::flat_map<std::string, std::string>;
 
 // One network interface. Addresses are kept as canonical text (validated by
 // Validate(); IpAddress::Parse(x)->ToString() == x).
@@ -41,7 +48,7 @@ struct Nic {
   std::vector<std::string> ipv6_prefixes;  // delegated IPv6 prefixes (CIDRs): "ipv6-prefix"
   // Public IPv4 (one of public_ipv4s) -> the private IPv4 (one of
   // private_ipv4s) it maps to: "ipv4-associations/<public-ip>".
-  std::map<std::string, std::string> ipv4_associations;
+  StringMap ipv4_associations;
   // --- end EC2 fidelity ---
 
   friend bool operator==(const Nic&, const Nic&) = default;
@@ -158,9 +165,9 @@ struct Instance {
   std::vector<Nic> nics;    // ordered by device_number after Normalize()
   std::vector<SshKey> ssh_keys;
   std::optional<std::string> user_data;  // raw bytes
-  std::map<std::string, std::string> tags;
+  StringMap tags;
   std::optional<IamRole> iam;
-  std::map<std::string, std::string> block_devices;  // "ami" -> "/dev/xvda", "ebs1" -> "sdb"
+  StringMap block_devices;  // "ami" -> "/dev/xvda", "ebs1" -> "sdb"
   MetadataOptions options;
 
   // --- Guest configuration (OpenStack flavour, issue #5; docs/instance.md

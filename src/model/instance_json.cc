@@ -522,10 +522,11 @@ Status ValidateImpl(const Instance& in, CheckMode mode) {
 // checked afterwards by ValidateImpl.
 
 
-auto StringMap(std::map<std::string, std::string>& out) {
+auto StringMapReader(StringMap& out) {
   return [&out](const json::value& v, const Path& at) {
     if (!v.is_object()) return Err(at, "expected object");
     out.clear();
+    out.reserve(v.get_object().size());
     for (const auto& member : v.get_object()) {
       if (!member.value().is_string()) return Err(Path(at, member.key()), "expected string");
       const json::string& value = member.value().get_string();
@@ -598,7 +599,7 @@ Status ReadNic(const json::value& v, const Path& at, Nic& nic) {
                         // EC2 fidelity fields (ec2b #3).
                         {"ipv4_prefixes", StringArray(nic.ipv4_prefixes)},
                         {"ipv6_prefixes", StringArray(nic.ipv6_prefixes)},
-                        {"ipv4_associations", StringMap(nic.ipv4_associations)},
+                        {"ipv4_associations", StringMapReader(nic.ipv4_associations)},
                     });
 }
 
@@ -720,7 +721,7 @@ void PutArray(json::object& o, std::string_view key, const std::vector<std::stri
   o[key] = std::move(a);
 }
 
-void PutMap(json::object& o, std::string_view key, const std::map<std::string, std::string>& m) {
+void PutMap(json::object& o, std::string_view key, const StringMap& m) {
   if (m.empty()) return;
   json::object out;
   for (const auto& [k, v] : m) out[k] = v;
@@ -812,7 +813,7 @@ void CanonicaliseEc2Fields(Instance& in) {
   for (Nic& nic : in.nics) {
     CanonicalCidrs(nic.ipv4_prefixes);
     CanonicalCidrs(nic.ipv6_prefixes);
-    std::map<std::string, std::string> associations;
+    StringMap associations;
     for (const auto& [public_ip, private_ip] : nic.ipv4_associations) {
       std::string p = public_ip;
       std::string q = private_ip;
@@ -1204,9 +1205,9 @@ common::Result<Instance> FromJson(const json::value& v, const ParseOptions& pars
                             {"nics", Nics(in.nics)},
                             {"ssh_keys", SshKeys(in.ssh_keys)},
                             {"user_data", UserData(in.user_data)},
-                            {"tags", StringMap(in.tags)},
+                            {"tags", StringMapReader(in.tags)},
                             {"iam", Iam(in.iam)},
-                            {"block_devices", StringMap(in.block_devices)},
+                            {"block_devices", StringMapReader(in.block_devices)},
                             {"metadata_options", Options(in.options)},
                             // Guest configuration fields (openstack #5).
                             {"network_config",

@@ -84,7 +84,7 @@ void Writer::PutArray(std::string_view key, const std::vector<std::string>& valu
   EndArray();
 }
 
-void Writer::PutMap(std::string_view key, const std::map<std::string, std::string>& m) {
+void Writer::PutMap(std::string_view key, const StringMap& m) {
   if (m.empty()) return;
   Key(key);
   BeginObject();

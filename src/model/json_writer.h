@@ -6,6 +6,8 @@
 #include <string_view>
 #include <vector>
 
+#include "model/instance.h"
+
 // Compact JSON text written straight into a std::string, byte for byte what
 // boost::json::serialize writes for the same tree (same escapes: \" \\ \b \f
 // \n \r \t, \u00xx in lower-case hex for other control characters, every
@@ -35,7 +37,7 @@ class Writer {
   // The members ToJson writes with PutString/PutArray/PutMap: omitted when empty.
   void PutString(std::string_view key, const std::string& value);
   void PutArray(std::string_view key, const std::vector<std::string>& values);
-  void PutMap(std::string_view key, const std::map<std::string, std::string>& m);
+  void PutMap(std::string_view key, const StringMap& m);
 
  private:
   void Separate() {

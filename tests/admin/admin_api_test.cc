@@ -365,7 +365,7 @@ TEST_F(AdminApiTest, PatchMergesPerRfc7396) {
   auto got = model::FromJson(JsonOf(Get("i-1")));
   ASSERT_TRUE(got.ok());
   EXPECT_EQ(got->name, "");  // null deleted it
-  EXPECT_EQ(got->tags, (std::map<std::string, std::string>{{"env", "prod"}, {"new", "x"}}));
+  EXPECT_EQ(got->tags, (model::StringMap{{"env", "prod"}, {"new", "x"}}));
   ASSERT_EQ(got->ssh_keys.size(), 1u);  // arrays replace
   EXPECT_EQ(got->ssh_keys[0].name, "c");
   EXPECT_EQ(got->options.hop_limit, 3);  // nested objects merge...
