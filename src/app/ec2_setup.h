@@ -21,7 +21,7 @@
 
 namespace openimds::app {
 
-// The EC2 parts of `openimds serve` beyond the flavour itself (issue #3):
+// The EC2 parts of `openimds serve` beyond the flavour itself:
 // IMDSv2 token keys that rotate, identity-document signing keys, and the
 // credential-source command. Kept out of serve_command.cc so the
 // composition root stays a list of parts.

@@ -6,7 +6,7 @@
 #include "app/instance_command.h"
 #include "app/proxy_command.h"
 #include "app/redirect_command.h"
-#include "app/keygen_command.h"  // issue #3
+#include "app/keygen_command.h"
 #include "app/serve_command.h"
 
 int main(int argc, char** argv) {
@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
     openimds::app::RegisterProxyCommand(app, proxy);
     openimds::app::RedirectCommandOptions redirect;
     openimds::app::RegisterRedirectCommand(app, redirect);
-    openimds::app::KeygenOptions keygen;  // issue #3
+    openimds::app::KeygenOptions keygen;
     openimds::app::RegisterKeygenCommand(app, keygen);
 
     try {

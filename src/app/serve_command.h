@@ -7,8 +7,8 @@
 
 #include "app/identity_config.h"
 
-#include "app/ec2_setup.h"  // Ec2ServeOptions (issue #3)
-#include "app/openstack_setup.h"  // OpenStackServeOptions: vendordata (issue #5)
+#include "app/ec2_setup.h"  // Ec2ServeOptions
+#include "app/openstack_setup.h"  // OpenStackServeOptions: vendordata
 
 namespace openimds::app {
 
@@ -28,8 +28,8 @@ struct ServeOptions {
   // How often to look for changes other processes committed to the store.
   int feed_poll_ms = 200;
   IdentityFlags identity;  // for mode=proxy listeners
-  Ec2ServeOptions ec2;  // EC2 flags: --identity-keys, --credential-source-command, ... (issue #3)
-  OpenStackServeOptions openstack;  // --vendordata-* flags (issue #5)
+  Ec2ServeOptions ec2;  // EC2 flags: --identity-keys, --credential-source-command, ...
+  OpenStackServeOptions openstack;  // --vendordata-* flags
   bool selected = false;  // set when the subcommand was given
 };
 

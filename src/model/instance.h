@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "model/network_config.h"  // guest network config, devices (openstack #5)
+#include "model/network_config.h"  // guest network config, devices
 
 namespace openimds::model {
 
@@ -43,7 +43,7 @@ struct Nic {
   std::vector<std::string> security_groups;     // names
   std::vector<std::string> security_group_ids;  // "sg-..."
 
-  // --- EC2 fidelity (ec2b, issue #3; docs/instance.md "NIC") ---
+  // --- EC2 fidelity (docs/instance.md "NIC") ---
   std::vector<std::string> ipv4_prefixes;  // delegated IPv4 prefixes (CIDRs): "ipv4-prefix"
   std::vector<std::string> ipv6_prefixes;  // delegated IPv6 prefixes (CIDRs): "ipv6-prefix"
   // Public IPv4 (one of public_ipv4s) -> the private IPv4 (one of
@@ -89,7 +89,7 @@ struct MetadataOptions {
   friend bool operator==(const MetadataOptions&, const MetadataOptions&) = default;
 };
 
-// --- EC2 platform events (ec2b, issue #3; docs/instance.md "Platform
+// --- EC2 platform events (docs/instance.md "Platform
 // events"). Times are absolute; the JSON mapping also accepts a delay
 // ({"in_seconds": N}) and turns it into an absolute time when parsing. ---
 
@@ -170,7 +170,7 @@ struct Instance {
   StringMap block_devices;  // "ami" -> "/dev/xvda", "ebs1" -> "sdb"
   MetadataOptions options;
 
-  // --- Guest configuration (OpenStack flavour, issue #5; docs/instance.md
+  // --- Guest configuration (OpenStack flavour; docs/instance.md
   // "Guest network configuration"). JSON: network_config_json.cc. ---
   NetworkConfig network_config;  // links, networks, resolvers; empty = derived from nics
   std::vector<Device> devices;   // tagged devices (device-role tagging)
@@ -181,7 +181,7 @@ struct Instance {
   std::vector<std::string> flavours;
   // --- end guest configuration ---
 
-  // --- EC2 fidelity (ec2b, issue #3; docs/instance.md "EC2 fields").
+  // --- EC2 fidelity (docs/instance.md "EC2 fields").
   // Empty strings and lists are absent in the EC2 tree (404), except where a
   // default is named. ---
   std::string ami_manifest_path;              // "" -> "(unknown)" (EBS-backed)

@@ -23,7 +23,7 @@
 #include "model/base64.h"
 #include "model/canonical_ip.h"
 #include "model/json_writer.h"
-#include "model/network_config_json.h"  // guest configuration fields (openstack #5)
+#include "model/network_config_json.h"  // guest configuration fields
 
 namespace openimds::model {
 namespace {
@@ -32,7 +32,7 @@ namespace json = boost::json;
 using common::Status;
 using namespace json_reader;  // NOLINT: the reader toolkit shared with network_config_json.cc
 
-// EC2 fidelity fields (ec2b, issue #3): defined at the end of this namespace.
+// EC2 fidelity fields: defined at the end of this namespace.
 void CanonicaliseEc2Fields(Instance& in);
 Status CheckNicEc2Fields(const Path& at, const Nic& nic);
 Status ValidateEc2Fields(const Instance& in);
@@ -210,8 +210,8 @@ void Canonicalise(Instance& in) {
     in.iam->credentials->expiration = TruncateToSeconds(in.iam->credentials->expiration);
     in.iam->credentials->last_updated = TruncateToSeconds(in.iam->credentials->last_updated);
   }
-  CanonicaliseGuestConfig(in);  // guest configuration fields (openstack #5)
-  CanonicaliseEc2Fields(in);     // EC2 fidelity fields (ec2b #3)
+  CanonicaliseGuestConfig(in);  // guest configuration fields
+  CanonicaliseEc2Fields(in);     // EC2 fidelity fields
 }
 
 void SortNics(Instance& in) {
@@ -341,7 +341,7 @@ Status CheckNic(const Path& at, const Nic& nic) {
     if (nic.security_group_ids[i].empty()) return Err(p, "empty");
     if (Status s = CheckText(p, nic.security_group_ids[i]); !s.ok()) return s;
   }
-  return CheckNicEc2Fields(at, nic);  // EC2 fidelity fields (ec2b #3)
+  return CheckNicEc2Fields(at, nic);  // EC2 fidelity fields
 }
 
 // EC2 serves tags/instance/<key> only for keys of this shape (its rule when
@@ -510,9 +510,9 @@ Status ValidateImpl(const Instance& in, CheckMode mode) {
     return Err("/metadata_options/hop_limit",
                std::to_string(in.options.hop_limit) + " not in 1..64");
   }
-  // Guest configuration fields (openstack #5): network_config_json.cc.
+  // Guest configuration fields: network_config_json.cc.
   if (Status s = ValidateGuestConfig(in); !s.ok()) return s;
-  // EC2 fidelity fields (ec2b #3).
+  // EC2 fidelity fields.
   if (Status s = ValidateEc2Fields(in); !s.ok()) return s;
   return Status::Ok();
 }
@@ -596,7 +596,7 @@ Status ReadNic(const json::value& v, const Path& at, Nic& nic) {
                         {"vpc_ipv6_cidrs", StringArray(nic.vpc_ipv6_cidrs)},
                         {"security_groups", StringArray(nic.security_groups)},
                         {"security_group_ids", StringArray(nic.security_group_ids)},
-                        // EC2 fidelity fields (ec2b #3).
+                        // EC2 fidelity fields.
                         {"ipv4_prefixes", StringArray(nic.ipv4_prefixes)},
                         {"ipv6_prefixes", StringArray(nic.ipv6_prefixes)},
                         {"ipv4_associations", StringMapReader(nic.ipv4_associations)},
@@ -753,7 +753,7 @@ json::object NicToJson(const Nic& nic) {
   PutArray(o, "vpc_ipv6_cidrs", nic.vpc_ipv6_cidrs);
   PutArray(o, "security_groups", nic.security_groups);
   PutArray(o, "security_group_ids", nic.security_group_ids);
-  // EC2 fidelity fields (ec2b #3).
+  // EC2 fidelity fields.
   PutArray(o, "ipv4_prefixes", nic.ipv4_prefixes);
   PutArray(o, "ipv6_prefixes", nic.ipv6_prefixes);
   PutMap(o, "ipv4_associations", nic.ipv4_associations);
@@ -761,7 +761,7 @@ json::object NicToJson(const Nic& nic) {
 }
 
 // ---------------------------------------------------------------------------
-// EC2 fidelity fields and platform events (ec2b, issue #3). Kept in one
+// EC2 fidelity fields and platform events. Kept in one
 // place; hooked in by one line each in Canonicalise, CheckNic, ValidateImpl,
 // ReadNic, NicToJson, FromJson and ToJson. Schema: docs/instance.md "EC2
 // fields" and "Platform events".
@@ -1209,7 +1209,7 @@ common::Result<Instance> FromJson(const json::value& v, const ParseOptions& pars
                             {"iam", Iam(in.iam)},
                             {"block_devices", StringMapReader(in.block_devices)},
                             {"metadata_options", Options(in.options)},
-                            // Guest configuration fields (openstack #5).
+                            // Guest configuration fields.
                             {"network_config",
                              [&in](const json::value& x, const Path& at) {
                                return ReadNetworkConfig(x, at, in.network_config);
@@ -1227,7 +1227,7 @@ common::Result<Instance> FromJson(const json::value& v, const ParseOptions& pars
                                return ReadJsonObjectText(x, at, in.vendor_data);
                              }},
                             {"flavours", StringArray(in.flavours)},
-                            // EC2 fidelity fields (ec2b #3).
+                            // EC2 fidelity fields.
                             {"ami_manifest_path", String(in.ami_manifest_path)},
                             {"ancestor_ami_ids", StringArray(in.ancestor_ami_ids)},
                             {"product_codes", StringArray(in.product_codes)},
@@ -1332,8 +1332,8 @@ json::value ToJson(const Instance& in) {
   options["hop_limit"] = in.options.hop_limit;
   options["instance_metadata_tags"] = in.options.tags_enabled ? "enabled" : "disabled";
   o["metadata_options"] = std::move(options);
-  GuestConfigToJson(in, o);  // guest configuration fields (openstack #5)
-  Ec2FieldsToJson(in, o);    // EC2 fidelity fields (ec2b #3)
+  GuestConfigToJson(in, o);  // guest configuration fields
+  Ec2FieldsToJson(in, o);    // EC2 fidelity fields
   return o;
 }
 
@@ -1385,7 +1385,7 @@ void NicToText(Writer& w, const Nic& nic) {
   w.PutArray("vpc_ipv6_cidrs", nic.vpc_ipv6_cidrs);
   w.PutArray("security_groups", nic.security_groups);
   w.PutArray("security_group_ids", nic.security_group_ids);
-  // EC2 fidelity fields (ec2b #3).
+  // EC2 fidelity fields.
   w.PutArray("ipv4_prefixes", nic.ipv4_prefixes);
   w.PutArray("ipv6_prefixes", nic.ipv6_prefixes);
   w.PutMap("ipv4_associations", nic.ipv4_associations);
@@ -1561,8 +1561,8 @@ std::string ToJsonText(const Instance& in) {
   w.Key("instance_metadata_tags");
   w.String(in.options.tags_enabled ? "enabled" : "disabled");
   w.EndObject();
-  GuestConfigToJsonText(in, w);  // guest configuration fields (openstack #5)
-  Ec2FieldsToText(w, in);        // EC2 fidelity fields (ec2b #3)
+  GuestConfigToJsonText(in, w);  // guest configuration fields
+  Ec2FieldsToText(w, in);        // EC2 fidelity fields
   w.EndObject();
   return out;
 }

@@ -26,7 +26,7 @@ namespace openimds::model {
 // one wins (that is how Boost.JSON parses it).
 common::Result<Instance> FromJson(const boost::json::value& json);
 
-// --- EC2 platform events (ec2b, issue #3) ---
+// --- EC2 platform events ---
 // How FromJson treats input whose meaning depends on when it is parsed.
 struct ParseOptions {
   // Event times (docs/instance.md "Platform events") may be given as a

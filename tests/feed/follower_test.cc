@@ -57,11 +57,19 @@ void ExpectCatalogEqualsStore(catalog::Catalog& catalog, store::Store& store) {
   }
 }
 
-TEST(FollowerTest, AppliesEveryCommitExactlyOnceAcrossSmallPages) {
+// A store on a fresh file, and the catalog and metrics a follower needs.
+// Members are declared before any test's locals, so a follower made in a
+// test body is gone before the store it follows.
+class FollowerTest : public ::testing::Test {
+ protected:
   TempDir dir;
-  auto st = OpenStore(dir.File("s.db"));
+  const std::string path = dir.File("s.db");
+  std::unique_ptr<store::SqliteStore> st = OpenStore(path);
   catalog::Catalog catalog;
   common::MetricsRegistry metrics;
+};
+
+TEST_F(FollowerTest, AppliesEveryCommitExactlyOnceAcrossSmallPages) {
   Recorder recorder;  // outlives the follower, which calls it
   Follower::Options options;
   options.page_size = 7;  // many pages, several per wake-up
@@ -98,10 +106,7 @@ TEST(FollowerTest, AppliesEveryCommitExactlyOnceAcrossSmallPages) {
   EXPECT_GE(metrics.CounterValue("feed_pages_total"), 400u / 7);
 }
 
-TEST(FollowerTest, ARestartResumesFromTheStoreAndLosesNothing) {
-  TempDir dir;
-  const std::string path = dir.File("s.db");
-  auto st = OpenStore(path);
+TEST_F(FollowerTest, ARestartResumesFromTheStoreAndLosesNothing) {
   {
     catalog::Catalog catalog;
     common::MetricsRegistry metrics;
@@ -117,8 +122,6 @@ TEST(FollowerTest, ARestartResumesFromTheStoreAndLosesNothing) {
     for (int i = 0; i < 5; ++i) ASSERT_TRUE(other->Put(MakeInstance("b" + std::to_string(i)), {}).ok());
     ASSERT_TRUE(other->Delete("a3", {}).ok());
   }
-  catalog::Catalog catalog;
-  common::MetricsRegistry metrics;
   Recorder recorder;  // outlives the follower, which calls it
   Follower follower({}, *st, catalog, metrics);
   ASSERT_TRUE(follower.Load().ok());
@@ -133,10 +136,7 @@ TEST(FollowerTest, ARestartResumesFromTheStoreAndLosesNothing) {
   EXPECT_EQ(recorder.seen(), (std::vector<std::pair<std::string, int64_t>>{{"c", 27}}));
 }
 
-TEST(FollowerTest, CommitsByAnotherProcessArriveByPolling) {
-  TempDir dir;
-  const std::string path = dir.File("s.db");
-  auto st = OpenStore(path);
+TEST_F(FollowerTest, CommitsByAnotherProcessArriveByPolling) {
   auto other = OpenStore(path);  // its commits do not wake `follower`
   catalog::Catalog catalog;
   common::MetricsRegistry metrics;
@@ -151,12 +151,7 @@ TEST(FollowerTest, CommitsByAnotherProcessArriveByPolling) {
   EXPECT_NE(catalog.Current()->FindById("far"), nullptr);
 }
 
-TEST(FollowerTest, AGapInTheFeedResyncsAndTellsSubscribersWhatDiffers) {
-  TempDir dir;
-  const std::string path = dir.File("s.db");
-  auto st = OpenStore(path);
-  catalog::Catalog catalog;
-  common::MetricsRegistry metrics;
+TEST_F(FollowerTest, AGapInTheFeedResyncsAndTellsSubscribersWhatDiffers) {
   Recorder recorder;  // outlives the follower, which calls it
   Follower follower({}, *st, catalog, metrics);
   ASSERT_TRUE(follower.Load().ok());
@@ -178,11 +173,7 @@ TEST(FollowerTest, AGapInTheFeedResyncsAndTellsSubscribersWhatDiffers) {
   EXPECT_EQ(seen.back(), (std::pair<std::string, int64_t>{"y", 5}));
 }
 
-TEST(FollowerTest, WatchesFireOnceForAChangeAfterTheirRevision) {
-  TempDir dir;
-  auto st = OpenStore(dir.File("s.db"));
-  catalog::Catalog catalog;
-  common::MetricsRegistry metrics;
+TEST_F(FollowerTest, WatchesFireOnceForAChangeAfterTheirRevision) {
   Follower follower({}, *st, catalog, metrics);
   ASSERT_TRUE(follower.Load().ok());
   follower.Start();
@@ -227,11 +218,7 @@ TEST(FollowerTest, WatchesFireOnceForAChangeAfterTheirRevision) {
   follower.Stop();  // before the counters its watches point at go away
 }
 
-TEST(FollowerTest, OneChangeWakesTenThousandWatchers) {
-  TempDir dir;
-  auto st = OpenStore(dir.File("s.db"));
-  catalog::Catalog catalog;
-  common::MetricsRegistry metrics;
+TEST_F(FollowerTest, OneChangeWakesTenThousandWatchers) {
   Follower follower({}, *st, catalog, metrics);
   ASSERT_TRUE(follower.Load().ok());
   follower.Start();
@@ -247,11 +234,7 @@ TEST(FollowerTest, OneChangeWakesTenThousandWatchers) {
   follower.Stop();
 }
 
-TEST(FollowerTest, StopFailsPendingReadYourWritesWaits) {
-  TempDir dir;
-  auto st = OpenStore(dir.File("s.db"));
-  catalog::Catalog catalog;
-  common::MetricsRegistry metrics;
+TEST_F(FollowerTest, StopFailsPendingReadYourWritesWaits) {
   Follower follower({}, *st, catalog, metrics);
   ASSERT_TRUE(follower.Load().ok());
   common::Status got = common::Status::Ok();

@@ -18,13 +18,8 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-class CommitTest : public ::testing::Test {
+class CommitTest : public StoreFixture {
  protected:
-  void SetUp() override {
-    store_ = OpenStore(path_);
-    ASSERT_NE(store_, nullptr);
-  }
-
   std::vector<WriteOutcome> CommitOk(std::vector<Write> writes) {
     auto outcomes = store_->Commit(writes);
     EXPECT_TRUE(outcomes.ok()) << outcomes.status().ToString();
@@ -32,10 +27,6 @@ class CommitTest : public ::testing::Test {
     EXPECT_EQ(outcomes->size(), writes.size());
     return std::move(*outcomes);
   }
-
-  TempDir dir_;
-  std::string path_ = dir_.File("store.db");
-  std::unique_ptr<SqliteStore> store_;
 };
 
 TEST_F(CommitTest, RefusedWritesDoNotStopTheOthers) {
