@@ -275,6 +275,10 @@ std::string Mebibytes(uint64_t bytes) {
 // the one before it was sent whole, so a later line still wins over an
 // earlier one with the same id. A refused batch stops the import: batches
 // before it stay committed, and the message says exactly what is.
+// The most one import request carries: the server's default import limit
+// (admin::AdminApi::Options::max_import_bytes).
+constexpr size_t kMaxImportBatchBytes = 64 * 1024 * 1024;
+
 int RunImportBatches(State& s) {
   std::ifstream file;
   std::istream* in = &s.in();
@@ -367,15 +371,38 @@ int RunImportBatches(State& s) {
   };
 
   std::string body;
-  std::string line;
+  // One line at most as large as a whole request may be, read into a fixed
+  // buffer: a file with no newline in sight is refused, not read into memory.
+  std::vector<char> line_buffer(kMaxImportBatchBytes + 1);
   int64_t line_number = 0;
   int64_t batch_first_line = 1;
   int64_t in_batch = 0;
-  while (exit == kExitOk && std::getline(*in, line)) {
+  while (exit == kExitOk) {
+    in->getline(line_buffer.data(), static_cast<std::streamsize>(line_buffer.size()));
+    const std::streamsize got = in->gcount();
+    if (got == 0 && (in->eof() || in->bad())) break;
+    const bool newline = !in->eof() && !in->fail();
+    if (in->fail() && !in->eof() && !in->bad()) {
+      exit = kExitRefused;
+      failure = "line " + std::to_string(line_number + 1) + " is longer than " +
+                std::to_string(kMaxImportBatchBytes) + " bytes, more than one request may carry";
+      break;
+    }
     ++line_number;
-    body += line;
+    const std::string_view line(line_buffer.data(),
+                                static_cast<size_t>(got) - (newline ? 1 : 0));
+    body.append(line);
     body.push_back('\n');
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    if (body.size() > kMaxImportBatchBytes) {
+      exit = kExitRefused;
+      failure = "lines " + std::to_string(batch_first_line) + ".." +
+                std::to_string(line_number) + " are more than " +
+                std::to_string(kMaxImportBatchBytes) +
+                " bytes, more than one request may carry: lower --batch-size";
+      break;
+    }
+    if (in->eof()) in->clear(std::ios::eofbit);  // keep the last line, then stop
+    if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
     if (++in_batch < s.batch_size) continue;
     if (flight.size() >= kInFlight) settle();
     if (exit != kExitOk) break;

@@ -233,6 +233,18 @@ TEST_F(InstanceCommandTest, ImportInBatchesStreamsAndStopsAtARefusedBatch) {
   EXPECT_EQ(catalog_.Current()->FindById("c-49") != nullptr, third_sent);
 }
 
+TEST_F(InstanceCommandTest, ImportInBatchesRefusesALineNoRequestCouldCarry) {
+  // A file with no end of line in sight: the client stops at the size one
+  // request may have instead of reading it all into memory.
+  std::string endless = "{\"id\":\"ok\"}\n";
+  endless.append(64 * 1024 * 1024 + 10, 'x');
+  CliRun r = Cli({"instance", "import", "-", "--batch-size", "20", "--admin", endpoint_}, endless);
+  EXPECT_EQ(r.exit, 1);
+  EXPECT_NE(r.err.find("line 2 is longer than 67108864 bytes"), std::string::npos) << r.err.substr(0, 300);
+  EXPECT_NE(r.err.find("0 instances are committed"), std::string::npos) << r.err.substr(0, 300);
+  EXPECT_EQ(catalog_.Current()->size(), 0u);
+}
+
 TEST_F(InstanceCommandTest, RenderPrintsWhatTheGuestGets) {
   ASSERT_EQ(Cli({"instance", "put", "-", "--admin", endpoint_}, R"({"id":"vm-1"})").exit, 0);
   CliRun r =
