@@ -66,7 +66,7 @@ Result<model::Credentials> ParseCredentialProcessOutput(std::string_view text,
     return common::InvalidArgument("\"Version\" must be 1");
   }
   model::Credentials c;
-  const std::pair<const char*, std::string*> fields[] = {
+  const std::pair<const char*, model::Str*> fields[] = {
       {"AccessKeyId", &c.access_key_id},
       {"SecretAccessKey", &c.secret_access_key},
       {"SessionToken", &c.token},
@@ -80,7 +80,7 @@ Result<model::Credentials> ParseCredentialProcessOutput(std::string_view text,
       return common::InvalidArgument(std::string("\"") + name +
                                      "\" has control characters or is too long");
     }
-    *out = std::string(v->get_string());
+    *out = model::Str(std::string_view(v->get_string()));
   }
   const auto* expiration = o.if_contains("Expiration");
   if (expiration == nullptr || !expiration->is_string()) {

@@ -175,19 +175,19 @@ bool IsSet(TimePoint t) { return t != TimePoint{}; }
 
 // Text that is already canonical (the usual case: records written by
 // ToJsonText) is recognised without an inet_pton/inet_ntop round trip.
-void CanonicalAddresses(std::vector<std::string>& list) {
+void CanonicalAddresses(std::vector<Str>& list) {
   for (auto& a : list) {
     if (IsCanonicalIpv4(a)) continue;
     if (auto ip = common::IpAddress::Parse(a)) a = ip->ToString();
   }
 }
 
-void CanonicalCidr(std::string& c) {
+void CanonicalCidr(Str& c) {
   if (IsCanonicalIpv4Cidr(c)) return;
   if (auto cidr = common::Cidr::Parse(c)) c = cidr->ToString();
 }
 
-void CanonicalCidrs(std::vector<std::string>& list) {
+void CanonicalCidrs(std::vector<Str>& list) {
   for (auto& c : list) CanonicalCidr(c);
 }
 
@@ -225,12 +225,12 @@ void SortNics(Instance& in) {
 enum class Family { kV4, kV6 };
 
 // The offending value, quoted, when short enough to help rather than flood.
-std::string Quoted(const std::string& text) {
+std::string Quoted(std::string_view text) {
   if (text.size() > 64) return "";
-  return ": \"" + text + "\"";
+  return ": \"" + std::string(text) + "\"";
 }
 
-Status CheckAddress(const Path& at, const std::string& text, Family family) {
+Status CheckAddress(const Path& at, std::string_view text, Family family) {
   if (family == Family::kV4 && IsCanonicalIpv4(text)) return Status::Ok();
   auto ip = common::IpAddress::Parse(text);
   if (!ip) return Err(at, "not an IP address" + Quoted(text));
@@ -241,7 +241,7 @@ Status CheckAddress(const Path& at, const std::string& text, Family family) {
   return Status::Ok();
 }
 
-Status CheckCidr(const Path& at, const std::string& text, Family family) {
+Status CheckCidr(const Path& at, std::string_view text, Family family) {
   if (family == Family::kV4 && IsCanonicalIpv4Cidr(text)) return Status::Ok();
   auto cidr = common::Cidr::Parse(text);
   if (!cidr) {
@@ -254,7 +254,7 @@ Status CheckCidr(const Path& at, const std::string& text, Family family) {
   return Status::Ok();
 }
 
-Status CheckCidrs(const Path& at, const std::vector<std::string>& list, Family family) {
+Status CheckCidrs(const Path& at, const std::vector<Str>& list, Family family) {
   for (size_t i = 0; i < list.size(); ++i) {
     if (Status s = CheckCidr(Path(at, i), list[i], family); !s.ok()) return s;
   }
@@ -286,7 +286,7 @@ Status CheckNic(const Path& at, const Nic& nic) {
     return Err(Path(at, "network_card_index"),
                std::to_string(nic.network_card_index) + " not in 0..127");
   }
-  const std::pair<const char*, const std::string*> texts[] = {
+  const std::pair<const char*, const Str*> texts[] = {
       {"interface_id", &nic.interface_id},     {"owner_id", &nic.owner_id},
       {"local_hostname", &nic.local_hostname}, {"public_hostname", &nic.public_hostname},
       {"subnet_id", &nic.subnet_id},           {"vpc_id", &nic.vpc_id},
@@ -294,7 +294,7 @@ Status CheckNic(const Path& at, const Nic& nic) {
   for (const auto& [name, value] : texts) {
     if (Status s = CheckText(Path(at, name), *value); !s.ok()) return s;
   }
-  const std::tuple<const char*, const std::vector<std::string>*, Family> lists[] = {
+  const std::tuple<const char*, const std::vector<Str>*, Family> lists[] = {
       {"private_ipv4s", &nic.private_ipv4s, Family::kV4},
       {"public_ipv4s", &nic.public_ipv4s, Family::kV4},
       {"ipv6s", &nic.ipv6s, Family::kV6},
@@ -358,7 +358,7 @@ Status ValidateImpl(const Instance& in, CheckMode mode) {
   if (in.network.empty() || in.network.size() > 64 || !AllOf(in.network, "._-")) {
     return Err("/network", "must be 1..64 characters of [A-Za-z0-9._-]");
   }
-  const std::pair<const char*, const std::string*> texts[] = {
+  const std::pair<const char*, const Str*> texts[] = {
       {"name", &in.name},
       {"hostname", &in.hostname},
       {"local_hostname", &in.local_hostname},
@@ -408,7 +408,7 @@ Status ValidateImpl(const Instance& in, CheckMode mode) {
     if (mode.nic_order && n > 0 && in.nics[n - 1].device_number > nic.device_number) {
       return Err(Path(at, "device_number"), "NICs not ordered by device_number (Normalize sorts)");
     }
-    const std::pair<const char*, const std::vector<std::string>*> lists[] = {
+    const std::pair<const char*, const std::vector<Str>*> lists[] = {
         {"private_ipv4s", &nic.private_ipv4s},
         {"public_ipv4s", &nic.public_ipv4s},
         {"ipv6s", &nic.ipv6s},
@@ -478,7 +478,7 @@ Status ValidateImpl(const Instance& in, CheckMode mode) {
     }
     if (iam.credentials) {
       const Credentials& c = *iam.credentials;
-      const std::pair<const char*, const std::string*> parts[] = {
+      const std::pair<const char*, const Str*> parts[] = {
           {"access_key_id", &c.access_key_id},
           {"secret_access_key", &c.secret_access_key},
           {"token", &c.token},
@@ -522,15 +522,23 @@ Status ValidateImpl(const Instance& in, CheckMode mode) {
 // checked afterwards by ValidateImpl.
 
 
-auto StringMapReader(StringMap& out) {
-  return [&out](const json::value& v, const Path& at) {
+// Keys and values interned when `interned` (tags and block devices: a fleet
+// repeats the same few keys and most values).
+auto StringMapReader(StringMap& out, bool interned = true) {
+  return [&out, interned](const json::value& v, const Path& at) {
     if (!v.is_object()) return Err(at, "expected object");
     out.clear();
     out.reserve(v.get_object().size());
     for (const auto& member : v.get_object()) {
       if (!member.value().is_string()) return Err(Path(at, member.key()), "expected string");
       const json::string& value = member.value().get_string();
-      out.insert_or_assign(std::string(member.key()), std::string(value.data(), value.size()));
+      const std::string_view text(value.data(), value.size());
+      const std::string_view key(member.key().data(), member.key().size());
+      if (interned) {
+        out.insert_or_assign(Str::Interned(key), Str::Interned(text));
+      } else {
+        out.insert_or_assign(Str(key), Str(text));
+      }
     }
     return Status::Ok();
   };
@@ -581,25 +589,25 @@ Status ReadNic(const json::value& v, const Path& at, Nic& nic) {
                         {"device_number", Int(nic.device_number)},
                         {"network_card_index", Int(nic.network_card_index)},
                         {"interface_id", String(nic.interface_id)},
-                        {"owner_id", String(nic.owner_id)},
-                        {"local_hostname", String(nic.local_hostname)},
-                        {"public_hostname", String(nic.public_hostname)},
+                        {"owner_id", InternedString(nic.owner_id)},
+                        {"local_hostname", InternedString(nic.local_hostname)},
+                        {"public_hostname", InternedString(nic.public_hostname)},
                         {"private_ipv4s", StringArray(nic.private_ipv4s)},
                         {"public_ipv4s", StringArray(nic.public_ipv4s)},
                         {"ipv6s", StringArray(nic.ipv6s)},
-                        {"subnet_id", String(nic.subnet_id)},
-                        {"subnet_ipv4_cidr", String(nic.subnet_ipv4_cidr)},
-                        {"subnet_ipv6_cidrs", StringArray(nic.subnet_ipv6_cidrs)},
-                        {"vpc_id", String(nic.vpc_id)},
-                        {"vpc_ipv4_cidr", String(nic.vpc_ipv4_cidr)},
-                        {"vpc_ipv4_cidrs", StringArray(nic.vpc_ipv4_cidrs)},
-                        {"vpc_ipv6_cidrs", StringArray(nic.vpc_ipv6_cidrs)},
-                        {"security_groups", StringArray(nic.security_groups)},
-                        {"security_group_ids", StringArray(nic.security_group_ids)},
+                        {"subnet_id", InternedString(nic.subnet_id)},
+                        {"subnet_ipv4_cidr", InternedString(nic.subnet_ipv4_cidr)},
+                        {"subnet_ipv6_cidrs", InternedStringArray(nic.subnet_ipv6_cidrs)},
+                        {"vpc_id", InternedString(nic.vpc_id)},
+                        {"vpc_ipv4_cidr", InternedString(nic.vpc_ipv4_cidr)},
+                        {"vpc_ipv4_cidrs", InternedStringArray(nic.vpc_ipv4_cidrs)},
+                        {"vpc_ipv6_cidrs", InternedStringArray(nic.vpc_ipv6_cidrs)},
+                        {"security_groups", InternedStringArray(nic.security_groups)},
+                        {"security_group_ids", InternedStringArray(nic.security_group_ids)},
                         // EC2 fidelity fields.
                         {"ipv4_prefixes", StringArray(nic.ipv4_prefixes)},
                         {"ipv6_prefixes", StringArray(nic.ipv6_prefixes)},
-                        {"ipv4_associations", StringMapReader(nic.ipv4_associations)},
+                        {"ipv4_associations", StringMapReader(nic.ipv4_associations, false)},
                     });
 }
 
@@ -625,7 +633,7 @@ auto SshKeys(std::vector<SshKey>& out) {
     for (size_t i = 0; i < array.size(); ++i) {
       SshKey& key = out.emplace_back();
       if (Status s = ReadObject(array[i], Path(at, i),
-                                {{"name", String(key.name)}, {"key", String(key.key)}});
+                                {{"name", InternedString(key.name)}, {"key", String(key.key)}});
           !s.ok()) {
         return s;
       }
@@ -634,7 +642,7 @@ auto SshKeys(std::vector<SshKey>& out) {
   };
 }
 
-auto UserData(std::optional<std::string>& out) {
+auto UserData(std::optional<Str>& out) {
   return [&out](const json::value& v, const Path& at) {
     if (!v.is_string()) return Err(at, "expected string (base64)");
     // Refuse before decoding what cannot fit: 4 characters per 3 bytes, and as
@@ -673,8 +681,8 @@ auto Iam(std::optional<IamRole>& out) {
     IamRole iam;
     if (Status s = ReadObject(v, at,
                               {
-                                  {"role", String(iam.name)},
-                                  {"instance_profile_arn", String(iam.instance_profile_arn)},
+                                  {"role", InternedString(iam.name)},
+                                  {"instance_profile_arn", InternedString(iam.instance_profile_arn)},
                                   {"instance_profile_id", String(iam.instance_profile_id)},
                                   {"credentials", CredentialsField(iam.credentials)},
                               });
@@ -709,22 +717,22 @@ auto Options(MetadataOptions& out) {
 // ---------------------------------------------------------------------------
 // Writing JSON.
 
-void PutString(json::object& o, std::string_view key, const std::string& value) {
-  if (!value.empty()) o[key] = value;
+void PutString(json::object& o, std::string_view key, const Str& value) {
+  if (!value.empty()) o[key] = value.view();
 }
 
-void PutArray(json::object& o, std::string_view key, const std::vector<std::string>& values) {
+void PutArray(json::object& o, std::string_view key, const std::vector<Str>& values) {
   if (values.empty()) return;
   json::array a;
   a.reserve(values.size());
-  for (const auto& v : values) a.emplace_back(v);
+  for (const auto& v : values) a.emplace_back(v.view());
   o[key] = std::move(a);
 }
 
 void PutMap(json::object& o, std::string_view key, const StringMap& m) {
   if (m.empty()) return;
   json::object out;
-  for (const auto& [k, v] : m) out[k] = v;
+  for (const auto& [k, v] : m) out[k.view()] = v.view();
   o[key] = std::move(out);
 }
 
@@ -823,8 +831,10 @@ void CanonicaliseEc2Fields(Instance& in) {
     }
     nic.ipv4_associations = std::move(associations);
   }
-  TruncateCredentials(in.identity_credentials);
-  PlatformEvents& e = in.events;
+  if (!in.ec2.has_value()) return;
+  Ec2Fields& ec2 = in.ec2.mut();
+  TruncateCredentials(ec2.identity_credentials);
+  PlatformEvents& e = ec2.events;
   if (e.spot) {
     e.spot->time = TruncateToSeconds(e.spot->time);
     e.spot->notice_time = TruncateToSeconds(e.spot->notice_time);
@@ -839,7 +849,7 @@ void CanonicaliseEc2Fields(Instance& in) {
   for (LifecycleTransition& t : e.lifecycle) t.at = TruncateToSeconds(t.at);
 }
 
-bool Contains(const std::vector<std::string>& list, const std::string& value) {
+bool Contains(const std::vector<Str>& list, std::string_view value) {
   return std::find(list.begin(), list.end(), value) != list.end();
 }
 
@@ -864,7 +874,7 @@ Status CheckNicEc2Fields(const Path& at, const Nic& nic) {
 }
 
 Status CheckCredentials(const Path& at, const Credentials& c) {
-  const std::pair<const char*, const std::string*> parts[] = {
+  const std::pair<const char*, const Str*> parts[] = {
       {"access_key_id", &c.access_key_id},
       {"secret_access_key", &c.secret_access_key},
       {"token", &c.token},
@@ -878,7 +888,7 @@ Status CheckCredentials(const Path& at, const Credentials& c) {
   return CheckTime(Path(at, "last_updated"), c.last_updated);
 }
 
-Status CheckTextList(const Path& at, const std::vector<std::string>& list) {
+Status CheckTextList(const Path& at, const std::vector<Str>& list) {
   for (size_t i = 0; i < list.size(); ++i) {
     const Path p(at, i);
     if (list[i].empty()) return Err(p, "empty");
@@ -944,35 +954,35 @@ Status ValidateEvents(const PlatformEvents& e) {
 }
 
 Status ValidateEc2Fields(const Instance& in) {
-  const std::pair<const char*, const std::string*> texts[] = {
-      {"ami_manifest_path", &in.ami_manifest_path},
-      {"instance_action", &in.instance_action},
-      {"instance_life_cycle", &in.instance_life_cycle},
-      {"profile", &in.profile},
-      {"placement_group", &in.placement_group},
-      {"host_id", &in.host_id},
+  const std::pair<const char*, const Str*> texts[] = {
+      {"ami_manifest_path", &in.ec2->ami_manifest_path},
+      {"instance_action", &in.ec2->instance_action},
+      {"instance_life_cycle", &in.ec2->instance_life_cycle},
+      {"profile", &in.ec2->profile},
+      {"placement_group", &in.ec2->placement_group},
+      {"host_id", &in.ec2->host_id},
   };
   for (const auto& [name, value] : texts) {
     if (Status s = CheckText(Path(Path(), name), *value); !s.ok()) return s;
   }
-  const std::pair<const char*, const std::vector<std::string>*> lists[] = {
-      {"ancestor_ami_ids", &in.ancestor_ami_ids},
-      {"product_codes", &in.product_codes},
-      {"billing_products", &in.billing_products},
+  const std::pair<const char*, const std::vector<Str>*> lists[] = {
+      {"ancestor_ami_ids", &in.ec2->ancestor_ami_ids},
+      {"product_codes", &in.ec2->product_codes},
+      {"billing_products", &in.ec2->billing_products},
   };
   for (const auto& [name, list] : lists) {
     if (Status s = CheckTextList(Path(Path(), name), *list); !s.ok()) return s;
   }
   // EC2 partition placement groups have at most 7 partitions.
-  if (in.partition_number < 0 || in.partition_number > 7) {
-    return Err("/partition_number", std::to_string(in.partition_number) + " not in 0..7");
+  if (in.ec2->partition_number < 0 || in.ec2->partition_number > 7) {
+    return Err("/partition_number", std::to_string(in.ec2->partition_number) + " not in 0..7");
   }
-  if (in.identity_credentials) {
-    if (Status s = CheckCredentials(Path("/identity_credentials"), *in.identity_credentials); !s.ok()) {
+  if (in.ec2->identity_credentials) {
+    if (Status s = CheckCredentials(Path("/identity_credentials"), *in.ec2->identity_credentials); !s.ok()) {
       return s;
     }
   }
-  return ValidateEvents(in.events);
+  return ValidateEvents(in.ec2->events);
 }
 
 // An event time: an RFC 3339 string, or a delay {"in_seconds": N} counted
@@ -1105,7 +1115,7 @@ json::object EventsToJson(const PlatformEvents& e) {
   json::object o;
   if (e.spot) {
     json::object spot;
-    spot["action"] = e.spot->action;
+    spot["action"] = e.spot->action.view();
     PutTime(spot, "time", e.spot->time);
     PutTime(spot, "notice_time", e.spot->notice_time);
     o["spot"] = std::move(spot);
@@ -1118,8 +1128,8 @@ json::object EventsToJson(const PlatformEvents& e) {
     json::array events;
     for (const ScheduledEvent& ev : e.scheduled) {
       json::object x;
-      x["id"] = ev.id;
-      x["code"] = ev.code;
+      x["id"] = ev.id.view();
+      x["code"] = ev.code.view();
       x["state"] = EventStateName(ev.state);
       PutString(x, "description", ev.description);
       PutTime(x, "not_before", ev.not_before);
@@ -1134,7 +1144,7 @@ json::object EventsToJson(const PlatformEvents& e) {
     json::array steps;
     for (const LifecycleTransition& t : e.lifecycle) {
       json::object x;
-      x["state"] = t.state;
+      x["state"] = t.state.view();
       PutTime(x, "at", t.at);
       steps.emplace_back(std::move(x));
     }
@@ -1146,21 +1156,21 @@ json::object EventsToJson(const PlatformEvents& e) {
 // Defaults are omitted, so records without these fields write exactly what
 // they did before this block existed.
 void Ec2FieldsToJson(const Instance& in, json::object& o) {
-  PutString(o, "ami_manifest_path", in.ami_manifest_path);
-  PutArray(o, "ancestor_ami_ids", in.ancestor_ami_ids);
-  PutArray(o, "product_codes", in.product_codes);
-  PutArray(o, "billing_products", in.billing_products);
-  PutString(o, "instance_action", in.instance_action);
-  PutString(o, "instance_life_cycle", in.instance_life_cycle);
-  PutString(o, "profile", in.profile);
-  PutString(o, "placement_group", in.placement_group);
-  PutString(o, "host_id", in.host_id);
-  if (in.partition_number != 0) o["partition_number"] = in.partition_number;
-  if (in.detailed_monitoring) o["monitoring"] = "enabled";
-  if (in.identity_credentials) {
-    o["identity_credentials"] = CredentialsToJson(*in.identity_credentials);
+  PutString(o, "ami_manifest_path", in.ec2->ami_manifest_path);
+  PutArray(o, "ancestor_ami_ids", in.ec2->ancestor_ami_ids);
+  PutArray(o, "product_codes", in.ec2->product_codes);
+  PutArray(o, "billing_products", in.ec2->billing_products);
+  PutString(o, "instance_action", in.ec2->instance_action);
+  PutString(o, "instance_life_cycle", in.ec2->instance_life_cycle);
+  PutString(o, "profile", in.ec2->profile);
+  PutString(o, "placement_group", in.ec2->placement_group);
+  PutString(o, "host_id", in.ec2->host_id);
+  if (in.ec2->partition_number != 0) o["partition_number"] = in.ec2->partition_number;
+  if (in.ec2->detailed_monitoring) o["monitoring"] = "enabled";
+  if (in.ec2->identity_credentials) {
+    o["identity_credentials"] = CredentialsToJson(*in.ec2->identity_credentials);
   }
-  if (!in.events.empty()) o["events"] = EventsToJson(in.events);
+  if (!in.ec2->events.empty()) o["events"] = EventsToJson(in.ec2->events);
 }
 // --- end EC2 fidelity fields ---
 
@@ -1170,10 +1180,11 @@ common::Result<Instance> FromJson(const json::value& v) { return FromJson(v, Par
 
 common::Result<Instance> FromJson(const json::value& v, const ParseOptions& parse) {
   Instance in;
+  Ec2Fields ec2;  // kept only if the record sets any of it
   bool has_id = false;
   bool has_network = false;
   auto id = String(in.id);
-  auto network = String(in.network);
+  auto network = InternedString(in.network);
   Status s = ReadObject(v, Path(),
                         {
                             {"id",
@@ -1187,20 +1198,20 @@ common::Result<Instance> FromJson(const json::value& v, const ParseOptions& pars
                                return network(x, at);
                              }},
                             {"name", String(in.name)},
-                            {"hostname", String(in.hostname)},
-                            {"local_hostname", String(in.local_hostname)},
-                            {"public_hostname", String(in.public_hostname)},
-                            {"account_id", String(in.account_id)},
-                            {"image_id", String(in.image_id)},
-                            {"instance_type", String(in.instance_type)},
-                            {"kernel_id", String(in.kernel_id)},
-                            {"ramdisk_id", String(in.ramdisk_id)},
+                            {"hostname", InternedString(in.hostname)},
+                            {"local_hostname", InternedString(in.local_hostname)},
+                            {"public_hostname", InternedString(in.public_hostname)},
+                            {"account_id", InternedString(in.account_id)},
+                            {"image_id", InternedString(in.image_id)},
+                            {"instance_type", InternedString(in.instance_type)},
+                            {"kernel_id", InternedString(in.kernel_id)},
+                            {"ramdisk_id", InternedString(in.ramdisk_id)},
                             {"launch_index", Int(in.launch_index)},
                             {"reservation_id", String(in.reservation_id)},
-                            {"region", String(in.region)},
-                            {"availability_zone", String(in.availability_zone)},
-                            {"availability_zone_id", String(in.availability_zone_id)},
-                            {"architecture", String(in.architecture)},
+                            {"region", InternedString(in.region)},
+                            {"availability_zone", InternedString(in.availability_zone)},
+                            {"availability_zone_id", InternedString(in.availability_zone_id)},
+                            {"architecture", InternedString(in.architecture)},
                             {"launch_time", Time(in.launch_time)},
                             {"nics", Nics(in.nics)},
                             {"ssh_keys", SshKeys(in.ssh_keys)},
@@ -1212,39 +1223,40 @@ common::Result<Instance> FromJson(const json::value& v, const ParseOptions& pars
                             // Guest configuration fields.
                             {"network_config",
                              [&in](const json::value& x, const Path& at) {
-                               return ReadNetworkConfig(x, at, in.network_config);
+                               return ReadNetworkConfig(x, at, in.guest.mut().network_config);
                              }},
                             {"devices",
                              [&in](const json::value& x, const Path& at) {
-                               return ReadDevices(x, at, in.devices);
+                               return ReadDevices(x, at, in.guest.mut().devices);
                              }},
                             {"dedicated_cpus",
                              [&in](const json::value& x, const Path& at) {
-                               return ReadIntArray(x, at, in.dedicated_cpus);
+                               return ReadIntArray(x, at, in.guest.mut().dedicated_cpus);
                              }},
                             {"vendor_data",
                              [&in](const json::value& x, const Path& at) {
-                               return ReadJsonObjectText(x, at, in.vendor_data);
+                               return ReadJsonObjectText(x, at, in.guest.mut().vendor_data);
                              }},
-                            {"flavours", StringArray(in.flavours)},
+                            {"flavours", InternedStringArray(in.flavours)},
                             // EC2 fidelity fields.
-                            {"ami_manifest_path", String(in.ami_manifest_path)},
-                            {"ancestor_ami_ids", StringArray(in.ancestor_ami_ids)},
-                            {"product_codes", StringArray(in.product_codes)},
-                            {"billing_products", StringArray(in.billing_products)},
-                            {"instance_action", String(in.instance_action)},
-                            {"instance_life_cycle", String(in.instance_life_cycle)},
-                            {"profile", String(in.profile)},
-                            {"placement_group", String(in.placement_group)},
-                            {"host_id", String(in.host_id)},
-                            {"partition_number", Int(in.partition_number)},
-                            {"monitoring", Choice(in.detailed_monitoring, "enabled", "disabled")},
-                            {"identity_credentials", CredentialsField(in.identity_credentials)},
-                            {"events", Events(in.events, parse)},
+                            {"ami_manifest_path", InternedString(ec2.ami_manifest_path)},
+                            {"ancestor_ami_ids", InternedStringArray(ec2.ancestor_ami_ids)},
+                            {"product_codes", InternedStringArray(ec2.product_codes)},
+                            {"billing_products", InternedStringArray(ec2.billing_products)},
+                            {"instance_action", InternedString(ec2.instance_action)},
+                            {"instance_life_cycle", InternedString(ec2.instance_life_cycle)},
+                            {"profile", InternedString(ec2.profile)},
+                            {"placement_group", InternedString(ec2.placement_group)},
+                            {"host_id", String(ec2.host_id)},
+                            {"partition_number", Int(ec2.partition_number)},
+                            {"monitoring", Choice(ec2.detailed_monitoring, "enabled", "disabled")},
+                            {"identity_credentials", CredentialsField(ec2.identity_credentials)},
+                            {"events", Events(ec2.events, parse)},
                         });
   if (!s.ok()) return s;
   if (!has_id) return Err("/id", "required");
-  if (!has_network) in.network = "default";
+  if (!has_network) in.network = Str::Interned("default");
+  in.ec2.Set(std::move(ec2));
   Canonicalise(in);
   if (Status v_status = ValidateImpl(in, CheckMode{.nic_order = false}); !v_status.ok()) {
     return v_status;
@@ -1275,8 +1287,8 @@ common::Result<Instance> FromJsonText(std::string_view text) {
 
 json::value ToJson(const Instance& in) {
   json::object o;
-  o["id"] = in.id;
-  o["network"] = in.network;
+  o["id"] = in.id.view();
+  o["network"] = in.network.view();
   PutString(o, "name", in.name);
   PutString(o, "hostname", in.hostname);
   PutString(o, "local_hostname", in.local_hostname);
@@ -1292,7 +1304,7 @@ json::value ToJson(const Instance& in) {
   PutString(o, "availability_zone", in.availability_zone);
   PutString(o, "availability_zone_id", in.availability_zone_id);
   // Always written: its default is not empty, so omitting "" would read back as "x86_64".
-  o["architecture"] = in.architecture;
+  o["architecture"] = in.architecture.view();
   PutTime(o, "launch_time", in.launch_time);
   if (!in.nics.empty()) {
     json::array nics;
@@ -1309,7 +1321,7 @@ json::value ToJson(const Instance& in) {
   PutMap(o, "tags", in.tags);
   if (in.iam) {
     json::object iam;
-    iam["role"] = in.iam->name;
+    iam["role"] = in.iam->name.view();
     PutString(iam, "instance_profile_arn", in.iam->instance_profile_arn);
     PutString(iam, "instance_profile_id", in.iam->instance_profile_id);
     if (in.iam->credentials) {
@@ -1446,30 +1458,30 @@ void EventsToText(Writer& w, const PlatformEvents& e) {
 }
 
 void Ec2FieldsToText(Writer& w, const Instance& in) {
-  w.PutString("ami_manifest_path", in.ami_manifest_path);
-  w.PutArray("ancestor_ami_ids", in.ancestor_ami_ids);
-  w.PutArray("product_codes", in.product_codes);
-  w.PutArray("billing_products", in.billing_products);
-  w.PutString("instance_action", in.instance_action);
-  w.PutString("instance_life_cycle", in.instance_life_cycle);
-  w.PutString("profile", in.profile);
-  w.PutString("placement_group", in.placement_group);
-  w.PutString("host_id", in.host_id);
-  if (in.partition_number != 0) {
+  w.PutString("ami_manifest_path", in.ec2->ami_manifest_path);
+  w.PutArray("ancestor_ami_ids", in.ec2->ancestor_ami_ids);
+  w.PutArray("product_codes", in.ec2->product_codes);
+  w.PutArray("billing_products", in.ec2->billing_products);
+  w.PutString("instance_action", in.ec2->instance_action);
+  w.PutString("instance_life_cycle", in.ec2->instance_life_cycle);
+  w.PutString("profile", in.ec2->profile);
+  w.PutString("placement_group", in.ec2->placement_group);
+  w.PutString("host_id", in.ec2->host_id);
+  if (in.ec2->partition_number != 0) {
     w.Key("partition_number");
-    w.Int(in.partition_number);
+    w.Int(in.ec2->partition_number);
   }
-  if (in.detailed_monitoring) {
+  if (in.ec2->detailed_monitoring) {
     w.Key("monitoring");
     w.String("enabled");
   }
-  if (in.identity_credentials) {
+  if (in.ec2->identity_credentials) {
     w.Key("identity_credentials");
-    CredentialsToText(w, *in.identity_credentials);
+    CredentialsToText(w, *in.ec2->identity_credentials);
   }
-  if (!in.events.empty()) {
+  if (!in.ec2->events.empty()) {
     w.Key("events");
-    EventsToText(w, in.events);
+    EventsToText(w, in.ec2->events);
   }
 }
 
@@ -1478,7 +1490,7 @@ size_t EstimatedTextSize(const Instance& in) {
   size_t n = 1024 + 512 * in.nics.size() + 256 * in.ssh_keys.size();
   if (in.user_data) n += (in.user_data->size() + 2) / 3 * 4;
   if (in.iam && in.iam->credentials) n += in.iam->credentials->token.size();
-  if (in.vendor_data) n += in.vendor_data->size();
+  if (in.guest->vendor_data) n += in.guest->vendor_data->size();
   return n;
 }
 
@@ -1584,6 +1596,15 @@ std::vector<std::string> CallerAddresses(const Instance& instance) {
     if (std::find(out.begin(), out.end(), text) == out.end()) out.push_back(std::move(text));
   });
   return out;
+}
+
+}  // namespace openimds::model
+
+namespace openimds::model {
+
+Str DefaultArchitecture() {
+  static const Str* const kX86_64 = new Str(Str::Interned("x86_64"));
+  return *kX86_64;
 }
 
 }  // namespace openimds::model

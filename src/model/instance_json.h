@@ -85,7 +85,7 @@ void ForEachCallerAddress(const Instance& instance, F&& fn) {
       if (auto ip = common::IpAddress::Parse(a)) fn(*ip);
     }
   }
-  for (const IpNetwork& n : instance.network_config.networks) {
+  for (const IpNetwork& n : instance.guest->network_config.networks) {
     if (n.mode != AddressMode::kStatic || n.address.empty()) continue;
     if (auto ip = common::IpAddress::Parse(
             std::string_view(n.address).substr(0, n.address.find('/')))) {

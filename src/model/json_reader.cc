@@ -111,4 +111,19 @@ Status StringArrayValue(const json::value& v, const Path& at, std::vector<std::s
   return Status::Ok();
 }
 
+Status StringArrayValue(const json::value& v, const Path& at, std::vector<Str>& out,
+                        bool interned) {
+  if (!v.is_array()) return Err(at, "expected array");
+  out.clear();
+  const auto& array = v.get_array();
+  out.reserve(array.size());
+  for (size_t i = 0; i < array.size(); ++i) {
+    if (!array[i].is_string()) return Err(Path(at, i), "expected string");
+    const json::string& s = array[i].get_string();
+    const std::string_view text(s.data(), s.size());
+    out.push_back(interned ? Str::Interned(text) : Str(text));
+  }
+  return Status::Ok();
+}
+
 }  // namespace openimds::model::json_reader

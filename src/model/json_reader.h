@@ -10,6 +10,7 @@
 #include <boost/json/value.hpp>
 
 #include "common/status.h"
+#include "model/str.h"
 
 // The small toolkit the model's strict JSON readers share (instance_json.cc,
 // network_config_json.cc). Internal to the model module.
@@ -98,6 +99,24 @@ inline auto String(std::string& out) {
     return common::Status::Ok();
   };
 }
+// Into the model's Str; Interned for values that repeat across instances
+// (region, zone, VPC, ...), so a fleet holds one copy of each.
+inline auto String(Str& out) {
+  return [&out](const boost::json::value& v, const Path& at) -> common::Status {
+    if (!v.is_string()) return Err(at, "expected string");
+    const boost::json::string& s = v.get_string();
+    out = Str(std::string_view(s.data(), s.size()));
+    return common::Status::Ok();
+  };
+}
+inline auto InternedString(Str& out) {
+  return [&out](const boost::json::value& v, const Path& at) -> common::Status {
+    if (!v.is_string()) return Err(at, "expected string");
+    const boost::json::string& s = v.get_string();
+    out = Str::Interned(std::string_view(s.data(), s.size()));
+    return common::Status::Ok();
+  };
+}
 common::Status IntValue(const boost::json::value& v, const Path& at, int& out);
 inline auto Int(int& out) {
   return [&out](const boost::json::value& v, const Path& at) { return IntValue(v, at, out); };
@@ -107,6 +126,19 @@ common::Status StringArrayValue(const boost::json::value& v, const Path& at,
 inline auto StringArray(std::vector<std::string>& out) {
   return [&out](const boost::json::value& v, const Path& at) {
     return StringArrayValue(v, at, out);
+  };
+}
+
+common::Status StringArrayValue(const boost::json::value& v, const Path& at,
+                                std::vector<Str>& out, bool interned);
+inline auto StringArray(std::vector<Str>& out) {
+  return [&out](const boost::json::value& v, const Path& at) {
+    return StringArrayValue(v, at, out, false);
+  };
+}
+inline auto InternedStringArray(std::vector<Str>& out) {
+  return [&out](const boost::json::value& v, const Path& at) {
+    return StringArrayValue(v, at, out, true);
   };
 }
 

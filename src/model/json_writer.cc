@@ -70,18 +70,10 @@ void Writer::Base64(std::string_view bytes) {
   need_comma_ = true;
 }
 
-void Writer::PutString(std::string_view key, const std::string& value) {
+void Writer::PutString(std::string_view key, std::string_view value) {
   if (value.empty()) return;
   Key(key);
   String(value);
-}
-
-void Writer::PutArray(std::string_view key, const std::vector<std::string>& values) {
-  if (values.empty()) return;
-  Key(key);
-  BeginArray();
-  for (const auto& v : values) String(v);
-  EndArray();
 }
 
 void Writer::PutMap(std::string_view key, const StringMap& m) {

@@ -35,8 +35,15 @@ class Writer {
   void Base64(std::string_view bytes);
 
   // The members ToJson writes with PutString/PutArray/PutMap: omitted when empty.
-  void PutString(std::string_view key, const std::string& value);
-  void PutArray(std::string_view key, const std::vector<std::string>& values);
+  void PutString(std::string_view key, std::string_view value);
+  template <typename T>  // std::string or Str
+  void PutArray(std::string_view key, const std::vector<T>& values) {
+    if (values.empty()) return;
+    Key(key);
+    BeginArray();
+    for (const auto& v : values) String(v);
+    EndArray();
+  }
   void PutMap(std::string_view key, const StringMap& m);
 
  private:

@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include "model/str.h"
+
 namespace openimds::model {
 
 // The guest's network configuration: what the guest should configure on its
@@ -95,6 +97,17 @@ struct Device {
   std::string serial;
   std::string path;
   friend bool operator==(const Device&, const Device&) = default;
+};
+
+// The guest configuration part of a record (docs/instance.md "Guest network
+// configuration"): JSON in network_config_json.cc, at the record's top level.
+struct GuestConfig {
+  NetworkConfig network_config;     // links, networks, resolvers; empty = derived from nics
+  std::vector<Device> devices;      // tagged devices (device-role tagging)
+  std::vector<int> dedicated_cpus;  // pinned host CPU ids, sorted and unique
+  // Per-instance vendor data: a JSON object in compact form.
+  std::optional<Str> vendor_data;
+  friend bool operator==(const GuestConfig&, const GuestConfig&) = default;
 };
 
 }  // namespace openimds::model

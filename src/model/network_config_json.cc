@@ -259,7 +259,7 @@ constexpr std::string_view kBondModes[] = {"802.3ad",   "balance-rr",  "active-b
                                            "balance-alb"};
 
 Status CheckNetworkConfig(const Instance& in) {
-  const NetworkConfig& nc = in.network_config;
+  const NetworkConfig& nc = in.guest->network_config;
   // Most records have none; skip building the MAC set for nothing.
   if (nc.empty()) return Status::Ok();
   const std::string root = "/network_config";
@@ -406,8 +406,8 @@ Status CheckNetworkConfig(const Instance& in) {
 constexpr std::string_view kBuses[] = {"pci", "usb", "scsi", "ide", "xen", "none"};
 
 Status CheckDevices(const Instance& in) {
-  for (size_t i = 0; i < in.devices.size(); ++i) {
-    const Device& d = in.devices[i];
+  for (size_t i = 0; i < in.guest->devices.size(); ++i) {
+    const Device& d = in.guest->devices[i];
     const std::string at = Child("/devices", i);
     if (std::find(std::begin(kBuses), std::end(kBuses), d.bus) == std::end(kBuses)) {
       return Err(Child(at, "bus"), "expected pci, usb, scsi, ide, xen or none");
@@ -444,10 +444,11 @@ bool IsFlavourName(std::string_view s) {
   });
 }
 
-void PutStrings(json::object& o, std::string_view key, const std::vector<std::string>& v) {
+template <typename T>  // std::string or Str
+void PutStrings(json::object& o, std::string_view key, const std::vector<T>& v) {
   if (v.empty()) return;
   json::array a;
-  for (const auto& s : v) a.emplace_back(s);
+  for (const auto& s : v) a.emplace_back(std::string_view(s));
   o[key] = std::move(a);
 }
 
@@ -489,14 +490,16 @@ Status ReadIntArray(const json::value& v, const Path& at, std::vector<int>& out)
 }
 
 Status ReadJsonObjectText(const json::value& v, const Path& at,
-                          std::optional<std::string>& out) {
+                          std::optional<Str>& out) {
   if (!v.is_object()) return Err(at, "expected object");
   out = json::serialize(v);
   return Status::Ok();
 }
 
 void CanonicaliseGuestConfig(Instance& in) {
-  NetworkConfig& nc = in.network_config;
+  if (!in.guest.has_value()) return;
+  GuestConfig& g = in.guest.mut();
+  NetworkConfig& nc = g.network_config;
   for (Link& l : nc.links) {
     if (IsMac(l.mac)) l.mac = Lower(l.mac);
   }
@@ -510,35 +513,36 @@ void CanonicaliseGuestConfig(Instance& in) {
     for (auto& d : n.dns_servers) CanonAddress(d);
   }
   for (auto& d : nc.dns_servers) CanonAddress(d);
-  for (Device& d : in.devices) {
+  for (Device& d : g.devices) {
     if (IsMac(d.mac)) d.mac = Lower(d.mac);
   }
-  std::sort(in.dedicated_cpus.begin(), in.dedicated_cpus.end());
-  in.dedicated_cpus.erase(std::unique(in.dedicated_cpus.begin(), in.dedicated_cpus.end()),
-                          in.dedicated_cpus.end());
-  if (in.vendor_data) {
+  std::sort(g.dedicated_cpus.begin(), g.dedicated_cpus.end());
+  g.dedicated_cpus.erase(std::unique(g.dedicated_cpus.begin(), g.dedicated_cpus.end()),
+                          g.dedicated_cpus.end());
+  if (g.vendor_data) {
     // Compact serialisation, so equal documents compare equal.
     boost::system::error_code ec;
-    json::value parsed = json::parse(*in.vendor_data, ec);
-    if (!ec) in.vendor_data = json::serialize(parsed);
+    json::value parsed = json::parse(g.vendor_data->view(), ec);
+    if (!ec) g.vendor_data = json::serialize(parsed);
   }
+  in.guest.Compact();  // "network_config": {} and the like set nothing
 }
 
 Status ValidateGuestConfig(const Instance& in) {
   if (Status s = CheckNetworkConfig(in); !s.ok()) return s;
   if (Status s = CheckDevices(in); !s.ok()) return s;
-  for (size_t i = 0; i < in.dedicated_cpus.size(); ++i) {
+  for (size_t i = 0; i < in.guest->dedicated_cpus.size(); ++i) {
     const std::string at = Child("/dedicated_cpus", i);
-    if (in.dedicated_cpus[i] < 0) return Err(at, "negative");
-    if (i > 0 && in.dedicated_cpus[i - 1] >= in.dedicated_cpus[i]) {
+    if (in.guest->dedicated_cpus[i] < 0) return Err(at, "negative");
+    if (i > 0 && in.guest->dedicated_cpus[i - 1] >= in.guest->dedicated_cpus[i]) {
       return Err(at, "not sorted and unique (Normalize sorts)");
     }
   }
-  if (in.vendor_data) {
+  if (in.guest->vendor_data) {
     boost::system::error_code ec;
-    json::value parsed = json::parse(*in.vendor_data, ec);
+    json::value parsed = json::parse(in.guest->vendor_data->view(), ec);
     if (ec || !parsed.is_object()) return Err("/vendor_data", "not a JSON object");
-    if (json::serialize(parsed) != *in.vendor_data) {
+    if (json::serialize(parsed) != *in.guest->vendor_data) {
       return Err("/vendor_data", "not in compact form (Normalize rewrites it)");
     }
   }
@@ -552,7 +556,7 @@ Status ValidateGuestConfig(const Instance& in) {
 }
 
 void GuestConfigToJson(const Instance& in, json::object& o) {
-  const NetworkConfig& nc = in.network_config;
+  const NetworkConfig& nc = in.guest->network_config;
   if (!nc.empty()) {
     json::object out;
     if (!nc.links.empty()) {
@@ -600,9 +604,9 @@ void GuestConfigToJson(const Instance& in, json::object& o) {
     PutStrings(out, "dns_servers", nc.dns_servers);
     o["network_config"] = std::move(out);
   }
-  if (!in.devices.empty()) {
+  if (!in.guest->devices.empty()) {
     json::array devices;
-    for (const Device& d : in.devices) {
+    for (const Device& d : in.guest->devices) {
       json::object j;
       j["type"] = d.kind == Device::Kind::kNic ? "nic" : "disk";
       j["bus"] = d.bus;
@@ -617,14 +621,14 @@ void GuestConfigToJson(const Instance& in, json::object& o) {
     }
     o["devices"] = std::move(devices);
   }
-  if (!in.dedicated_cpus.empty()) {
+  if (!in.guest->dedicated_cpus.empty()) {
     json::array cpus;
-    for (int c : in.dedicated_cpus) cpus.emplace_back(c);
+    for (int c : in.guest->dedicated_cpus) cpus.emplace_back(c);
     o["dedicated_cpus"] = std::move(cpus);
   }
-  if (in.vendor_data) {
+  if (in.guest->vendor_data) {
     boost::system::error_code ec;
-    json::value parsed = json::parse(*in.vendor_data, ec);
+    json::value parsed = json::parse(in.guest->vendor_data->view(), ec);
     if (!ec) o["vendor_data"] = std::move(parsed);
   }
   PutStrings(o, "flavours", in.flavours);
@@ -632,7 +636,7 @@ void GuestConfigToJson(const Instance& in, json::object& o) {
 
 // Mirrors GuestConfigToJson member for member (tests/model compares them).
 void GuestConfigToJsonText(const Instance& in, json_writer::Writer& w) {
-  const NetworkConfig& nc = in.network_config;
+  const NetworkConfig& nc = in.guest->network_config;
   if (!nc.empty()) {
     w.Key("network_config");
     w.BeginObject();
@@ -702,10 +706,10 @@ void GuestConfigToJsonText(const Instance& in, json_writer::Writer& w) {
     w.PutArray("dns_servers", nc.dns_servers);
     w.EndObject();
   }
-  if (!in.devices.empty()) {
+  if (!in.guest->devices.empty()) {
     w.Key("devices");
     w.BeginArray();
-    for (const Device& d : in.devices) {
+    for (const Device& d : in.guest->devices) {
       w.BeginObject();
       w.Key("type");
       w.String(d.kind == Device::Kind::kNic ? "nic" : "disk");
@@ -729,17 +733,17 @@ void GuestConfigToJsonText(const Instance& in, json_writer::Writer& w) {
     }
     w.EndArray();
   }
-  if (!in.dedicated_cpus.empty()) {
+  if (!in.guest->dedicated_cpus.empty()) {
     w.Key("dedicated_cpus");
     w.BeginArray();
-    for (int c : in.dedicated_cpus) w.Int(c);
+    for (int c : in.guest->dedicated_cpus) w.Int(c);
     w.EndArray();
   }
-  if (in.vendor_data) {
+  if (in.guest->vendor_data) {
     // Written as ToJson writes it: re-serialised from a parse, and dropped
     // when it does not parse.
     boost::system::error_code ec;
-    json::value parsed = json::parse(*in.vendor_data, ec);
+    json::value parsed = json::parse(in.guest->vendor_data->view(), ec);
     if (!ec) {
       w.Key("vendor_data");
       w.Raw(json::serialize(parsed));

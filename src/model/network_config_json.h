@@ -31,7 +31,7 @@ common::Status ReadIntArray(const boost::json::value& v, const json_reader::Path
                             std::vector<int>& out);
 // Any JSON object; kept as its compact serialisation.
 common::Status ReadJsonObjectText(const boost::json::value& v, const json_reader::Path& at,
-                                  std::optional<std::string>& out);
+                                  std::optional<Str>& out);
 
 // Canonical spellings (MACs lower case, addresses and CIDRs in canonical
 // text, dedicated_cpus sorted and unique, flavours unique in given order).

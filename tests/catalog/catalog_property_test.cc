@@ -89,7 +89,7 @@ void ExpectSame(const Snapshot& snap, const State& state, const std::string& whe
     for (const auto& address : Universe()) {
       const model::Instance* got = snap.FindByAddress(network, address);
       const auto want = Expected(state, network, address);
-      EXPECT_EQ(got == nullptr ? std::string("-") : got->id, want.value_or("-"))
+      EXPECT_EQ(got == nullptr ? std::string("-") : got->id.str(), want.value_or("-"))
           << where << ": " << network << " " << address.ToString();
     }
   }

@@ -85,26 +85,26 @@ std::string Refusal(std::string_view text, ParseOptions options = {}) {
 
 TEST(InstanceEc2FieldsTest, ParsesEveryField) {
   const Instance in = Parse(kFull);
-  EXPECT_EQ(in.ami_manifest_path, "my-bucket/my-image.manifest.xml");
-  EXPECT_EQ(in.ancestor_ami_ids.size(), 2u);
-  EXPECT_EQ(in.product_codes, std::vector<std::string>{"1abc2defghijklm3nopqrs4tu"});
-  EXPECT_EQ(in.billing_products, std::vector<std::string>{"bp-6ba54002"});
-  EXPECT_EQ(in.instance_action, "none");
-  EXPECT_EQ(in.instance_life_cycle, "spot");
-  EXPECT_EQ(in.profile, "default-hvm");
-  EXPECT_EQ(in.placement_group, "my-cluster");
-  EXPECT_EQ(in.host_id, "h-0123456789abcdef0");
-  EXPECT_EQ(in.partition_number, 3);
-  EXPECT_TRUE(in.detailed_monitoring);
-  ASSERT_TRUE(in.identity_credentials.has_value());
-  EXPECT_EQ(in.identity_credentials->expiration, At("2026-11-25T19:00:00Z"));
+  EXPECT_EQ(in.ec2->ami_manifest_path, "my-bucket/my-image.manifest.xml");
+  EXPECT_EQ(in.ec2->ancestor_ami_ids.size(), 2u);
+  EXPECT_EQ(in.ec2->product_codes, std::vector<model::Str>{"1abc2defghijklm3nopqrs4tu"});
+  EXPECT_EQ(in.ec2->billing_products, std::vector<model::Str>{"bp-6ba54002"});
+  EXPECT_EQ(in.ec2->instance_action, "none");
+  EXPECT_EQ(in.ec2->instance_life_cycle, "spot");
+  EXPECT_EQ(in.ec2->profile, "default-hvm");
+  EXPECT_EQ(in.ec2->placement_group, "my-cluster");
+  EXPECT_EQ(in.ec2->host_id, "h-0123456789abcdef0");
+  EXPECT_EQ(in.ec2->partition_number, 3);
+  EXPECT_TRUE(in.ec2->detailed_monitoring);
+  ASSERT_TRUE(in.ec2->identity_credentials.has_value());
+  EXPECT_EQ(in.ec2->identity_credentials->expiration, At("2026-11-25T19:00:00Z"));
 
   const Nic& eth0 = in.nics[0];
-  EXPECT_EQ(eth0.ipv4_prefixes, std::vector<std::string>{"10.0.8.0/28"});
-  EXPECT_EQ(eth0.ipv6_prefixes, std::vector<std::string>{"2001:db8:1::/80"});
+  EXPECT_EQ(eth0.ipv4_prefixes, std::vector<model::Str>{"10.0.8.0/28"});
+  EXPECT_EQ(eth0.ipv6_prefixes, std::vector<model::Str>{"2001:db8:1::/80"});
   EXPECT_EQ(eth0.ipv4_associations.at("203.0.113.26"), "10.0.0.6");
 
-  const PlatformEvents& e = in.events;
+  const PlatformEvents& e = in.ec2->events;
   ASSERT_TRUE(e.spot.has_value());
   EXPECT_EQ(e.spot->action, "terminate");
   EXPECT_EQ(e.spot->time, At("2026-11-25T14:02:00Z"));
@@ -137,11 +137,11 @@ TEST(InstanceEc2FieldsTest, DefaultsAreOmittedSoOldRecordsWriteAsBefore) {
         "partition_number", "monitoring", "identity_credentials", "events"}) {
     EXPECT_FALSE(o.contains(absent)) << absent;
   }
-  EXPECT_TRUE(in.events.empty());
-  EXPECT_FALSE(in.detailed_monitoring);
+  EXPECT_TRUE(in.ec2->events.empty());
+  EXPECT_FALSE(in.ec2->detailed_monitoring);
   // "disabled" parses and is written by omission.
   const Instance off = Parse(R"({"id": "i-1", "monitoring": "disabled"})");
-  EXPECT_FALSE(off.detailed_monitoring);
+  EXPECT_FALSE(off.ec2->detailed_monitoring);
   EXPECT_FALSE(ToJson(off).as_object().contains("monitoring"));
 }
 
@@ -157,14 +157,14 @@ TEST(InstanceEc2FieldsTest, DelaysBecomeAbsoluteTimes) {
       "target_lifecycle_states": [{"state": "InService"},
                                   {"state": "Terminated", "at": {"in_seconds": 600}}]}})",
                             at);
-  EXPECT_EQ(in.events.spot->time, At("2026-11-25T13:02:00Z"));
-  EXPECT_EQ(in.events.spot->notice_time, TimePoint{});  // unset: two minutes before time
-  EXPECT_EQ(in.events.rebalance_notice, At("2026-11-25T13:00:00Z"));
-  EXPECT_EQ(in.events.scheduled[0].not_before, At("2026-11-26T13:00:00Z"));
-  EXPECT_EQ(in.events.scheduled[0].not_after, At("2026-11-26T14:00:00Z"));
-  EXPECT_EQ(in.events.scheduled[0].notice_time, At("2026-11-25T13:00:30Z"));
-  EXPECT_EQ(in.events.lifecycle[0].at, TimePoint{});
-  EXPECT_EQ(in.events.lifecycle[1].at, At("2026-11-25T13:10:00Z"));
+  EXPECT_EQ(in.ec2->events.spot->time, At("2026-11-25T13:02:00Z"));
+  EXPECT_EQ(in.ec2->events.spot->notice_time, TimePoint{});  // unset: two minutes before time
+  EXPECT_EQ(in.ec2->events.rebalance_notice, At("2026-11-25T13:00:00Z"));
+  EXPECT_EQ(in.ec2->events.scheduled[0].not_before, At("2026-11-26T13:00:00Z"));
+  EXPECT_EQ(in.ec2->events.scheduled[0].not_after, At("2026-11-26T14:00:00Z"));
+  EXPECT_EQ(in.ec2->events.scheduled[0].notice_time, At("2026-11-25T13:00:30Z"));
+  EXPECT_EQ(in.ec2->events.lifecycle[0].at, TimePoint{});
+  EXPECT_EQ(in.ec2->events.lifecycle[1].at, At("2026-11-25T13:10:00Z"));
   // Written back as absolute times; reading them again needs no clock.
   const std::string text = ToJsonText(in);
   EXPECT_EQ(text.find("in_seconds"), std::string::npos);
@@ -177,9 +177,9 @@ TEST(InstanceEc2FieldsTest, DelayWithoutAnExplicitClockUsesTheSystemClock) {
   const Instance in =
       Parse(R"({"id": "i-1", "events": {"rebalance": {"notice_time": {"in_seconds": 60}}}})");
   const auto after = std::chrono::system_clock::now();
-  ASSERT_TRUE(in.events.rebalance_notice.has_value());
-  EXPECT_GE(*in.events.rebalance_notice, before + std::chrono::seconds(59));
-  EXPECT_LE(*in.events.rebalance_notice, after + std::chrono::seconds(60));
+  ASSERT_TRUE(in.ec2->events.rebalance_notice.has_value());
+  EXPECT_GE(*in.ec2->events.rebalance_notice, before + std::chrono::seconds(59));
+  EXPECT_LE(*in.ec2->events.rebalance_notice, after + std::chrono::seconds(60));
 }
 
 TEST(InstanceEc2FieldsTest, CanonicalForms) {
@@ -188,9 +188,9 @@ TEST(InstanceEc2FieldsTest, CanonicalForms) {
       "ipv6_prefixes": ["2001:DB8:1:0::/80"],
       "ipv4_associations": {"::ffff:203.0.113.25": "::ffff:10.0.0.5"}}],
       "events": {"rebalance": {"notice_time": "2026-11-25T15:00:00.9+02:00"}}})");
-  EXPECT_EQ(in.nics[0].ipv6_prefixes, std::vector<std::string>{"2001:db8:1::/80"});
+  EXPECT_EQ(in.nics[0].ipv6_prefixes, std::vector<model::Str>{"2001:db8:1::/80"});
   EXPECT_EQ(in.nics[0].ipv4_associations.at("203.0.113.25"), "10.0.0.5");
-  EXPECT_EQ(in.events.rebalance_notice, At("2026-11-25T13:00:00Z"));
+  EXPECT_EQ(in.ec2->events.rebalance_notice, At("2026-11-25T13:00:00Z"));
 }
 
 TEST(InstanceEc2FieldsTest, Refusals) {
@@ -272,15 +272,15 @@ TEST(InstanceEc2FieldsTest, ValidateChecksRecordsBuiltInCode) {
   Instance in;
   in.id = "i-1";
   in.network = "default";
-  in.events.spot = SpotInterruption{"terminate", At("2026-11-25T13:00:00Z"), TimePoint{}};
+  in.ec2.mut().events.spot = SpotInterruption{"terminate", At("2026-11-25T13:00:00Z"), TimePoint{}};
   EXPECT_TRUE(Validate(in).ok()) << Validate(in).ToString();
-  in.events.spot->time += std::chrono::milliseconds(5);
+  in.ec2.mut().events.spot->time += std::chrono::milliseconds(5);
   EXPECT_NE(Validate(in).message().find("/events/spot/time: has a fraction"), std::string::npos);
   Normalize(in);
   EXPECT_TRUE(Validate(in).ok()) << Validate(in).ToString();
-  in.events.lifecycle.push_back(LifecycleTransition{"Warmed:Hibernated", TimePoint{}});
+  in.ec2.mut().events.lifecycle.push_back(LifecycleTransition{"Warmed:Hibernated", TimePoint{}});
   EXPECT_TRUE(Validate(in).ok());
-  in.events.lifecycle.push_back(LifecycleTransition{"Warmed:Sleeping", TimePoint{}});
+  in.ec2.mut().events.lifecycle.push_back(LifecycleTransition{"Warmed:Sleeping", TimePoint{}});
   EXPECT_FALSE(Validate(in).ok());
 }
 
@@ -299,9 +299,9 @@ TEST(InstanceEc2FieldsTest, DocsExampleParses) {
   ParseOptions at;
   at.now = At("2026-11-25T13:00:00Z");
   const Instance in = Parse("{\"id\": \"i-1\", " + fragment + "}", at);
-  EXPECT_EQ(in.events.spot->time, At("2026-11-25T13:02:30Z"));
-  EXPECT_EQ(in.events.scheduled.size(), 1u);
-  EXPECT_EQ(in.events.lifecycle.size(), 2u);
+  EXPECT_EQ(in.ec2->events.spot->time, At("2026-11-25T13:02:30Z"));
+  EXPECT_EQ(in.ec2->events.scheduled.size(), 1u);
+  EXPECT_EQ(in.ec2->events.lifecycle.size(), 2u);
   EXPECT_TRUE(Validate(in).ok()) << Validate(in).ToString();
 }
 

@@ -527,12 +527,12 @@ TEST(InstanceJsonTest, LimitsAreInclusive) {
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ(*back, in);
 
-  in.tags["e"] += "\xc3\xa9";
+  in.tags["e"] = in.tags["e"] + "\xc3\xa9";
   EXPECT_THAT(Validate(in).message(), StartsWith("/tags/e: value longer than 256"));
   in.tags.erase("e");
-  in.user_data->push_back('x');
+  in.user_data = *in.user_data + 'x';
   EXPECT_THAT(Validate(in).message(), StartsWith("/user_data: 65537 bytes"));
-  in.user_data->pop_back();
+  in.user_data = in.user_data->substr(0, in.user_data->size() - 1);
   in.options.hop_limit = 1;
   EXPECT_TRUE(Validate(in).ok());
 }

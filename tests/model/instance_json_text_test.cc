@@ -38,8 +38,8 @@ Instance Everything() {
   Instance in;
   in.id = "i-0123456789abcdef0";
   in.network = "tenant-07";
-  in.name = "quote\" backslash\\ slash/ \b\f\n\r\t \x01\x1f\x7f caf\xc3\xa9 \xff";
-  in.name.push_back('\0');
+  in.name = std::string("quote\" backslash\\ slash/ \b\f\n\r\t \x01\x1f\x7f caf\xc3\xa9 \xff") +
+            std::string(1, '\0');
   in.hostname = "h";
   in.local_hostname = "l";
   in.public_hostname = "p";
@@ -112,7 +112,7 @@ Instance Everything() {
   vlan.kind = Link::Kind::kVlan;
   vlan.vlan_id = 100;
   vlan.vlan_link = "bond0";
-  in.network_config.links = {phys, bond, vlan};
+  in.guest.mut().network_config.links = {phys, bond, vlan};
   IpNetwork net;
   net.link = "eth0";
   net.network_id = "n";
@@ -122,8 +122,8 @@ Instance Everything() {
   net.gateway = "2001:db8::1";
   net.routes = {{"::/0", "2001:db8::1"}};
   net.dns_servers = {"2001:db8::53"};
-  in.network_config.networks = {net, IpNetwork{}};
-  in.network_config.dns_servers = {"1.1.1.1"};
+  in.guest.mut().network_config.networks = {net, IpNetwork{}};
+  in.guest.mut().network_config.dns_servers = {"1.1.1.1"};
   Device nic_dev;
   nic_dev.kind = Device::Kind::kNic;
   nic_dev.bus = "pci";
@@ -138,25 +138,25 @@ Instance Everything() {
   disk.address = "0:0";
   disk.serial = "s";
   disk.path = "/dev/sdb";
-  in.devices = {nic_dev, disk};
-  in.dedicated_cpus = {5, 3, -1};
-  in.vendor_data = R"({"b": [1, 2.5, -0.0, 1e300, null, true], "a": "\u00e9\n"})";
+  in.guest.mut().devices = {nic_dev, disk};
+  in.guest.mut().dedicated_cpus = {5, 3, -1};
+  in.guest.mut().vendor_data = R"({"b": [1, 2.5, -0.0, 1e300, null, true], "a": "\u00e9\n"})";
   in.flavours = {"ec2", "openstack"};
-  in.ami_manifest_path = "(unknown)";
-  in.ancestor_ami_ids = {"ami-0"};
-  in.product_codes = {"pc"};
-  in.billing_products = {"bp"};
-  in.instance_action = "none";
-  in.instance_life_cycle = "spot";
-  in.profile = "default-hvm";
-  in.placement_group = "pg";
-  in.host_id = "h-1";
-  in.partition_number = 3;
-  in.detailed_monitoring = true;
-  in.identity_credentials = Credentials{"A", "S", "T", {}, {}};
-  in.events.spot = SpotInterruption{"terminate", std::chrono::system_clock::from_time_t(1800000000),
+  in.ec2.mut().ami_manifest_path = "(unknown)";
+  in.ec2.mut().ancestor_ami_ids = {"ami-0"};
+  in.ec2.mut().product_codes = {"pc"};
+  in.ec2.mut().billing_products = {"bp"};
+  in.ec2.mut().instance_action = "none";
+  in.ec2.mut().instance_life_cycle = "spot";
+  in.ec2.mut().profile = "default-hvm";
+  in.ec2.mut().placement_group = "pg";
+  in.ec2.mut().host_id = "h-1";
+  in.ec2.mut().partition_number = 3;
+  in.ec2.mut().detailed_monitoring = true;
+  in.ec2.mut().identity_credentials = Credentials{"A", "S", "T", {}, {}};
+  in.ec2.mut().events.spot = SpotInterruption{"terminate", std::chrono::system_clock::from_time_t(1800000000),
                                     {}};
-  in.events.rebalance_notice = TimePoint{};
+  in.ec2.mut().events.rebalance_notice = TimePoint{};
   ScheduledEvent ev;
   ev.id = "instance-event-1";
   ev.code = "system-reboot";
@@ -164,8 +164,8 @@ Instance Everything() {
   ev.description = "d";
   ev.not_before = std::chrono::system_clock::from_time_t(1800000000);
   ev.not_after = std::chrono::system_clock::from_time_t(1800003600);
-  in.events.scheduled = {ev};
-  in.events.lifecycle = {{"InService", {}}, {"Terminated", ev.not_before}};
+  in.ec2.mut().events.scheduled = {ev};
+  in.ec2.mut().events.lifecycle = {{"InService", {}}, {"Terminated", ev.not_before}};
   return in;
 }
 
@@ -175,19 +175,21 @@ TEST(InstanceJsonText, DefaultsAndEmptiesMatchTreeSerialisation) {
   ExpectSameText(Instance{});
   Instance in;
   in.user_data = "";  // present but empty: written as ""
-  in.vendor_data = "not json";  // dropped by both
-  in.network_config.dns_servers = {"9.9.9.9"};
-  in.events.lifecycle = {{"", {}}};
+  in.guest.mut().vendor_data = "not json";  // dropped by both
+  in.guest.mut().network_config.dns_servers = {"9.9.9.9"};
+  in.ec2.mut().events.lifecycle = {{"", {}}};
   ExpectSameText(in);
   Link odd;
   odd.kind = static_cast<Link::Kind>(42);  // no wire name: no "type"
-  in.network_config.links = {odd};
+  in.guest.mut().network_config.links = {odd};
   ExpectSameText(in);
 }
 
 TEST(InstanceJsonText, EveryControlCharacterAndByte) {
   Instance in;
-  for (int c = 0; c < 256; ++c) in.name.push_back(static_cast<char>(c));
+  std::string every_byte;
+  for (int c = 0; c < 256; ++c) every_byte.push_back(static_cast<char>(c));
+  in.name = every_byte;
   in.tags[in.name] = in.name;
   ExpectSameText(in);
 }

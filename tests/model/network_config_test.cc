@@ -24,7 +24,7 @@ std::string Fixture() {
 TEST(NetworkConfigJson, FixtureParsesAndRoundTrips) {
   auto in = FromJsonText(Fixture());
   ASSERT_TRUE(in.ok()) << in.status().ToString();
-  const NetworkConfig& nc = in->network_config;
+  const NetworkConfig& nc = in->guest->network_config;
   ASSERT_EQ(nc.links.size(), 5u);
   EXPECT_EQ(nc.links[3].kind, Link::Kind::kBond);
   EXPECT_EQ(nc.links[3].bond_links, (std::vector<std::string>{"nic-b", "nic-c"}));
@@ -34,10 +34,10 @@ TEST(NetworkConfigJson, FixtureParsesAndRoundTrips) {
   EXPECT_EQ(nc.networks[0].mode, AddressMode::kDhcp);
   EXPECT_EQ(nc.networks[1].routes[0].destination, "192.168.0.0/16");
   EXPECT_EQ(nc.networks[4].mode, AddressMode::kSlaac);
-  EXPECT_EQ(in->dedicated_cpus, (std::vector<int>{3, 5}));  // sorted by Normalize
-  EXPECT_EQ(in->flavours, (std::vector<std::string>{"openstack", "ec2"}));
-  ASSERT_TRUE(in->vendor_data.has_value());
-  EXPECT_EQ(in->devices.size(), 3u);
+  EXPECT_EQ(in->guest->dedicated_cpus, (std::vector<int>{3, 5}));  // sorted by Normalize
+  EXPECT_EQ(in->flavours, (std::vector<model::Str>{"openstack", "ec2"}));
+  ASSERT_TRUE(in->guest->vendor_data.has_value());
+  EXPECT_EQ(in->guest->devices.size(), 3u);
   EXPECT_TRUE(Validate(*in).ok()) << Validate(*in).ToString();
 
   auto again = FromJsonText(ToJsonText(*in));
@@ -51,10 +51,10 @@ TEST(NetworkConfigJson, CanonicalisesSpellings) {
       "networks":[{"link":"e0","ip_version":6,"address":"2001:DB8:0::5/64",
                    "gateway":"2001:db8:0:0::1","dns_servers":["2001:4860:4860:0::8888"]}]}})");
   ASSERT_TRUE(in.ok()) << in.status().ToString();
-  EXPECT_EQ(in->network_config.links[0].mac, "fa:16:3e:00:00:0a");
-  EXPECT_EQ(in->network_config.networks[0].address, "2001:db8::5/64");
-  EXPECT_EQ(in->network_config.networks[0].gateway, "2001:db8::1");
-  EXPECT_EQ(in->network_config.networks[0].dns_servers[0], "2001:4860:4860::8888");
+  EXPECT_EQ(in->guest->network_config.links[0].mac, "fa:16:3e:00:00:0a");
+  EXPECT_EQ(in->guest->network_config.networks[0].address, "2001:db8::5/64");
+  EXPECT_EQ(in->guest->network_config.networks[0].gateway, "2001:db8::1");
+  EXPECT_EQ(in->guest->network_config.networks[0].dns_servers[0], "2001:4860:4860::8888");
 }
 
 struct ErrorCase {
@@ -154,7 +154,7 @@ TEST(NetworkConfigValidate, RejectsInstanceBuiltInCode) {
   vlan.kind = Link::Kind::kVlan;
   vlan.vlan_id = 10;
   vlan.vlan_link = "missing";
-  in.network_config.links.push_back(vlan);
+  in.guest.mut().network_config.links.push_back(vlan);
   common::Status s = Validate(in);
   ASSERT_FALSE(s.ok());
   EXPECT_THAT(s.message(), StartsWith("/network_config/links/0/vlan_link: no link named"));

@@ -30,12 +30,12 @@ const Nic* Device0(const Instance& instance) {
   return nullptr;
 }
 
-void First(const std::vector<std::string>& values, std::string& out) {
+void First(const std::vector<model::Str>& values, std::string& out) {
   if (!values.empty()) out += values.front();
 }
 
 // Multi-valued leaves are newline-separated (ec2.md §1.3).
-void Lines(const std::vector<std::string>& values, std::string& out) {
+void Lines(const std::vector<model::Str>& values, std::string& out) {
   for (size_t i = 0; i < values.size(); ++i) {
     if (i > 0) out += '\n';
     out += values[i];
@@ -150,7 +150,7 @@ void IdentityCredentialsInfo(const C& c, std::string& out) {
   const Instance& i = *c.instance;
   if (i.account_id.empty()) return;
   const model::TimePoint updated =
-      i.identity_credentials.has_value() ? i.identity_credentials->last_updated : i.launch_time;
+      i.ec2->identity_credentials.has_value() ? i.ec2->identity_credentials->last_updated : i.launch_time;
   Ec2JsonObject(out)
       .String("Code", "Success")
       .String("LastUpdated", common::FormatRfc3339(updated))
@@ -158,7 +158,7 @@ void IdentityCredentialsInfo(const C& c, std::string& out) {
       .Close();
 }
 void IdentityCredentials(const C& c, std::string& out) {
-  const auto& creds = c.instance->identity_credentials;
+  const auto& creds = c.instance->ec2->identity_credentials;
   if (creds.has_value() && c.clock->Now() < creds->expiration) CredentialsJson(*creds, out);
 }
 
@@ -175,9 +175,9 @@ void IdentityDocument(const C& c, std::string& out) {
       .String("accountId", i.account_id)
       .String("architecture", i.architecture)
       .String("availabilityZone", i.availability_zone)
-      .StringArrayOrNull("billingProducts", i.billing_products)
+      .StringArrayOrNull("billingProducts", i.ec2->billing_products)
       .Null("devpayProductCodes")
-      .StringArrayOrNull("marketplaceProductCodes", i.product_codes)
+      .StringArrayOrNull("marketplaceProductCodes", i.ec2->product_codes)
       .String("imageId", i.image_id)
       .String("instanceId", i.id)
       .String("instanceType", i.instance_type)
@@ -209,7 +209,7 @@ void SignedDocument(auth::DocumentFormat format, const C& c, std::string& out) {
 constexpr std::chrono::minutes kSpotNotice{2};
 
 const model::SpotInterruption* DueSpot(const C& c) {
-  const auto& spot = c.instance->events.spot;
+  const auto& spot = c.instance->ec2->events.spot;
   if (!spot.has_value()) return nullptr;
   const model::TimePoint due =
       IsSet(spot->notice_time) ? spot->notice_time : spot->time - kSpotNotice;
@@ -235,7 +235,7 @@ void SpotTerminationTime(const C& c, std::string& out) {
 }
 
 void Rebalance(const C& c, std::string& out) {
-  const auto& notice = c.instance->events.rebalance_notice;
+  const auto& notice = c.instance->ec2->events.rebalance_notice;
   if (!notice.has_value() || c.clock->Now() < *notice) return;
   out += "{\"noticeTime\": ";
   AppendJsonString(common::FormatRfc3339(*notice), out);
@@ -253,7 +253,7 @@ void MaintenanceEvents(const C& c, bool history, std::string& out) {
   const model::TimePoint now = c.clock->Now();
   out += '[';
   bool first = true;
-  for (const model::ScheduledEvent& ev : c.instance->events.scheduled) {
+  for (const model::ScheduledEvent& ev : c.instance->ec2->events.scheduled) {
     if (IsSet(ev.notice_time) && now < ev.notice_time) continue;
     State state = ev.state;
     if (state == State::kActive && IsSet(ev.not_after) && now >= ev.not_after) {
@@ -286,8 +286,8 @@ void MaintenanceEvents(const C& c, bool history, std::string& out) {
 // The last lifecycle state that is due.
 void TargetLifecycleState(const C& c, std::string& out) {
   const model::TimePoint now = c.clock->Now();
-  const std::string* state = nullptr;
-  for (const auto& t : c.instance->events.lifecycle) {
+  const model::Str* state = nullptr;
+  for (const auto& t : c.instance->ec2->events.lifecycle) {
     if (t.at <= now) state = &t.state;
   }
   if (state != nullptr) out += *state;
@@ -315,7 +315,7 @@ const NodeSpec kCategories[] = {
     // Detailed monitoring; version unknown, served with the rest of dynamic/ [INF].
     {"dynamic/fws/instance-monitoring", "2009-04-04",
      [](const C& c, std::string& o) {
-       o += c.instance->detailed_monitoring ? "enabled" : "disabled";
+       o += c.instance->ec2->detailed_monitoring ? "enabled" : "disabled";
      }},
     {"dynamic/instance-identity/document", "2009-04-04", IdentityDocument},
     // Present when the operator configured signing keys. rsa2048's first
@@ -333,9 +333,9 @@ const NodeSpec kCategories[] = {
      [](const C& c, std::string& o) { Int(c.instance->launch_index, o); }},
     // "(unknown)" is what EC2 says for EBS-backed AMIs.
     {"meta-data/ami-manifest-path", "1.0",
-     [](const C& c, std::string& o) { Either(c.instance->ami_manifest_path, kUnknown, o); }},
+     [](const C& c, std::string& o) { Either(c.instance->ec2->ami_manifest_path, kUnknown, o); }},
     {"meta-data/ancestor-ami-ids", "2007-10-10",
-     [](const C& c, std::string& o) { Lines(c.instance->ancestor_ami_ids, o); }},
+     [](const C& c, std::string& o) { Lines(c.instance->ec2->ancestor_ami_ids, o); }},
     {"meta-data/autoscaling/target-lifecycle-state", "2021-07-15", TargetLifecycleState},
     {"meta-data/block-device-mapping/*", "2007-12-15",
      [](const C& c, std::string& o) { o += *c.value; }, KeySource::kBlockDevice},
@@ -352,10 +352,10 @@ const NodeSpec kCategories[] = {
     {"meta-data/identity-credentials/ec2/security-credentials/ec2-instance", "2018-05-23",
      IdentityCredentials, KeySource::kNone, kCredentialRead},
     {"meta-data/instance-action", "2008-09-01",
-     [](const C& c, std::string& o) { Either(c.instance->instance_action, kNone, o); }},
+     [](const C& c, std::string& o) { Either(c.instance->ec2->instance_action, kNone, o); }},
     {"meta-data/instance-id", "1.0", [](const C& c, std::string& o) { o += c.instance->id; }},
     {"meta-data/instance-life-cycle", "2019-10-01",
-     [](const C& c, std::string& o) { Either(c.instance->instance_life_cycle, kOnDemand, o); }},
+     [](const C& c, std::string& o) { Either(c.instance->ec2->instance_life_cycle, kOnDemand, o); }},
     {"meta-data/instance-type", "2007-08-29",
      [](const C& c, std::string& o) { o += c.instance->instance_type; }},
     {"meta-data/ipv6", "2021-01-03", Ipv6},
@@ -415,21 +415,21 @@ const NodeSpec kCategories[] = {
     {"meta-data/placement/availability-zone-id", "2019-10-01",
      [](const C& c, std::string& o) { o += c.instance->availability_zone_id; }},
     {"meta-data/placement/group-name", "2020-08-24",
-     [](const C& c, std::string& o) { o += c.instance->placement_group; }},
+     [](const C& c, std::string& o) { o += c.instance->ec2->placement_group; }},
     {"meta-data/placement/host-id", "2020-08-24",
-     [](const C& c, std::string& o) { o += c.instance->host_id; }},
+     [](const C& c, std::string& o) { o += c.instance->ec2->host_id; }},
     {"meta-data/placement/partition-number", "2020-08-24",
      [](const C& c, std::string& o) {
-       if (c.instance->partition_number > 0) Int(c.instance->partition_number, o);
+       if (c.instance->ec2->partition_number > 0) Int(c.instance->ec2->partition_number, o);
      }},
     {"meta-data/placement/region", "2020-08-24",
      [](const C& c, std::string& o) { o += c.instance->region; }},
     {"meta-data/product-codes", "2007-03-01",
-     [](const C& c, std::string& o) { Lines(c.instance->product_codes, o); }},
+     [](const C& c, std::string& o) { Lines(c.instance->ec2->product_codes, o); }},
     // In the AWS docs' top-level listing but not in the category table; its
     // first version is not documented [INF].
     {"meta-data/profile", "1.0",
-     [](const C& c, std::string& o) { Either(c.instance->profile, kDefaultProfile, o); }},
+     [](const C& c, std::string& o) { Either(c.instance->ec2->profile, kDefaultProfile, o); }},
     {"meta-data/public-hostname", "2007-01-19", PublicHostname},
     {"meta-data/public-ipv4", "2007-01-19", PublicIpv4},
     {"meta-data/public-keys/*", "1.0", nullptr, KeySource::kPublicKeyIndex},

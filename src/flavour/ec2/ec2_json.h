@@ -4,6 +4,8 @@
 #include <string_view>
 #include <vector>
 
+#include "model/str.h"
+
 namespace openimds::flavour::ec2 {
 
 // Appends one JSON object in EC2's pretty-print style (ec2.md §1.3):
@@ -32,7 +34,7 @@ class Ec2JsonObject {
   Ec2JsonObject& StringOrNull(std::string_view key, std::string_view value);
   // An array of strings inline, as EC2 prints them: [ "a", "b" ]; null when
   // `values` is empty (e.g. marketplaceProductCodes).
-  Ec2JsonObject& StringArrayOrNull(std::string_view key, const std::vector<std::string>& values);
+  Ec2JsonObject& StringArrayOrNull(std::string_view key, const std::vector<model::Str>& values);
   // Appends the closing brace; call exactly once.
   void Close();
 

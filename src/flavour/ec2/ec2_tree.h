@@ -26,7 +26,7 @@ struct RenderContext {
   // Bound by '*' segments on the way down:
   const model::Nic* nic = nullptr;     // network/interfaces/macs/<mac>
   std::string_view key;                // block device name, tag key, role name, public IP
-  const std::string* value = nullptr;  // the block device's, tag's or association's value
+  const model::Str* value = nullptr;   // the block device's, tag's or association's value
   size_t key_index = 0;                // public-keys/<n>
 };
 

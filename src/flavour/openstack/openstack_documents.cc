@@ -208,7 +208,7 @@ json::object MetaData(const model::Instance& in, int version, std::string_view d
   if (version >= kLiberty) md["project_id"] = in.account_id;
   if (version >= kNewtonOne) {
     json::array devices;
-    for (const model::Device& d : in.devices) {
+    for (const model::Device& d : in.guest->devices) {
       json::object o;
       if (d.kind == model::Device::Kind::kNic) {
         if (version >= kOcata && d.vlan) o["vlan"] = *d.vlan;
@@ -234,14 +234,14 @@ json::object MetaData(const model::Instance& in, int version, std::string_view d
   }
   if (version >= kVictoria) {
     json::array cpus;
-    for (int c : in.dedicated_cpus) cpus.emplace_back(c);
+    for (int c : in.guest->dedicated_cpus) cpus.emplace_back(c);
     md["dedicated_cpus"] = std::move(cpus);
   }
   return md;
 }
 
 json::value NetworkData(const model::Instance& in) {
-  const model::NetworkConfig& nc = in.network_config;
+  const model::NetworkConfig& nc = in.guest->network_config;
   if (nc.empty()) return DerivedNetworkData(in);
   json::array links;
   for (const Link& l : nc.links) links.emplace_back(LinkJson(nc, l));

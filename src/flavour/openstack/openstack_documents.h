@@ -22,7 +22,7 @@ namespace openimds::flavour::openstack {
 boost::json::object MetaData(const model::Instance& instance, int version,
                              std::string_view dhcp_domain, std::string_view random_seed_b64);
 
-// network_data.json, openstack.md §1.6, from instance.network_config:
+// network_data.json, openstack.md §1.6, from the record's guest network_config:
 // links (physical: Nova's legacy VIF type or "phy"; bond: bond_mode,
 // bond_links; vlan: vlan_id, vlan_link, vlan_mac_address = its own MAC or
 // its parent's), networks ("network<N>"; static ipv4/ipv6 and

@@ -65,7 +65,7 @@ std::vector<std::string_view> Split(std::string_view path) {
 }
 
 // Shallow merge of two compact JSON objects (`over` wins), as text.
-std::string MergeObjects(std::string_view base, const std::optional<std::string>& over) {
+std::string MergeObjects(std::string_view base, const std::optional<model::Str>& over) {
   if (!over) return std::string(base);
   boost::system::error_code ec;
   json::value b = json::parse(base, ec);
@@ -265,11 +265,11 @@ common::Status OpenStackFlavour::Render(const model::Instance& instance,
 }
 
 void OpenStackFlavour::VendorData(const model::Instance& instance, std::string& out) const {
-  if (!instance.vendor_data) {
+  if (!instance.guest->vendor_data) {
     out.append(static_vendor_data_);
     return;
   }
-  out.append(MergeObjects(static_vendor_data_, instance.vendor_data));
+  out.append(MergeObjects(static_vendor_data_, instance.guest->vendor_data));
 }
 
 // Nova's _vendor_data2: providers in order into one object; StaticJSON sets

@@ -200,22 +200,22 @@ TEST_F(Ec2FidelityTest, Leaves) {
 
 TEST_F(Ec2FidelityTest, EmptyValuesAreAbsentNotEmpty) {
   model::Instance& i = instance_;
-  i.ami_manifest_path.clear();
-  i.ancestor_ami_ids.clear();
-  i.product_codes.clear();
-  i.instance_action.clear();
-  i.instance_life_cycle.clear();
-  i.profile.clear();
-  i.placement_group.clear();
-  i.host_id.clear();
-  i.partition_number = 0;
-  i.identity_credentials.reset();
+  i.ec2.mut().ami_manifest_path.clear();
+  i.ec2.mut().ancestor_ami_ids.clear();
+  i.ec2.mut().product_codes.clear();
+  i.ec2.mut().instance_action.clear();
+  i.ec2.mut().instance_life_cycle.clear();
+  i.ec2.mut().profile.clear();
+  i.ec2.mut().placement_group.clear();
+  i.ec2.mut().host_id.clear();
+  i.ec2.mut().partition_number = 0;
+  i.ec2.mut().identity_credentials.reset();
   i.account_id.clear();
-  i.events = {};
+  i.ec2.mut().events = {};
   i.nics[0].ipv4_associations.clear();
   i.nics[0].ipv4_prefixes.clear();
   i.nics[0].ipv6_prefixes.clear();
-  i.detailed_monitoring = false;
+  i.ec2.mut().detailed_monitoring = false;
   // EC2's defaults where it always has a value:
   EXPECT_EQ(Body("/latest/meta-data/ami-manifest-path"), "(unknown)");
   EXPECT_EQ(Body("/latest/meta-data/instance-action"), "none");
@@ -299,8 +299,8 @@ TEST_F(Ec2FidelityTest, SpotInterruptionAppearsWithTwoMinutesNotice) {
   EXPECT_EQ(Body(termination), "2024-05-01T13:12:00Z");
   EXPECT_EQ(Body("/latest/meta-data/spot/"), "instance-action\ntermination-time");
   // An explicit notice time wins; stop and hibernate have no termination-time.
-  instance_.events.spot->action = "stop";
-  instance_.events.spot->notice_time = At("2024-05-01T13:11:00Z");
+  instance_.ec2.mut().events.spot->action = "stop";
+  instance_.ec2.mut().events.spot->notice_time = At("2024-05-01T13:11:00Z");
   EXPECT_EQ(Code(action), 404);
   clock_.Set(At("2024-05-01T13:11:00Z"));
   EXPECT_EQ(Body(action), R"({"action": "stop", "time": "2024-05-01T13:12:00Z"})");
@@ -357,20 +357,20 @@ TEST_F(Ec2FidelityTest, ScheduledEventsMoveToTheHistory) {
   EXPECT_EQ(ev.at("NotAfter"), "1 May 2024 14:00:00 GMT");
   // An operator marks an event completed explicitly.
   clock_.Set(At("2024-05-01T13:00:00Z"));
-  instance_.events.scheduled[0].state = model::ScheduledEvent::State::kCompleted;
+  instance_.ec2.mut().events.scheduled[0].state = model::ScheduledEvent::State::kCompleted;
   EXPECT_EQ(Body(scheduled), "[ ]");
   EXPECT_EQ(ids(history), V{a});
 }
 
 TEST_F(Ec2FidelityTest, EveryAutoScalingState) {
   const std::string path = "/latest/meta-data/autoscaling/target-lifecycle-state";
-  instance_.events.lifecycle.clear();
+  instance_.ec2.mut().events.lifecycle.clear();
   EXPECT_EQ(Code(path), 404);
   const std::vector<std::string> states = {
       "Warmed:Stopped", "Warmed:Running", "Warmed:Hibernated", "InService",
       "Standby",        "Detached",       "Warmed:Terminated", "Terminated"};
   for (size_t n = 0; n < states.size(); ++n) {
-    instance_.events.lifecycle.push_back(
+    instance_.ec2.mut().events.lifecycle.push_back(
         {states[n], At("2024-05-01T14:00:00Z") + std::chrono::minutes(10 * n)});
   }
   EXPECT_EQ(Code(path), 404);  // none due yet

@@ -103,27 +103,27 @@ inline model::Instance TestInstance() {
 // Terminated from 15:00.
 inline model::Instance FullTestInstance() {
   model::Instance i = TestInstance();
-  i.ami_manifest_path = "(unknown)";
-  i.ancestor_ami_ids = {"ami-0aaaaaaaaaaaaaaa1", "ami-0aaaaaaaaaaaaaaa2"};
-  i.product_codes = {"1abc2defghijklm3nopqrs4tu"};
-  i.billing_products = {"bp-6ba54002"};
-  i.instance_life_cycle = "spot";
-  i.placement_group = "web-cluster";
-  i.host_id = "h-0123456789abcdef0";
-  i.partition_number = 3;
-  i.detailed_monitoring = true;
+  i.ec2.mut().ami_manifest_path = "(unknown)";
+  i.ec2.mut().ancestor_ami_ids = {"ami-0aaaaaaaaaaaaaaa1", "ami-0aaaaaaaaaaaaaaa2"};
+  i.ec2.mut().product_codes = {"1abc2defghijklm3nopqrs4tu"};
+  i.ec2.mut().billing_products = {"bp-6ba54002"};
+  i.ec2.mut().instance_life_cycle = "spot";
+  i.ec2.mut().placement_group = "web-cluster";
+  i.ec2.mut().host_id = "h-0123456789abcdef0";
+  i.ec2.mut().partition_number = 3;
+  i.ec2.mut().detailed_monitoring = true;
   model::Credentials identity;
   identity.access_key_id = "ASIAIDENTITYEXAMPLE1";
   identity.secret_access_key = "identity/secret/EXAMPLEKEY";
   identity.token = "identity-token";
   identity.last_updated = At("2024-05-01T12:30:00Z");
   identity.expiration = At("2024-05-01T18:30:00Z");
-  i.identity_credentials = identity;
+  i.ec2.mut().identity_credentials = identity;
   i.nics[0].ipv4_prefixes = {"10.0.8.0/28"};
   i.nics[0].ipv6_prefixes = {"2001:db8:1::/80"};
   i.nics[0].ipv4_associations = {{"203.0.113.25", "10.0.0.12"}};
 
-  model::PlatformEvents& e = i.events;
+  model::PlatformEvents& e = i.ec2.mut().events;
   e.spot = model::SpotInterruption{"terminate", At("2024-05-01T13:12:00Z"), model::TimePoint{}};
   e.rebalance_notice = At("2024-05-01T13:05:00Z");
   model::ScheduledEvent a;

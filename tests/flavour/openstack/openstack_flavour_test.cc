@@ -184,7 +184,7 @@ TEST_F(OpenStackFlavourTest, RandomSeedFreshPerRequest) {
 
 TEST_F(OpenStackFlavourTest, NetworkDataDerivedFromNicsWithoutConfig) {
   model::Instance plain = instance_;
-  plain.network_config = {};
+  plain.guest.mut().network_config = {};
   ExpectGolden("network_data-derived",
                Call("/openstack/latest/network_data.json", "GET", {}, &plain).response.body);
   plain.nics.clear();
