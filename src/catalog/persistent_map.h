@@ -130,6 +130,7 @@ class PersistentMap {
       if (node == nullptr) {
         Node* fresh = NewNode();
         fresh->datamap = BitFor(h, shift);
+        ReserveOneMore(fresh->data);
         fresh->data.emplace_back(std::move(key), std::move(value));
         added = true;
         return fresh;
@@ -142,6 +143,7 @@ class PersistentMap {
             return node;
           }
         }
+        ReserveOneMore(node->data);
         node->data.emplace_back(std::move(key), std::move(value));
         added = true;
         return node;
@@ -161,6 +163,7 @@ class PersistentMap {
         node->datamap &= ~bit;
         Node* child = Merge(shift + kBits, std::move(existing), existing_hash,
                             {std::move(key), std::move(value)}, h);
+        ReserveOneMore(node->nodes);
         node->nodes.insert(node->nodes.begin() + static_cast<ptrdiff_t>(Index(node->nodemap, bit)),
                            child);
         node->nodemap |= bit;
@@ -175,6 +178,7 @@ class PersistentMap {
         return node;
       }
       node = Own(node);
+      ReserveOneMore(node->data);
       node->data.insert(node->data.begin() + static_cast<ptrdiff_t>(Index(node->datamap, bit)),
                         {std::move(key), std::move(value)});
       node->datamap |= bit;
@@ -188,7 +192,9 @@ class PersistentMap {
       Node* node = NewNode();
       if (shift >= kMaxShift) {
         node->collision_node = true;
+        ReserveOneMore(node->data);
         node->data.push_back(std::move(a));
+        ReserveOneMore(node->data);
         node->data.push_back(std::move(b));
         return node;  // collision node: datamap == nodemap == 0
       }
@@ -196,15 +202,20 @@ class PersistentMap {
       const uint32_t bit_b = BitFor(hb, shift);
       if (bit_a == bit_b) {
         node->nodemap = bit_a;
+        ReserveOneMore(node->nodes);
         node->nodes.push_back(Merge(shift + kBits, std::move(a), ha, std::move(b), hb));
         return node;
       }
       node->datamap = bit_a | bit_b;
       if (bit_a < bit_b) {
+        ReserveOneMore(node->data);
         node->data.push_back(std::move(a));
+        ReserveOneMore(node->data);
         node->data.push_back(std::move(b));
       } else {
+        ReserveOneMore(node->data);
         node->data.push_back(std::move(b));
+        ReserveOneMore(node->data);
         node->data.push_back(std::move(a));
       }
       return node;
@@ -255,6 +266,7 @@ class PersistentMap {
         std::pair<K, V> only = replaced->edit == id_ ? std::move(replaced->data[0])
                                                      : replaced->data[0];
         Unref(replaced);
+        ReserveOneMore(node->data);
         node->data.insert(node->data.begin() + static_cast<ptrdiff_t>(Index(node->datamap, bit)),
                           std::move(only));
         node->datamap |= bit;
@@ -285,10 +297,10 @@ class PersistentMap {
   struct Node {
     explicit Node(uint64_t edit_id) : edit(edit_id) {}
     Node(const Node& other, uint64_t edit_id)
-        : edit(edit_id),
-          datamap(other.datamap),
+        : datamap(other.datamap),
           nodemap(other.nodemap),
           collision_node(other.collision_node),
+          edit(edit_id),
           data(other.data),
           nodes(other.nodes) {
       for (Node* child : nodes) Ref(child);
@@ -300,13 +312,20 @@ class PersistentMap {
     bool collision() const { return collision_node; }
 
     std::atomic<uint32_t> refs{1};
-    const uint64_t edit;  // the Editor that made it (and alone may change it)
     uint32_t datamap = 0;
     uint32_t nodemap = 0;
     bool collision_node = false;
+    const uint64_t edit;  // the Editor that made it (and alone may change it)
     std::vector<std::pair<K, V>> data;  // one per datamap bit, in bit order
     std::vector<Node*> nodes;           // one per nodemap bit, in bit order; owned references
   };
+
+  // Nodes grow one entry at a time and most never grow again, so they keep
+  // no slack: a vector's doubling would leave a fleet's tries a third empty.
+  template <typename Vec>
+  static void ReserveOneMore(Vec& v) {
+    if (v.size() == v.capacity()) v.reserve(v.size() + 1);
+  }
 
   static void Ref(Node* node) {
     if (node != nullptr) node->refs.fetch_add(1, std::memory_order_relaxed);

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "model/str.h"
+#include "model/str_list.h"
 
 namespace openimds::model {
 
@@ -79,9 +80,9 @@ struct PlatformEvents {
 // mapping keeps them at the top level of the record.
 struct Ec2Fields {
   Str ami_manifest_path;              // "" -> "(unknown)" (EBS-backed)
-  std::vector<Str> ancestor_ami_ids;
-  std::vector<Str> product_codes;     // Marketplace product codes
-  std::vector<Str> billing_products;  // identity document "billingProducts"
+  StrList ancestor_ami_ids;
+  StrList product_codes;     // Marketplace product codes
+  StrList billing_products;  // identity document "billingProducts"
   Str instance_action;                // "" -> "none"
   Str instance_life_cycle;            // "" -> "on-demand"
   Str profile;                        // "" -> "default-hvm"

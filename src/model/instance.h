@@ -12,6 +12,7 @@
 #include "model/ec2_fields.h"
 #include "model/network_config.h"  // guest network config, devices
 #include "model/str.h"
+#include "model/str_list.h"
 
 namespace openimds::model {
 
@@ -34,22 +35,22 @@ struct Nic {
   Str owner_id;      // account that owns the interface; defaults to the instance's
   Str local_hostname;
   Str public_hostname;
-  std::vector<Str> private_ipv4s;  // primary first
-  std::vector<Str> public_ipv4s;
-  std::vector<Str> ipv6s;
+  StrList private_ipv4s;  // primary first
+  StrList public_ipv4s;
+  StrList ipv6s;
   Str subnet_id;
   Str subnet_ipv4_cidr;
-  std::vector<Str> subnet_ipv6_cidrs;
+  StrList subnet_ipv6_cidrs;
   Str vpc_id;
   Str vpc_ipv4_cidr;  // primary VPC CIDR
-  std::vector<Str> vpc_ipv4_cidrs;  // all VPC IPv4 CIDRs (primary included)
-  std::vector<Str> vpc_ipv6_cidrs;
-  std::vector<Str> security_groups;     // names
-  std::vector<Str> security_group_ids;  // "sg-..."
+  StrList vpc_ipv4_cidrs;  // all VPC IPv4 CIDRs (primary included)
+  StrList vpc_ipv6_cidrs;
+  StrList security_groups;     // names
+  StrList security_group_ids;  // "sg-..."
 
   // --- EC2 fidelity (docs/instance.md "NIC") ---
-  std::vector<Str> ipv4_prefixes;  // delegated IPv4 prefixes (CIDRs): "ipv4-prefix"
-  std::vector<Str> ipv6_prefixes;  // delegated IPv6 prefixes (CIDRs): "ipv6-prefix"
+  StrList ipv4_prefixes;  // delegated IPv4 prefixes (CIDRs): "ipv4-prefix"
+  StrList ipv6_prefixes;  // delegated IPv6 prefixes (CIDRs): "ipv6-prefix"
   // Public IPv4 (one of public_ipv4s) -> the private IPv4 (one of
   // private_ipv4s) it maps to: "ipv4-associations/<public-ip>".
   StringMap ipv4_associations;
@@ -117,7 +118,7 @@ struct Instance {
   // OpenStack flavour (network_config.h); one pointer while unset.
   Box<GuestConfig> guest;
   // Flavours (Flavour::Name()) this instance may be served by; empty = all.
-  std::vector<Str> flavours;
+  StrList flavours;
 
   // The fields only the EC2 flavour renders (ec2_fields.h); one pointer
   // while a record sets none of them.

@@ -175,7 +175,7 @@ bool IsSet(TimePoint t) { return t != TimePoint{}; }
 
 // Text that is already canonical (the usual case: records written by
 // ToJsonText) is recognised without an inet_pton/inet_ntop round trip.
-void CanonicalAddresses(std::vector<Str>& list) {
+void CanonicalAddresses(StrList& list) {
   for (auto& a : list) {
     if (IsCanonicalIpv4(a)) continue;
     if (auto ip = common::IpAddress::Parse(a)) a = ip->ToString();
@@ -187,7 +187,7 @@ void CanonicalCidr(Str& c) {
   if (auto cidr = common::Cidr::Parse(c)) c = cidr->ToString();
 }
 
-void CanonicalCidrs(std::vector<Str>& list) {
+void CanonicalCidrs(StrList& list) {
   for (auto& c : list) CanonicalCidr(c);
 }
 
@@ -254,7 +254,7 @@ Status CheckCidr(const Path& at, std::string_view text, Family family) {
   return Status::Ok();
 }
 
-Status CheckCidrs(const Path& at, const std::vector<Str>& list, Family family) {
+Status CheckCidrs(const Path& at, const StrList& list, Family family) {
   for (size_t i = 0; i < list.size(); ++i) {
     if (Status s = CheckCidr(Path(at, i), list[i], family); !s.ok()) return s;
   }
@@ -294,7 +294,7 @@ Status CheckNic(const Path& at, const Nic& nic) {
   for (const auto& [name, value] : texts) {
     if (Status s = CheckText(Path(at, name), *value); !s.ok()) return s;
   }
-  const std::tuple<const char*, const std::vector<Str>*, Family> lists[] = {
+  const std::tuple<const char*, const StrList*, Family> lists[] = {
       {"private_ipv4s", &nic.private_ipv4s, Family::kV4},
       {"public_ipv4s", &nic.public_ipv4s, Family::kV4},
       {"ipv6s", &nic.ipv6s, Family::kV6},
@@ -408,7 +408,7 @@ Status ValidateImpl(const Instance& in, CheckMode mode) {
     if (mode.nic_order && n > 0 && in.nics[n - 1].device_number > nic.device_number) {
       return Err(Path(at, "device_number"), "NICs not ordered by device_number (Normalize sorts)");
     }
-    const std::pair<const char*, const std::vector<Str>*> lists[] = {
+    const std::pair<const char*, const StrList*> lists[] = {
         {"private_ipv4s", &nic.private_ipv4s},
         {"public_ipv4s", &nic.public_ipv4s},
         {"ipv6s", &nic.ipv6s},
@@ -721,7 +721,7 @@ void PutString(json::object& o, std::string_view key, const Str& value) {
   if (!value.empty()) o[key] = value.view();
 }
 
-void PutArray(json::object& o, std::string_view key, const std::vector<Str>& values) {
+void PutArray(json::object& o, std::string_view key, const StrList& values) {
   if (values.empty()) return;
   json::array a;
   a.reserve(values.size());
@@ -849,7 +849,7 @@ void CanonicaliseEc2Fields(Instance& in) {
   for (LifecycleTransition& t : e.lifecycle) t.at = TruncateToSeconds(t.at);
 }
 
-bool Contains(const std::vector<Str>& list, std::string_view value) {
+bool Contains(const StrList& list, std::string_view value) {
   return std::find(list.begin(), list.end(), value) != list.end();
 }
 
@@ -888,7 +888,7 @@ Status CheckCredentials(const Path& at, const Credentials& c) {
   return CheckTime(Path(at, "last_updated"), c.last_updated);
 }
 
-Status CheckTextList(const Path& at, const std::vector<Str>& list) {
+Status CheckTextList(const Path& at, const StrList& list) {
   for (size_t i = 0; i < list.size(); ++i) {
     const Path p(at, i);
     if (list[i].empty()) return Err(p, "empty");
@@ -965,7 +965,7 @@ Status ValidateEc2Fields(const Instance& in) {
   for (const auto& [name, value] : texts) {
     if (Status s = CheckText(Path(Path(), name), *value); !s.ok()) return s;
   }
-  const std::pair<const char*, const std::vector<Str>*> lists[] = {
+  const std::pair<const char*, const StrList*> lists[] = {
       {"ancestor_ami_ids", &in.ec2->ancestor_ami_ids},
       {"product_codes", &in.ec2->product_codes},
       {"billing_products", &in.ec2->billing_products},
@@ -1176,6 +1176,45 @@ void Ec2FieldsToJson(const Instance& in, json::object& o) {
 
 }  // namespace
 
+namespace {
+
+// Puts the record's own text (what interning did not share) in one
+// allocation: a fleet then pays one malloc per record for it, not a dozen
+// (docs/design-notes.md, "Memory per instance"). The rare groups behind a
+// Box keep their own blocks.
+void PackStrings(Instance& in) {
+  std::vector<Str*> fields;
+  fields.reserve(32);
+  for (Str* s : {&in.id, &in.name, &in.hostname, &in.local_hostname, &in.public_hostname,
+                 &in.account_id, &in.image_id, &in.instance_type, &in.kernel_id, &in.ramdisk_id,
+                 &in.reservation_id, &in.region, &in.availability_zone,
+                 &in.availability_zone_id}) {
+    fields.push_back(s);
+  }
+  if (in.user_data) fields.push_back(&*in.user_data);
+  for (Nic& nic : in.nics) {
+    for (Str* s : {&nic.mac, &nic.interface_id, &nic.owner_id, &nic.local_hostname,
+                   &nic.public_hostname, &nic.subnet_id, &nic.subnet_ipv4_cidr, &nic.vpc_id,
+                   &nic.vpc_ipv4_cidr}) {
+      fields.push_back(s);
+    }
+    for (auto* list : {&nic.private_ipv4s, &nic.public_ipv4s, &nic.ipv6s}) {
+      for (Str& s : *list) fields.push_back(&s);
+    }
+  }
+  for (SshKey& key : in.ssh_keys) fields.push_back(&key.key);
+  if (in.iam) {
+    fields.push_back(&in.iam->instance_profile_id);
+    if (in.iam->credentials) {
+      Credentials& c = *in.iam->credentials;
+      for (Str* s : {&c.access_key_id, &c.secret_access_key, &c.token}) fields.push_back(s);
+    }
+  }
+  Str::Pack(fields.data(), fields.size());
+}
+
+}  // namespace
+
 common::Result<Instance> FromJson(const json::value& v) { return FromJson(v, ParseOptions{}); }
 
 common::Result<Instance> FromJson(const json::value& v, const ParseOptions& parse) {
@@ -1262,6 +1301,7 @@ common::Result<Instance> FromJson(const json::value& v, const ParseOptions& pars
     return v_status;
   }
   SortNics(in);
+  PackStrings(in);
   return in;
 }
 

@@ -111,7 +111,7 @@ Status StringArrayValue(const json::value& v, const Path& at, std::vector<std::s
   return Status::Ok();
 }
 
-Status StringArrayValue(const json::value& v, const Path& at, std::vector<Str>& out,
+Status StringArrayValue(const json::value& v, const Path& at, StrList& out,
                         bool interned) {
   if (!v.is_array()) return Err(at, "expected array");
   out.clear();

@@ -10,7 +10,7 @@
 #include <boost/json/value.hpp>
 
 #include "common/status.h"
-#include "model/str.h"
+#include "model/str_list.h"
 
 // The small toolkit the model's strict JSON readers share (instance_json.cc,
 // network_config_json.cc). Internal to the model module.
@@ -130,13 +130,13 @@ inline auto StringArray(std::vector<std::string>& out) {
 }
 
 common::Status StringArrayValue(const boost::json::value& v, const Path& at,
-                                std::vector<Str>& out, bool interned);
-inline auto StringArray(std::vector<Str>& out) {
+                                StrList& out, bool interned);
+inline auto StringArray(StrList& out) {
   return [&out](const boost::json::value& v, const Path& at) {
     return StringArrayValue(v, at, out, false);
   };
 }
-inline auto InternedStringArray(std::vector<Str>& out) {
+inline auto InternedStringArray(StrList& out) {
   return [&out](const boost::json::value& v, const Path& at) {
     return StringArrayValue(v, at, out, true);
   };

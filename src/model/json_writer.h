@@ -36,8 +36,8 @@ class Writer {
 
   // The members ToJson writes with PutString/PutArray/PutMap: omitted when empty.
   void PutString(std::string_view key, std::string_view value);
-  template <typename T>  // std::string or Str
-  void PutArray(std::string_view key, const std::vector<T>& values) {
+  template <typename List>  // std::vector<std::string> or StrList
+  void PutArray(std::string_view key, const List& values) {
     if (values.empty()) return;
     Key(key);
     BeginArray();

@@ -444,8 +444,8 @@ bool IsFlavourName(std::string_view s) {
   });
 }
 
-template <typename T>  // std::string or Str
-void PutStrings(json::object& o, std::string_view key, const std::vector<T>& v) {
+template <typename List>  // std::vector<std::string> or StrList
+void PutStrings(json::object& o, std::string_view key, const List& v) {
   if (v.empty()) return;
   json::array a;
   for (const auto& s : v) a.emplace_back(std::string_view(s));

@@ -40,7 +40,7 @@ class InternTable {
     for (size_t i = hash & mask;; i = (i + 1) & mask) {
       Str::Block* b = shard.slots[i];
       if (b == nullptr) break;
-      if ((b->size_and_flag & ~Str::kInternedBit) == text.size() &&
+      if ((b->size_and_flag & ~Str::kFlagBits) == text.size() &&
           std::memcmp(b->data, text.data(), text.size()) == 0) {
         b->refs.fetch_add(1, std::memory_order_relaxed);
         Str out;
@@ -91,7 +91,7 @@ class InternTable {
     shard.slots.assign(size, nullptr);
     const size_t mask = size - 1;
     for (Str::Block* b : live) {
-      const std::string_view text(b->data, b->size_and_flag & ~Str::kInternedBit);
+      const std::string_view text(b->data, b->size_and_flag & ~Str::kFlagBits);
       size_t i = std::hash<std::string_view>()(text) & mask;
       while (shard.slots[i] != nullptr) i = (i + 1) & mask;
       shard.slots[i] = b;
@@ -104,7 +104,7 @@ class InternTable {
 
 Str::Str(std::string_view text) {
   if (text.empty()) return;
-  if (text.size() >= kInternedBit) throw std::length_error("model::Str: text of 2 GiB or more");
+  if (text.size() >= kPackedBit) throw std::length_error("model::Str: text of 1 GiB or more");
   void* memory = ::operator new(offsetof(Block, data) + text.size() + 1);
   block_ = static_cast<Block*>(memory);
   new (&block_->refs) std::atomic<uint32_t>(1);
@@ -120,8 +120,52 @@ Str Str::Interned(std::string_view text) {
 
 size_t Str::InternedCount() { return InternTable::Get().Count(); }
 
+void Str::Pack(Str* const* fields, size_t count) {
+  // Each packed text: its 8-byte header, the text and its NUL, rounded up to
+  // the header's alignment; the allocation starts with the shared count.
+  constexpr size_t kAlign = alignof(Block);
+  constexpr size_t kHead = (sizeof(std::atomic<uint32_t>) + kAlign - 1) / kAlign * kAlign;
+  auto packable = [](const Str* s) {
+    return s->block_ != nullptr && (s->block_->size_and_flag & kFlagBits) == 0;
+  };
+  size_t total = kHead;
+  size_t n = 0;
+  for (size_t i = 0; i < count; ++i) {
+    if (!packable(fields[i])) continue;
+    total += (offsetof(Block, data) + fields[i]->Size() + 1 + kAlign - 1) / kAlign * kAlign;
+    ++n;
+  }
+  if (n < 2 || total >= kPackedBit) return;  // nothing to gain, or too large for an offset
+  char* base = static_cast<char*>(::operator new(total));
+  auto* shared = new (base) std::atomic<uint32_t>(0);
+  size_t at = kHead;
+  for (size_t i = 0; i < count; ++i) {
+    Str* s = fields[i];
+    if (!packable(s)) continue;
+    const size_t size = s->Size();
+    Block* b = reinterpret_cast<Block*>(base + at);
+    new (&b->refs) std::atomic<uint32_t>(static_cast<uint32_t>(at));
+    b->size_and_flag = static_cast<uint32_t>(size) | kPackedBit;
+    std::memcpy(b->data, s->block_->data, size);
+    b->data[size] = '\0';
+    Str packed;
+    packed.block_ = b;
+    shared->fetch_add(1, std::memory_order_relaxed);
+    *s = std::move(packed);  // releases the block it held
+    at += (offsetof(Block, data) + size + 1 + kAlign - 1) / kAlign * kAlign;
+  }
+}
+
 void Str::Release() noexcept {
   if (block_ == nullptr) return;
+  if (block_->size_and_flag & kPackedBit) {
+    std::atomic<uint32_t>& shared = Count();
+    if (shared.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      shared.~atomic();
+      ::operator delete(static_cast<void*>(&shared));
+    }
+    return;
+  }
   if (block_->size_and_flag & kInternedBit) {
     // The intern table frees it once the count is zero (see InternTable).
     block_->refs.fetch_sub(1, std::memory_order_release);

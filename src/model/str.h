@@ -57,6 +57,13 @@ class Str {
   // that no sweep has freed yet. For tests and benchmarks.
   static size_t InternedCount();
 
+  // Moves the text of every Str in `fields` that holds a block of its own
+  // (neither interned nor already packed) into one shared allocation, so a
+  // record's dozen unique values (id, name, MAC, addresses, keys,
+  // credentials) cost one malloc instead of one each. The Strs read the same
+  // text afterwards; the allocation is freed when the last of them goes.
+  static void Pack(Str* const* fields, size_t count);
+
   std::string_view view() const noexcept {
     return block_ == nullptr ? std::string_view() : std::string_view(block_->data, Size());
   }
@@ -142,18 +149,31 @@ class Str {
   friend std::ostream& operator<<(std::ostream& os, const Str& s) { return os << s.view(); }
 
  private:
-  // size_ holds the length in its low 31 bits and "interned" in the top one.
+  // size_and_flag holds the length in its low 30 bits, "interned" in the
+  // top one and "packed" in the next. A packed block lives inside a Pack()
+  // allocation: its `refs` then holds its byte offset from that allocation's
+  // start, whose own first word is the count every Str inside shares.
   struct Block {
     std::atomic<uint32_t> refs;
     uint32_t size_and_flag;
     char data[1];  // size + 1 bytes allocated, NUL-terminated
   };
   static constexpr uint32_t kInternedBit = 0x80000000u;
+  static constexpr uint32_t kPackedBit = 0x40000000u;
+  static constexpr uint32_t kFlagBits = kInternedBit | kPackedBit;
   friend class InternTable;
 
-  size_t Size() const noexcept { return block_->size_and_flag & ~kInternedBit; }
+  size_t Size() const noexcept { return block_->size_and_flag & ~kFlagBits; }
+  // The count to change for this Str: its block's, or its pack's.
+  std::atomic<uint32_t>& Count() const noexcept {
+    if (block_->size_and_flag & kPackedBit) {
+      const uint32_t offset = block_->refs.load(std::memory_order_relaxed);
+      return *reinterpret_cast<std::atomic<uint32_t>*>(reinterpret_cast<char*>(block_) - offset);
+    }
+    return block_->refs;
+  }
   void Retain() const noexcept {
-    if (block_ != nullptr) block_->refs.fetch_add(1, std::memory_order_relaxed);
+    if (block_ != nullptr) Count().fetch_add(1, std::memory_order_relaxed);
   }
   void Release() noexcept;
 

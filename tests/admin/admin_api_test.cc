@@ -202,7 +202,9 @@ TEST_F(AdminApiTest, PutCreatesThenReplacesAndGetReturnsIt) {
   auto stored = store_->Get("i-1");
   ASSERT_TRUE(stored.ok());
   EXPECT_EQ(stored->revision, RevisionOf(replaced));
-  EXPECT_EQ(stored->instance.nics.at(0).private_ipv4s.at(0), "10.0.0.6");
+  ASSERT_EQ(stored->instance.nics.size(), 1u);
+  ASSERT_EQ(stored->instance.nics[0].private_ipv4s.size(), 1u);
+  EXPECT_EQ(stored->instance.nics[0].private_ipv4s[0], "10.0.0.6");
 }
 
 TEST_F(AdminApiTest, PutTakesIdFromUrlAndRefusesAMismatch) {

@@ -87,8 +87,8 @@ TEST(InstanceEc2FieldsTest, ParsesEveryField) {
   const Instance in = Parse(kFull);
   EXPECT_EQ(in.ec2->ami_manifest_path, "my-bucket/my-image.manifest.xml");
   EXPECT_EQ(in.ec2->ancestor_ami_ids.size(), 2u);
-  EXPECT_EQ(in.ec2->product_codes, std::vector<model::Str>{"1abc2defghijklm3nopqrs4tu"});
-  EXPECT_EQ(in.ec2->billing_products, std::vector<model::Str>{"bp-6ba54002"});
+  EXPECT_EQ(in.ec2->product_codes, model::StrList{"1abc2defghijklm3nopqrs4tu"});
+  EXPECT_EQ(in.ec2->billing_products, model::StrList{"bp-6ba54002"});
   EXPECT_EQ(in.ec2->instance_action, "none");
   EXPECT_EQ(in.ec2->instance_life_cycle, "spot");
   EXPECT_EQ(in.ec2->profile, "default-hvm");
@@ -100,8 +100,8 @@ TEST(InstanceEc2FieldsTest, ParsesEveryField) {
   EXPECT_EQ(in.ec2->identity_credentials->expiration, At("2026-11-25T19:00:00Z"));
 
   const Nic& eth0 = in.nics[0];
-  EXPECT_EQ(eth0.ipv4_prefixes, std::vector<model::Str>{"10.0.8.0/28"});
-  EXPECT_EQ(eth0.ipv6_prefixes, std::vector<model::Str>{"2001:db8:1::/80"});
+  EXPECT_EQ(eth0.ipv4_prefixes, model::StrList{"10.0.8.0/28"});
+  EXPECT_EQ(eth0.ipv6_prefixes, model::StrList{"2001:db8:1::/80"});
   EXPECT_EQ(eth0.ipv4_associations.at("203.0.113.26"), "10.0.0.6");
 
   const PlatformEvents& e = in.ec2->events;
@@ -188,7 +188,7 @@ TEST(InstanceEc2FieldsTest, CanonicalForms) {
       "ipv6_prefixes": ["2001:DB8:1:0::/80"],
       "ipv4_associations": {"::ffff:203.0.113.25": "::ffff:10.0.0.5"}}],
       "events": {"rebalance": {"notice_time": "2026-11-25T15:00:00.9+02:00"}}})");
-  EXPECT_EQ(in.nics[0].ipv6_prefixes, std::vector<model::Str>{"2001:db8:1::/80"});
+  EXPECT_EQ(in.nics[0].ipv6_prefixes, model::StrList{"2001:db8:1::/80"});
   EXPECT_EQ(in.nics[0].ipv4_associations.at("203.0.113.25"), "10.0.0.5");
   EXPECT_EQ(in.ec2->events.rebalance_notice, At("2026-11-25T13:00:00Z"));
 }

@@ -35,7 +35,7 @@ TEST(NetworkConfigJson, FixtureParsesAndRoundTrips) {
   EXPECT_EQ(nc.networks[1].routes[0].destination, "192.168.0.0/16");
   EXPECT_EQ(nc.networks[4].mode, AddressMode::kSlaac);
   EXPECT_EQ(in->guest->dedicated_cpus, (std::vector<int>{3, 5}));  // sorted by Normalize
-  EXPECT_EQ(in->flavours, (std::vector<model::Str>{"openstack", "ec2"}));
+  EXPECT_EQ(in->flavours, (model::StrList{"openstack", "ec2"}));
   ASSERT_TRUE(in->guest->vendor_data.has_value());
   EXPECT_EQ(in->guest->devices.size(), 3u);
   EXPECT_TRUE(Validate(*in).ok()) << Validate(*in).ToString();

@@ -1,5 +1,7 @@
-// model::Str (the model's text type), its intern table, and model::Box.
+// model::Str (the model's text type), its intern table and Pack, StrList, and
+// model::Box.
 #include "model/str.h"
+#include "model/str_list.h"
 
 #include <gtest/gtest.h>
 
@@ -66,6 +68,29 @@ TEST(StrTest, InternedValuesShareOneBlock) {
   EXPECT_EQ(a, c);
 }
 
+TEST(StrTest, PackedTextsShareOneAllocationAndOutliveEachOther) {
+  Str a(std::string(40, 'a')), b("bee"), interned = Str::Interned("packed-interned"), empty;
+  const char* interned_data = interned.data();
+  Str* fields[] = {&a, &b, &interned, &empty};
+  Str::Pack(fields, 4);
+  EXPECT_EQ(a, std::string(40, 'a'));
+  EXPECT_EQ(b, "bee");
+  EXPECT_STREQ(b.c_str(), "bee");
+  EXPECT_EQ(interned.data(), interned_data);  // interned text stays shared
+  EXPECT_TRUE(empty.empty());
+  // b lives in the same allocation as a, right after it.
+  EXPECT_GT(b.data(), a.data());
+  EXPECT_LT(b.data(), a.data() + 64);
+  Str keep_b = b;
+  a = Str();
+  b = Str();
+  EXPECT_EQ(keep_b, "bee");  // the allocation lives while any of its texts does
+  Str again = keep_b;
+  Str* more[] = {&again};
+  Str::Pack(more, 1);  // already packed: unchanged
+  EXPECT_EQ(again.data(), keep_b.data());
+}
+
 TEST(StrTest, TheInternTableForgetsWhatNobodyHolds) {
   const Str kept = Str::Interned("kept-across-sweeps");
   const size_t before = Str::InternedCount();
@@ -104,6 +129,35 @@ TEST(StrTest, ThreadsInterningAndDroppingTheSameValuesAgree) {
   }
   for (auto& th : threads) th.join();
   EXPECT_EQ(mismatches.load(), 0);
+}
+
+TEST(StrListTest, BehavesAsTheVectorItReplaces) {
+  StrList list;
+  EXPECT_TRUE(list.empty());
+  EXPECT_EQ(list.begin(), list.end());
+  std::vector<std::string> reference;
+  for (int i = 0; i < 40; ++i) {
+    list.push_back("item-" + std::to_string(i));
+    reference.push_back("item-" + std::to_string(i));
+  }
+  list.erase(list.begin() + 3, list.begin() + 10);
+  reference.erase(reference.begin() + 3, reference.begin() + 10);
+  list.erase(list.begin());
+  reference.erase(reference.begin());
+  ASSERT_EQ(list.size(), reference.size());
+  for (size_t i = 0; i < list.size(); ++i) EXPECT_EQ(list[i], reference[i]) << i;
+  StrList copy = list;
+  EXPECT_EQ(copy, list);
+  copy[0] = "changed";
+  EXPECT_NE(copy, list);
+  EXPECT_EQ(list.front(), reference.front());
+  StrList moved = std::move(copy);
+  EXPECT_TRUE(copy.empty());  // NOLINT: a moved-from list is empty
+  EXPECT_EQ(moved.back(), reference.back());
+  moved.clear();
+  EXPECT_TRUE(moved.empty());
+  EXPECT_EQ((StrList{"a", "b"}), (StrList{"a", "b"}));
+  EXPECT_NE((StrList{"a", "b"}), (StrList{"a"}));
 }
 
 TEST(BoxTest, ReadsAnEmptyGroupWithoutMakingOne) {

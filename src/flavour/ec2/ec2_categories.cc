@@ -30,12 +30,12 @@ const Nic* Device0(const Instance& instance) {
   return nullptr;
 }
 
-void First(const std::vector<model::Str>& values, std::string& out) {
+void First(const model::StrList& values, std::string& out) {
   if (!values.empty()) out += values.front();
 }
 
 // Multi-valued leaves are newline-separated (ec2.md §1.3).
-void Lines(const std::vector<model::Str>& values, std::string& out) {
+void Lines(const model::StrList& values, std::string& out) {
   for (size_t i = 0; i < values.size(); ++i) {
     if (i > 0) out += '\n';
     out += values[i];

@@ -52,7 +52,7 @@ Ec2JsonObject& Ec2JsonObject::StringOrNull(std::string_view key, std::string_vie
 }
 
 Ec2JsonObject& Ec2JsonObject::StringArrayOrNull(std::string_view key,
-                                                const std::vector<model::Str>& values) {
+                                                const model::StrList& values) {
   if (values.empty()) return Null(key);
   Key(key);
   out_ += "[ ";

@@ -4,7 +4,7 @@
 #include <string_view>
 #include <vector>
 
-#include "model/str.h"
+#include "model/str_list.h"
 
 namespace openimds::flavour::ec2 {
 
@@ -34,7 +34,7 @@ class Ec2JsonObject {
   Ec2JsonObject& StringOrNull(std::string_view key, std::string_view value);
   // An array of strings inline, as EC2 prints them: [ "a", "b" ]; null when
   // `values` is empty (e.g. marketplaceProductCodes).
-  Ec2JsonObject& StringArrayOrNull(std::string_view key, const std::vector<model::Str>& values);
+  Ec2JsonObject& StringArrayOrNull(std::string_view key, const model::StrList& values);
   // Appends the closing brace; call exactly once.
   void Close();
 
