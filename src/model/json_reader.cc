@@ -99,20 +99,12 @@ Status IntValue(const json::value& v, const Path& at, int& out) {
   return Status::Ok();
 }
 
-Status StringArrayValue(const json::value& v, const Path& at, std::vector<std::string>& out) {
-  if (!v.is_array()) return Err(at, "expected array");
-  out.clear();
-  const auto& array = v.get_array();
-  out.reserve(array.size());
-  for (size_t i = 0; i < array.size(); ++i) {
-    if (!array[i].is_string()) return Err(Path(at, i), "expected string");
-    out.emplace_back(array[i].get_string());
-  }
-  return Status::Ok();
-}
+namespace {
 
-Status StringArrayValue(const json::value& v, const Path& at, StrList& out,
-                        bool interned) {
+// Reads an array of strings into `out` (a std::vector<std::string> or a
+// StrList), each made by make(text).
+template <typename List, typename Make>
+Status ReadStrings(const json::value& v, const Path& at, List& out, Make make) {
   if (!v.is_array()) return Err(at, "expected array");
   out.clear();
   const auto& array = v.get_array();
@@ -120,10 +112,21 @@ Status StringArrayValue(const json::value& v, const Path& at, StrList& out,
   for (size_t i = 0; i < array.size(); ++i) {
     if (!array[i].is_string()) return Err(Path(at, i), "expected string");
     const json::string& s = array[i].get_string();
-    const std::string_view text(s.data(), s.size());
-    out.push_back(interned ? Str::Interned(text) : Str(text));
+    out.push_back(make(std::string_view(s.data(), s.size())));
   }
   return Status::Ok();
+}
+
+}  // namespace
+
+Status StringArrayValue(const json::value& v, const Path& at, std::vector<std::string>& out) {
+  return ReadStrings(v, at, out, [](std::string_view text) { return std::string(text); });
+}
+
+Status StringArrayValue(const json::value& v, const Path& at, StrList& out, bool interned) {
+  return ReadStrings(v, at, out, [interned](std::string_view text) {
+    return interned ? Str::Interned(text) : Str(text);
+  });
 }
 
 }  // namespace openimds::model::json_reader

@@ -30,16 +30,21 @@ class InternTable {
     return n;
   }
 
-  Str Intern(std::string_view text) {
-    const size_t hash = std::hash<std::string_view>()(text);
-    // The top bits pick the shard; the low bits, the slot within it.
+  Str Intern(std::string_view text, size_t hash) {
+    // The top bits pick the shard, the low bits the slot within it, and 16
+    // bits between them are the tag a probe compares before it reads a block.
     Shard& shard = shards_[(hash >> 58) % kShards];
+    const uint16_t tag = Tag(hash);
     std::lock_guard lock(shard.mutex);
-    if (shard.slots.empty()) shard.slots.assign(kInitialSlots, nullptr);
+    if (shard.slots.empty()) {
+      shard.slots.assign(kInitialSlots, nullptr);
+      shard.tags.assign(kInitialSlots, 0);
+    }
     size_t mask = shard.slots.size() - 1;
     for (size_t i = hash & mask;; i = (i + 1) & mask) {
       Str::Block* b = shard.slots[i];
       if (b == nullptr) break;
+      if (shard.tags[i] != tag) continue;
       if ((b->size_and_flag & ~Str::kFlagBits) == text.size() &&
           std::memcmp(b->data, text.data(), text.size()) == 0) {
         b->refs.fetch_add(1, std::memory_order_relaxed);
@@ -54,9 +59,7 @@ class InternTable {
     }
     Str out(text);
     out.block_->size_and_flag |= Str::kInternedBit;
-    size_t i = hash & mask;
-    while (shard.slots[i] != nullptr) i = (i + 1) & mask;
-    shard.slots[i] = out.block_;
+    Insert(shard, out.block_, hash);
     ++shard.count;
     return out;
   }
@@ -68,8 +71,19 @@ class InternTable {
   struct Shard {
     std::mutex mutex;
     std::vector<Str::Block*> slots;  // guarded by mutex; size a power of two
+    std::vector<uint16_t> tags;      // guarded by mutex; Tag() of each slot's text
     size_t count = 0;                // guarded by mutex
   };
+
+  static uint16_t Tag(size_t hash) { return static_cast<uint16_t>(hash >> 32); }
+
+  static void Insert(Shard& shard, Str::Block* b, size_t hash) {
+    const size_t mask = shard.slots.size() - 1;
+    size_t i = hash & mask;
+    while (shard.slots[i] != nullptr) i = (i + 1) & mask;
+    shard.slots[i] = b;
+    shard.tags[i] = Tag(hash);
+  }
 
   // Frees the blocks nobody holds, then re-inserts the rest into a table of
   // the size that keeps it at most a quarter full after the sweep, so the
@@ -89,12 +103,10 @@ class InternTable {
     size_t size = kInitialSlots;
     while (size < live.size() * 4) size *= 2;
     shard.slots.assign(size, nullptr);
-    const size_t mask = size - 1;
+    shard.tags.assign(size, 0);
     for (Str::Block* b : live) {
       const std::string_view text(b->data, b->size_and_flag & ~Str::kFlagBits);
-      size_t i = std::hash<std::string_view>()(text) & mask;
-      while (shard.slots[i] != nullptr) i = (i + 1) & mask;
-      shard.slots[i] = b;
+      Insert(shard, b, std::hash<std::string_view>()(text));
     }
     shard.count = live.size();
   }
@@ -115,44 +127,82 @@ Str::Str(std::string_view text) {
 
 Str Str::Interned(std::string_view text) {
   if (text.empty()) return Str();
-  return InternTable::Get().Intern(text);
+  // Each thread keeps the last values it interned, by hash, in a small
+  // direct-mapped cache: the values a fleet repeats (region, zone, VPC, tag
+  // keys) are found there without the shard's lock. The cache holds counted
+  // references, so no sweep frees what it points to; it keeps at most
+  // kCacheSlots values alive per thread, until the thread ends.
+  constexpr size_t kCacheSlots = 1024;
+  thread_local Str cache[kCacheSlots];
+  const size_t hash = std::hash<std::string_view>()(text);
+  Str& cached = cache[hash % kCacheSlots];
+  if (cached.view() == text) return cached;
+  Str out = InternTable::Get().Intern(text, hash);
+  cached = out;
+  return out;
 }
 
 size_t Str::InternedCount() { return InternTable::Get().Count(); }
 
 void Str::Pack(Str* const* fields, size_t count) {
   // Each packed text: its 8-byte header, the text and its NUL, rounded up to
-  // the header's alignment; the allocation starts with the shared count.
+  // the header's alignment; the allocation starts with the shared count. A
+  // text equal to one packed before it shares that one (a record repeats its
+  // hostname in three fields), so the first pass counts each text once.
   constexpr size_t kAlign = alignof(Block);
   constexpr size_t kHead = (sizeof(std::atomic<uint32_t>) + kAlign - 1) / kAlign * kAlign;
   auto packable = [](const Str* s) {
     return s->block_ != nullptr && (s->block_->size_and_flag & kFlagBits) == 0;
   };
+  auto bytes = [](size_t size) {
+    return (offsetof(Block, data) + size + 1 + kAlign - 1) / kAlign * kAlign;
+  };
+  // Fields are handled 64 at a time, so the bookkeeping stays on the stack.
+  constexpr size_t kChunk = 64;
+  if (count > kChunk) {
+    Pack(fields, kChunk);
+    Pack(fields + kChunk, count - kChunk);
+    return;
+  }
+  // first_equal[i]: the index of the first packable field with fields[i]'s
+  // text (i itself when it is the first).
+  size_t first_equal[kChunk];
   size_t total = kHead;
-  size_t n = 0;
+  size_t distinct = 0;
   for (size_t i = 0; i < count; ++i) {
     if (!packable(fields[i])) continue;
-    total += (offsetof(Block, data) + fields[i]->Size() + 1 + kAlign - 1) / kAlign * kAlign;
-    ++n;
+    first_equal[i] = i;
+    for (size_t j = 0; j < i; ++j) {
+      if (packable(fields[j]) && first_equal[j] == j && fields[j]->view() == fields[i]->view()) {
+        first_equal[i] = j;
+        break;
+      }
+    }
+    if (first_equal[i] != i) continue;
+    total += bytes(fields[i]->Size());
+    ++distinct;
   }
-  if (n < 2 || total >= kPackedBit) return;  // nothing to gain, or too large for an offset
+  if (distinct == 0 || total >= kPackedBit) return;  // nothing to pack, or too large for an offset
   char* base = static_cast<char*>(::operator new(total));
   auto* shared = new (base) std::atomic<uint32_t>(0);
+  Str packed[kChunk];
   size_t at = kHead;
   for (size_t i = 0; i < count; ++i) {
-    Str* s = fields[i];
-    if (!packable(s)) continue;
-    const size_t size = s->Size();
+    if (!packable(fields[i]) || first_equal[i] != i) continue;
+    const size_t size = fields[i]->Size();
     Block* b = reinterpret_cast<Block*>(base + at);
     new (&b->refs) std::atomic<uint32_t>(static_cast<uint32_t>(at));
     b->size_and_flag = static_cast<uint32_t>(size) | kPackedBit;
-    std::memcpy(b->data, s->block_->data, size);
+    std::memcpy(b->data, fields[i]->block_->data, size);
     b->data[size] = '\0';
-    Str packed;
-    packed.block_ = b;
     shared->fetch_add(1, std::memory_order_relaxed);
-    *s = std::move(packed);  // releases the block it held
-    at += (offsetof(Block, data) + size + 1 + kAlign - 1) / kAlign * kAlign;
+    packed[i].block_ = b;
+    at += bytes(size);
+  }
+  // Only now replace the fields: the texts compared above stay valid while
+  // they are copied.
+  for (size_t i = 0; i < count; ++i) {
+    if (packable(fields[i])) *fields[i] = packed[first_equal[i]];
   }
 }
 

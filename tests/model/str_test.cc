@@ -91,6 +91,23 @@ TEST(StrTest, PackedTextsShareOneAllocationAndOutliveEachOther) {
   EXPECT_EQ(again.data(), keep_b.data());
 }
 
+TEST(StrTest, PackSharesEqualTextsOnce) {
+  Str hostname("ip-10-0-0-5.ec2.internal"), local("ip-10-0-0-5.ec2.internal"), other("x-other");
+  Str* fields[] = {&hostname, &other, &local};
+  Str::Pack(fields, 3);
+  EXPECT_EQ(hostname.data(), local.data());
+  EXPECT_EQ(local, "ip-10-0-0-5.ec2.internal");
+  EXPECT_EQ(other, "x-other");
+  // More fields than one pass takes (64) still all end up packed and intact.
+  std::vector<Str> many;
+  for (int i = 0; i < 150; ++i) many.emplace_back("field-" + std::to_string(i));
+  std::vector<Str*> pointers;
+  for (Str& s : many) pointers.push_back(&s);
+  Str::Pack(pointers.data(), pointers.size());
+  for (int i = 0; i < 150; ++i) EXPECT_EQ(many[i], "field-" + std::to_string(i));
+  EXPECT_EQ(many[1].data(), many[0].data() + 16);  // neighbours in one allocation
+}
+
 TEST(StrTest, TheInternTableForgetsWhatNobodyHolds) {
   const Str kept = Str::Interned("kept-across-sweeps");
   const size_t before = Str::InternedCount();
