@@ -65,8 +65,9 @@ class StrList {
   void push_back(Str s) { emplace_back(std::move(s)); }
   template <typename... Args>
   Str& emplace_back(Args&&... args) {
+    Str value(std::forward<Args>(args)...);  // before growing: args may name an item
     if (size() == Capacity()) reserve(size() < 4 ? size() + 1 : size() + size() / 2);
-    Str* slot = new (Items() + rep_->size) Str(std::forward<Args>(args)...);
+    Str* slot = new (Items() + rep_->size) Str(std::move(value));
     ++rep_->size;
     return *slot;
   }
