@@ -18,7 +18,7 @@ ALLOWED = {
     "identity": {"catalog", "auth", "model", "common"},
     "flavour": {"auth", "model", "common"},
     "http": {"common"},
-    "service": {"http", "identity", "catalog", "flavour", "common", "model"},
+    "service": {"http", "identity", "catalog", "flavour", "auth", "common", "model"},
     "admin": {"http", "store", "catalog", "feed", "model", "common"},
     "proxy": {"http", "auth", "common"},
     "netsetup": {"common"},

@@ -351,7 +351,7 @@ int RunServe(const ServeOptions& o) {
       Ec2FlavourOptions(o.ec2), (*ec2)->tokens(), clock, metrics, (*ec2)->signer(),
       (*ec2)->credentials()));
   identity::Resolver resolver;
-  service::MetadataService metadata(resolver, catalog, flavours, metrics);
+  service::MetadataService metadata(resolver, catalog, flavours, &(*ec2)->tokens(), metrics);
   // Listeners that face proxies get their own service with a proxy-mode resolver.
   auto proxy_resolver = BuildProxyResolver(o.identity, clock, metrics);
   if (!proxy_resolver.ok()) {
@@ -367,7 +367,7 @@ int RunServe(const ServeOptions& o) {
   }
   std::optional<service::MetadataService> proxied;
   if (proxy_resolver->has_value()) {
-    proxied.emplace(**proxy_resolver, catalog, flavours, metrics);
+    proxied.emplace(**proxy_resolver, catalog, flavours, &(*ec2)->tokens(), metrics);
   }
 
   admin::AdminApi::Options admin_options;

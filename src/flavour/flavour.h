@@ -42,6 +42,24 @@ class Flavour {
   // `error.message()` is shown to the caller.
   virtual void RenderError(const common::Status& error, const common::Request& request,
                            common::Response& out) const = 0;
+
+  // The record's metadata options (model::MetadataOptions) hold for every
+  // flavour. True iff Render applies them itself, in its cloud's own terms
+  // (EC2: 403 when the endpoint is disabled, 401 without a token when tokens
+  // are required). Otherwise service::MetadataService applies them before
+  // Render: endpoint disabled -> PermissionDenied for every path; tokens
+  // required -> a valid IMDSv2 token for this instance in
+  // X-aws-ec2-metadata-token, else Unauthenticated (unless the flavour
+  // requires an anti-SSRF header of its own, below). Both are rendered with
+  // RenderError.
+  virtual bool AppliesMetadataOptions() const { return false; }
+
+  // True iff every request this flavour answers must carry a header of its
+  // cloud's own that a request forged through a server-side request forgery
+  // cannot set (GCE's "Metadata-Flavor: Google", Azure's "Metadata: true").
+  // Such a flavour is the SSRF defence EC2's token is, so "tokens required"
+  // does not also ask its callers for an EC2 token.
+  virtual bool RequiresOwnAntiSsrfHeader() const { return false; }
 };
 
 // The flavours a server serves, in precedence order. Built by app/ (no

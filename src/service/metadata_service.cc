@@ -19,10 +19,12 @@ void NoFlavour(const common::Request& request, common::Response& out) {
 MetadataService::MetadataService(const identity::Resolver& resolver,
                                  const catalog::Catalog& catalog,
                                  const flavour::Registry& flavours,
+                                 const auth::TokenAuthority* tokens,
                                  common::MetricsRegistry& metrics)
     : resolver_(resolver),
       catalog_(catalog),
       flavours_(flavours),
+      tokens_(tokens),
       no_flavour_(metrics.GetCounter("metadata_rejected_total",
                                      "Guest requests refused before a flavour rendered them.",
                                      "reason=\"no_flavour\"")),
@@ -34,7 +36,58 @@ MetadataService::MetadataService(const identity::Resolver& resolver,
                                        "reason=\"unidentified\"")),
       flavour_not_allowed_(metrics.GetCounter(
           "metadata_rejected_total", "Guest requests refused before a flavour rendered them.",
-          "reason=\"flavour_not_allowed\"")) {}
+          "reason=\"flavour_not_allowed\"")),
+      endpoint_disabled_(metrics.GetCounter(
+          "metadata_rejected_total", "Guest requests refused before a flavour rendered them.",
+          "reason=\"endpoint_disabled\"")),
+      token_required_(metrics.GetCounter(
+          "metadata_rejected_total", "Guest requests refused before a flavour rendered them.",
+          "reason=\"token_required\"")) {}
+
+bool MetadataService::AllowedByMetadataOptions(const model::Instance& instance,
+                                               const flavour::Flavour& flavour,
+                                               const common::Request& request,
+                                               common::Response& out) const {
+  if (flavour.AppliesMetadataOptions()) return true;
+  if (!instance.options.http_endpoint_enabled) {
+    endpoint_disabled_.Inc();
+    common::LogRefusal("metadata", "instance " + instance.id + ": endpoint disabled (flavour " +
+                                       std::string(flavour.Name()) + ")");
+    flavour.RenderError(
+        common::PermissionDenied("the metadata endpoint is disabled for this instance"), request,
+        out);
+    return false;
+  }
+  if (instance.options.http_tokens != model::MetadataOptions::HttpTokens::kRequired ||
+      flavour.RequiresOwnAntiSsrfHeader()) {
+    return true;
+  }
+  // The same token EC2 guests send: one header, verified for this instance.
+  std::string_view token;
+  int count = 0;
+  for (const auto& h : request.headers) {
+    if (common::EqualsIgnoreCase(h.name, "X-aws-ec2-metadata-token") && count++ == 0) {
+      token = h.value;
+    }
+  }
+  auth::TokenError why = auth::TokenError::kMalformed;
+  std::string_view reason = "token missing";
+  if (count == 1 && tokens_ != nullptr) {
+    if (tokens_->Verify(token, instance.id, &why).ok()) return true;
+    reason = auth::TokenErrorName(why);
+  } else if (count > 1) {
+    reason = "token repeated";
+  }
+  token_required_.Inc();
+  common::LogRefusal("metadata", "instance " + instance.id + ": " + std::string(reason) +
+                                     " (tokens required, flavour " +
+                                     std::string(flavour.Name()) + ")");
+  flavour.RenderError(common::Unauthenticated("this instance requires an IMDSv2 token: PUT "
+                                              "/latest/api/token, then send it in "
+                                              "X-aws-ec2-metadata-token"),
+                      request, out);
+  return false;
+}
 
 void MetadataService::Handle(const common::Request& request, common::Response& out) {
   // One catalog reader per I/O thread: one atomic load per request while the
@@ -47,6 +100,9 @@ void MetadataService::Handle(const common::Request& request, common::Response& o
     reader_owner = &catalog_;
   }
 
+  // No answer to HEAD has a body, refusals included; a flavour that renders
+  // sets this again.
+  out.head = request.method == "HEAD";
   // Proxies health-check their upstreams here; answer without identity or logs.
   if (resolver_.proxy_mode() && request.path == "/healthz") {
     out.body.assign("ok\n");
@@ -90,6 +146,7 @@ void MetadataService::Handle(const common::Request& request, common::Response& o
                          request, out);
     return;
   }
+  if (!AllowedByMetadataOptions(*instance, *flavour, request, out)) return;
   (void)flavour->Render(*instance, request, out);
   // A proxied caller is not at the other end of this socket: the hop limit
   // travels to the proxy as a header instead.

@@ -555,6 +555,64 @@ def test_endpoint_disabled(server):
     assert r.status in (403, 404, 405), r
 
 
+OPENSTACK_PATHS = ["/openstack/latest/meta_data.json", "/openstack/latest/user_data",
+                   "/openstack/latest/network_data.json", "/openstack/", "/openstack"]
+
+
+def test_tokens_required_holds_on_openstack_paths(server):
+    """A record's metadata options hold for every flavour that renders it: with
+    tokens required, the OpenStack paths need the IMDSv2 token too."""
+    secret = b"#!/bin/sh\necho only-with-a-token\n"
+    server.put_instance(required_tokens(instance("i-osv2", "127.0.0.2", user_data=b64(secret))))
+    server.put_instance(instance("i-osv1", "127.0.0.3"))  # tokens optional
+    m0 = server.metrics()
+
+    for path in OPENSTACK_PATHS:
+        r = server.get(path, source="127.0.0.2")
+        assert r.status == 401, (path, r)
+        assert b"only-with-a-token" not in r.body and b"i-osv2" not in r.body, (path, r)
+        assert b"IMDSv2 token" in r.body, (path, r)
+        r = server.guest("HEAD", path, source="127.0.0.2")
+        assert r.status == 401, (path, r)
+    # Another instance's token, a tampered one and two headers are refused.
+    other = server.token(source="127.0.0.3")
+    token = server.token(source="127.0.0.2")
+    flipped = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
+    for bad in (other, flipped, "garbage"):
+        r = server.get("/openstack/latest/user_data", token=bad, source="127.0.0.2")
+        assert r.status == 401, (bad[:12], r)
+    refused = 3 + 2 * len(OPENSTACK_PATHS)
+
+    r = server.get("/openstack/latest/user_data", token=token, source="127.0.0.2")
+    assert r.status == 200 and r.body == secret, r
+    r = server.get("/openstack/latest/meta_data.json", token=token, source="127.0.0.2")
+    assert r.status == 200 and r.json()["uuid"] == "i-osv2", r
+    # Tokens optional: served without one, as before.
+    r = server.get("/openstack/latest/meta_data.json", source="127.0.0.3")
+    assert r.status == 200 and r.json()["uuid"] == "i-osv1", r
+
+    m1 = server.metrics()
+    assert metric_sum(m1, "metadata_rejected_total", reason="token_required") - metric_sum(
+        m0, "metadata_rejected_total", reason="token_required") == refused
+
+
+def test_endpoint_disabled_holds_on_openstack_paths(server):
+    rec = instance("i-osoff", "127.0.0.2", user_data=b64("#cloud-config\nsecret: 1\n"))
+    rec["metadata_options"]["http_endpoint"] = "disabled"
+    server.put_instance(rec)
+    m0 = server.metrics()
+    for path in OPENSTACK_PATHS:
+        r = server.get(path, source="127.0.0.2")
+        assert r.status == 403, (path, r)
+        assert b"i-osoff" not in r.body and b"secret" not in r.body, (path, r)
+        assert server.guest("HEAD", path, source="127.0.0.2").status == 403, path
+    m1 = server.metrics()
+    assert metric_sum(m1, "metadata_rejected_total", reason="endpoint_disabled") - metric_sum(
+        m0, "metadata_rejected_total", reason="endpoint_disabled") == 2 * len(OPENSTACK_PATHS)
+    # The EC2 paths refuse as before (the EC2 flavour applies the option itself).
+    assert server.get("/latest/meta-data/instance-id", source="127.0.0.2").status == 403
+
+
 # ---------------------------------------------------------------- unknown callers, bad input
 
 

@@ -59,6 +59,9 @@ namespace openimds::flavour::ec2 {
 // per-thread table after its first use on that thread).
 class Ec2Flavour final : public Flavour {
  public:
+  // Render applies the endpoint and token options itself (policy 1 and 5).
+  bool AppliesMetadataOptions() const override { return true; }
+
   struct Options {
     // Host for absolute 301 Locations when the request has no usable Host
     // header (absent, or with characters a host name cannot contain).
