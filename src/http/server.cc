@@ -73,12 +73,18 @@ struct ParsedRequest {
   std::string body;
   int version = 11;
   bool expect_continue = false;
+  // Bytes of chunk extensions seen so far, and whether they or the trailers
+  // went past the header limit (Beast bounds neither).
+  size_t chunk_extension_bytes = 0;
+  bool chunk_framing_too_large = false;
 
   void Clear() {
     arena.clear();
     fields.clear();
     body.clear();
     expect_continue = false;
+    chunk_extension_bytes = 0;
+    chunk_framing_too_large = false;
   }
   Span Append(std::string_view s) {
     Span sp{static_cast<uint32_t>(arena.size()), static_cast<uint32_t>(s.size())};
@@ -92,7 +98,10 @@ std::string_view SV(boost::beast::string_view s) { return std::string_view(s.dat
 
 class RequestParser final : public bhttp::basic_parser<true> {
  public:
-  explicit RequestParser(ParsedRequest& out) : out_(out) {}
+  // `framing_limit`: the most bytes of chunk extensions one request may carry
+  // (the header limit; the trailers are bounded by the read loop).
+  RequestParser(ParsedRequest& out, size_t framing_limit)
+      : out_(out), framing_limit_(framing_limit) {}
 
  private:
   void on_request_impl(bhttp::verb, boost::beast::string_view method, boost::beast::string_view target, int version,
@@ -121,7 +130,14 @@ class RequestParser final : public bhttp::basic_parser<true> {
     out_.body.append(body.data(), body.size());
     return body.size();
   }
-  void on_chunk_header_impl(std::uint64_t, boost::beast::string_view, boost::system::error_code&) override {}
+  void on_chunk_header_impl(std::uint64_t, boost::beast::string_view extensions,
+                            boost::system::error_code& ec) override {
+    out_.chunk_extension_bytes += extensions.size();
+    if (out_.chunk_extension_bytes > framing_limit_) {
+      out_.chunk_framing_too_large = true;
+      ec = bhttp::error::header_limit;
+    }
+  }
   size_t on_chunk_body_impl(std::uint64_t, boost::beast::string_view body,
                             boost::system::error_code&) override {
     out_.body.append(body.data(), body.size());
@@ -130,6 +146,7 @@ class RequestParser final : public bhttp::basic_parser<true> {
   void on_finish_impl(boost::system::error_code&) override {}
 
   ParsedRequest& out_;
+  const size_t framing_limit_;
 };
 
 // ---------------------------------------------------------------------------
@@ -639,7 +656,7 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, typename Socket::endp
     for (;;) {
       parsed.Clear();
       std::optional<RequestParser> parser;
-      parser.emplace(parsed);
+      parser.emplace(parsed, limits.max_header_bytes);
       parser->eager(true);
       parser->header_limit(static_cast<uint32_t>(limits.max_header_bytes));
       parser->body_limit(limits.max_body_bytes);
@@ -658,6 +675,15 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, typename Socket::endp
           buffer.consume(n);
           if (perr == bhttp::error::need_more) {
             perr = {};
+            // Past the header, the parser leaves bytes unconsumed only while
+            // it waits for the end of a chunk-size line (with its
+            // extensions) or of the trailers: Beast puts no limit on either,
+            // so the header limit applies to them here.
+            if (parser->is_header_done() && buffer.size() > limits.max_header_bytes) {
+              parsed.chunk_framing_too_large = true;
+              perr = bhttp::error::header_limit;
+              break;
+            }
           } else if (perr) {
             break;
           }
@@ -724,8 +750,11 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, typename Socket::endp
         if (perr == bhttp::error::header_limit) {
           status = 431;
           counter = ls.rejected_header_size;
-          message = "request header larger than " + std::to_string(limits.max_header_bytes) +
-                    " bytes";
+          message = parsed.chunk_framing_too_large
+                        ? "chunk extensions or trailers larger than " +
+                              std::to_string(limits.max_header_bytes) + " bytes"
+                        : "request header larger than " +
+                              std::to_string(limits.max_header_bytes) + " bytes";
         } else if (perr == bhttp::error::body_limit) {
           status = 413;
           counter = ls.rejected_body_size;

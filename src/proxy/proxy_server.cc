@@ -392,7 +392,7 @@ asio::awaitable<void> ProxyServer::Impl::Session(tcp::socket socket, ListenerSta
       deadline->at = Clock::now() + limits.header_timeout;
 
       req.Clear();
-      RequestParser parser(req);
+      RequestParser parser(req, limits.max_header_bytes);
       parser.eager(true);
       parser.header_limit(static_cast<uint32_t>(limits.max_header_bytes));
       parser.body_limit(limits.max_body_bytes);
@@ -406,6 +406,14 @@ asio::awaitable<void> ProxyServer::Impl::Session(tcp::socket socket, ListenerSta
           buffer.consume(n);
           if (perr == bhttp::error::need_more) {
             perr = {};
+            // Past the header, bytes stay unconsumed only while the parser
+            // waits for the end of a chunk-size line or of the trailers,
+            // which Beast does not bound: the header limit holds for them.
+            if (parser.is_header_done() && buffer.size() > limits.max_header_bytes) {
+              req.chunk_framing_too_large = true;
+              perr = bhttp::error::header_limit;
+              break;
+            }
           } else if (perr) {
             break;
           }
@@ -446,7 +454,9 @@ asio::awaitable<void> ProxyServer::Impl::Session(tcp::socket socket, ListenerSta
 
       if (perr == bhttp::error::header_limit) {
         refuse(rejected_header_size, 431,
-               "request header larger than " + std::to_string(limits.max_header_bytes) + " bytes");
+               std::string(req.chunk_framing_too_large ? "chunk extensions or trailers"
+                                                       : "request header") +
+                   " larger than " + std::to_string(limits.max_header_bytes) + " bytes");
       } else if (perr == bhttp::error::body_limit) {
         refuse(rejected_body_size, 413,
                "request body larger than " + std::to_string(limits.max_body_bytes) + " bytes");

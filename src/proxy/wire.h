@@ -8,6 +8,7 @@
 
 #include <boost/beast/http/basic_parser.hpp>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -32,6 +33,10 @@ struct ParsedMessage {
   std::vector<std::pair<Span, Span>> fields;
   std::string body;
   bool expect_continue = false;  // requests: "Expect: 100-continue"
+  // Bytes of chunk extensions seen so far, and whether they or the trailers
+  // went past the framing limit (Beast bounds neither).
+  size_t chunk_extension_bytes = 0;
+  bool chunk_framing_too_large = false;
 
   void Clear() {
     arena.clear();
@@ -39,6 +44,8 @@ struct ParsedMessage {
     body.clear();
     status = 0;
     expect_continue = false;
+    chunk_extension_bytes = 0;
+    chunk_framing_too_large = false;
   }
   Span Append(std::string_view s) {
     Span sp{static_cast<uint32_t>(arena.size()), static_cast<uint32_t>(s.size())};
@@ -55,7 +62,12 @@ struct ParsedMessage {
 template <bool isRequest>
 class MessageParser final : public boost::beast::http::basic_parser<isRequest> {
  public:
-  explicit MessageParser(ParsedMessage& out) : out_(out) {}
+  // `framing_limit`: the most bytes of chunk extensions one message may carry
+  // (the header limit where the peer is untrusted; the trailers are bounded
+  // by the read loop).
+  explicit MessageParser(ParsedMessage& out,
+                         size_t framing_limit = std::numeric_limits<size_t>::max())
+      : out_(out), framing_limit_(framing_limit) {}
 
  private:
   using sv = boost::beast::string_view;
@@ -83,7 +95,13 @@ class MessageParser final : public boost::beast::http::basic_parser<isRequest> {
     out_.body.append(body.data(), body.size());
     return body.size();
   }
-  void on_chunk_header_impl(std::uint64_t, sv, ec_t&) override {}
+  void on_chunk_header_impl(std::uint64_t, sv extensions, ec_t& ec) override {
+    out_.chunk_extension_bytes += extensions.size();
+    if (out_.chunk_extension_bytes > framing_limit_) {
+      out_.chunk_framing_too_large = true;
+      ec = boost::beast::http::error::header_limit;
+    }
+  }
   size_t on_chunk_body_impl(std::uint64_t, sv body, ec_t&) override {
     out_.body.append(body.data(), body.size());
     return body.size();
@@ -91,6 +109,7 @@ class MessageParser final : public boost::beast::http::basic_parser<isRequest> {
   void on_finish_impl(ec_t&) override {}
 
   ParsedMessage& out_;
+  const size_t framing_limit_;
 };
 
 using RequestParser = MessageParser<true>;

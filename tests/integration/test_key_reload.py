@@ -23,9 +23,7 @@ from typing import Callable, Optional
 
 import pytest
 
-from openimds_harness import (IO_TIMEOUT_S, START_TIMEOUT_S, UnixHTTPConnection,
-                              _die_with_parent, _request, instance, is_loopback, metric_sum,
-                              parse_metrics, split_endpoint, terminate)
+from openimds_harness import Proxy, instance, metric_sum, wait_for, write_keys
 
 NETWORK = "tenant-a"
 GUEST = "127.0.0.5"
@@ -34,79 +32,6 @@ TARGET = "/latest/meta-data/instance-id"
 KEY_A = ("a", "secret-of-key-a-0123456789")
 KEY_B = ("b", "secret-of-key-b-9876543210")
 REJECTED = "identity_rejected_total"
-
-
-def write_keys(path: Path, *keys: tuple[str, str], mode: int = 0o600) -> None:
-    """Replaces the file in one rename, as an operator's editor or config
-    management would, so a reload never sees half a file."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(f"{kid} {secret}\n" for kid, secret in keys))
-    tmp.chmod(mode)
-    os.replace(tmp, path)
-
-
-def wait_for(what: str, check: Callable[[], bool], proc: subprocess.Popen,
-             log: Path, timeout: float = START_TIMEOUT_S) -> None:
-    """Polls `check` until true; fails early if the process died."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert proc.poll() is None, f"process exited ({proc.returncode}) while waiting for " \
-                                    f"{what}:\n{log.read_text(errors='replace')[-5000:]}"
-        assert time.monotonic() < deadline, f"timed out waiting for {what}:\n" \
-                                            f"{log.read_text(errors='replace')[-5000:]}"
-        time.sleep(0.02)
-
-
-class Proxy:
-    """One `openimds proxy` process on loopback."""
-
-    def __init__(self, binary: Path, workdir: Path, upstream: str, key_file: Path):
-        self.dir = workdir
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.ready_path = self.dir / "proxy.ready"
-        self.metrics_sock = self.dir / "proxy-metrics.sock"
-        self.log_path = self.dir / "proxy.log"
-        host, _ = split_endpoint(upstream)
-        assert is_loopback(host), upstream
-        self.cmd = [str(binary), "proxy", "--listen", f"127.0.0.1:0,network={NETWORK}",
-                    "--upstream", upstream, "--key-file", str(key_file), "--threads", "2",
-                    "--metrics", f"unix:{self.metrics_sock}", "--ready-file",
-                    str(self.ready_path)]
-        self.proc: Optional[subprocess.Popen] = None
-        self.endpoint = ""
-
-    def start(self) -> "Proxy":
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT, cwd=self.dir,
-                                         preexec_fn=_die_with_parent)
-        wait_for("the proxy's ready file", self.ready_path.exists, self.proc, self.log_path)
-        ready = json.loads(self.ready_path.read_text())
-        assert ready["pid"] == self.proc.pid, ready
-        self.endpoint = ready["guest"][0]["endpoint"]
-        assert is_loopback(split_endpoint(self.endpoint)[0]), self.endpoint
-        return self
-
-    def get(self, target: str = TARGET):
-        host, port = split_endpoint(self.endpoint)
-        conn = http.client.HTTPConnection(host, port, timeout=IO_TIMEOUT_S,
-                                          source_address=(GUEST, 0))
-        return _request(conn, "GET", target, None, {})
-
-    def metrics(self) -> dict[str, float]:
-        r = _request(UnixHTTPConnection(str(self.metrics_sock)), "GET", "/metrics", None, {})
-        assert r.status == 200, r
-        return parse_metrics(r.text)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        proc, self.proc = self.proc, None
-        rc = terminate(proc, "proxy", self.log)
-        assert rc == 0, f"proxy exited with {rc}:\n{self.log()}"
 
 
 def signed_get(server, key: tuple[str, str], target: str = TARGET, ts: Optional[int] = None):
@@ -158,7 +83,7 @@ def system(binary, workdir, make_server):
                                      "--proxy-keys-file", str(server_keys)])
     server.put_instance(instance(IID, GUEST, network=NETWORK))
     host, port = server.guest_address()
-    proxy = Proxy(binary, workdir / "proxy", f"{host}:{port}", proxy_keys).start()
+    proxy = Proxy(binary, workdir / "proxy", f"{host}:{port}", proxy_keys, NETWORK, GUEST).start()
     try:
         yield server, proxy, server_keys, proxy_keys
     finally:
