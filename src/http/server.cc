@@ -77,6 +77,9 @@ struct ParsedRequest {
   // went past the header limit (Beast bounds neither).
   size_t chunk_extension_bytes = 0;
   bool chunk_framing_too_large = false;
+  // Transfer-Encoding headers seen, and the first one's value.
+  int transfer_encodings = 0;
+  Span transfer_encoding;
 
   void Clear() {
     arena.clear();
@@ -85,6 +88,8 @@ struct ParsedRequest {
     expect_continue = false;
     chunk_extension_bytes = 0;
     chunk_framing_too_large = false;
+    transfer_encodings = 0;
+    transfer_encoding = Span();
   }
   Span Append(std::string_view s) {
     Span sp{static_cast<uint32_t>(arena.size()), static_cast<uint32_t>(s.size())};
@@ -119,8 +124,17 @@ class RequestParser final : public bhttp::basic_parser<true> {
     Span n = out_.Append(SV(name));
     Span v = out_.Append(SV(value));
     out_.fields.emplace_back(n, v);
+    if (f == bhttp::field::transfer_encoding && out_.transfer_encodings++ == 0) {
+      out_.transfer_encoding = v;
+    }
   }
-  void on_header_impl(boost::system::error_code&) override {}
+  void on_header_impl(boost::system::error_code& ec) override {
+    if (out_.transfer_encodings > 0 &&
+        !AcceptableTransferEncoding(out_.transfer_encodings,
+                                    out_.View(out_.transfer_encoding))) {
+      ec = bhttp::error::bad_transfer_encoding;
+    }
+  }
   void on_body_init_impl(const boost::optional<std::uint64_t>& length,
                          boost::system::error_code&) override {
     // body_limit() has already refused lengths over the limit.
@@ -755,6 +769,8 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, typename Socket::endp
                               std::to_string(limits.max_header_bytes) + " bytes"
                         : "request header larger than " +
                               std::to_string(limits.max_header_bytes) + " bytes";
+        } else if (perr == bhttp::error::bad_transfer_encoding) {
+          message = "unsupported Transfer-Encoding (only \"chunked\" is accepted)";
         } else if (perr == bhttp::error::body_limit) {
           status = 413;
           counter = ls.rejected_body_size;

@@ -1,5 +1,7 @@
 #include "http/wire_format.h"
 
+#include "common/http_message.h"
+
 #include <net/if.h>
 
 #include <array>
@@ -142,6 +144,14 @@ common::IpAddress ToIpAddress(const boost::asio::ip::address& a) {
   std::array<uint8_t, 16> arr;
   std::memcpy(arr.data(), b.data(), 16);
   return common::IpAddress::FromV6Bytes(arr);
+}
+
+bool AcceptableTransferEncoding(int count, std::string_view value) {
+  if (count == 0) return true;
+  if (count > 1) return false;
+  while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+  while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+  return common::EqualsIgnoreCase(value, "chunked");
 }
 
 }  // namespace openimds::http

@@ -32,4 +32,12 @@ common::Result<boost::asio::ip::tcp::endpoint> ParseTcpEndpoint(std::string_view
 // An Asio address as a common::IpAddress (v4-mapped IPv6 becomes IPv4).
 common::IpAddress ToIpAddress(const boost::asio::ip::address& a);
 
+// True iff a request may be framed by these Transfer-Encoding headers:
+// `count` of them, the first with `value`. Only none, or exactly one that
+// names just "chunked" (any case, surrounding spaces), is accepted. Any other
+// coding ("xchunked", "chunked, identity", "gzip, chunked") is refused, not
+// guessed at: a server and a proxy that frame one body differently are how
+// a second request is smuggled inside a first.
+bool AcceptableTransferEncoding(int count, std::string_view value);
+
 }  // namespace openimds::http

@@ -457,6 +457,9 @@ asio::awaitable<void> ProxyServer::Impl::Session(tcp::socket socket, ListenerSta
                std::string(req.chunk_framing_too_large ? "chunk extensions or trailers"
                                                        : "request header") +
                    " larger than " + std::to_string(limits.max_header_bytes) + " bytes");
+      } else if (perr == bhttp::error::bad_transfer_encoding) {
+        refuse(rejected_malformed, 400,
+               "unsupported Transfer-Encoding (only \"chunked\" is accepted)");
       } else if (perr == bhttp::error::body_limit) {
         refuse(rejected_body_size, 413,
                "request body larger than " + std::to_string(limits.max_body_bytes) + " bytes");

@@ -37,6 +37,11 @@ void MessageParser<isRequest>::on_field_impl(boost::beast::http::field f, sv nam
   Span n = out_.Append(SV(name));
   Span v = out_.Append(SV(value));
   out_.fields.emplace_back(n, v);
+  if constexpr (isRequest) {
+    if (f == boost::beast::http::field::transfer_encoding && out_.transfer_encodings++ == 0) {
+      out_.transfer_encoding = v;
+    }
+  }
 }
 
 template class MessageParser<true>;

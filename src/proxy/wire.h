@@ -37,6 +37,9 @@ struct ParsedMessage {
   // went past the framing limit (Beast bounds neither).
   size_t chunk_extension_bytes = 0;
   bool chunk_framing_too_large = false;
+  // Requests: Transfer-Encoding headers seen, and the first one's value.
+  int transfer_encodings = 0;
+  Span transfer_encoding;
 
   void Clear() {
     arena.clear();
@@ -46,6 +49,8 @@ struct ParsedMessage {
     expect_continue = false;
     chunk_extension_bytes = 0;
     chunk_framing_too_large = false;
+    transfer_encodings = 0;
+    transfer_encoding = Span();
   }
   Span Append(std::string_view s) {
     Span sp{static_cast<uint32_t>(arena.size()), static_cast<uint32_t>(s.size())};
@@ -86,7 +91,15 @@ class MessageParser final : public boost::beast::http::basic_parser<isRequest> {
     out_.version = version;
   }
   void on_field_impl(boost::beast::http::field f, sv name, sv value, ec_t&) override;
-  void on_header_impl(ec_t&) override {}
+  void on_header_impl(ec_t& ec) override {
+    if constexpr (isRequest) {
+      if (out_.transfer_encodings > 0 &&
+          !http::AcceptableTransferEncoding(out_.transfer_encodings,
+                                            out_.View(out_.transfer_encoding))) {
+        ec = boost::beast::http::error::bad_transfer_encoding;
+      }
+    }
+  }
   void on_body_init_impl(const boost::optional<std::uint64_t>& length, ec_t&) override {
     // body_limit() has already refused lengths over the limit.
     if (length) out_.body.reserve(static_cast<size_t>(*length));

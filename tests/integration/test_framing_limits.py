@@ -123,3 +123,29 @@ def test_proxy_bounds_chunk_extensions_and_trailers(proxy, case):
     assert b"chunk extensions or trailers larger than 8192 bytes" in raw_body(reply), reply[:300]
     assert rss_kib(proxy.proc.pid) - before < 32 * 1024
     assert metric_sum(proxy.metrics(), "proxy_rejected_total", reason="header_too_large") >= 1
+
+
+SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n"
+
+
+@pytest.mark.parametrize("coding", [b"xchunked", b"chunked, identity", b"gzip, chunked",
+                                    b"identity"])
+@pytest.mark.parametrize("via", ["serve", "proxy"])
+def test_unknown_transfer_coding_is_400_and_closes(server, proxy, coding, via):
+    """Anything but exactly "chunked" is refused with 400 and the connection
+    closed: the bytes after it are never read as a second request."""
+    server.put_instance(instance("i-te", GUEST))
+    host, port = server.guest_address() if via == "serve" else split_endpoint(proxy.endpoint)
+    request = (b"POST /latest/meta-data/ HTTP/1.1\r\nHost: 169.254.169.254\r\n"
+               b"Transfer-Encoding: " + coding + b"\r\n\r\n" + SMUGGLED)
+    reply = endless(host, port, request, b"", 0)
+    assert raw_status(reply) == 400, reply[:300]
+    assert b"unsupported Transfer-Encoding" in reply, reply[:300]
+    assert reply.count(b"HTTP/1.1 ") == 1, reply  # no answer to the smuggled request
+
+
+def test_two_transfer_encoding_headers_are_400(server):
+    host, port = server.guest_address()
+    request = (b"POST /latest/meta-data/ HTTP/1.1\r\nHost: 169.254.169.254\r\n"
+               b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+    assert raw_status(endless(host, port, request, b"", 0)) == 400
