@@ -283,8 +283,12 @@ common::Status RequestSigner::Verify(std::string_view method, std::string_view t
   }
   const int64_t now =
       std::chrono::duration_cast<std::chrono::seconds>(clock_->Now().time_since_epoch()).count();
-  const int64_t skew = now > ts ? now - ts : ts - now;
-  if (skew > options_.replay_window.count()) {
+  // |now - ts| in unsigned arithmetic: any int64 timestamp is valid input,
+  // and the signed difference overflows for one near either end of the range
+  // (INT64_MIN once passed as "0 s away").
+  const uint64_t skew = now > ts ? static_cast<uint64_t>(now) - static_cast<uint64_t>(ts)
+                                 : static_cast<uint64_t>(ts) - static_cast<uint64_t>(now);
+  if (skew > static_cast<uint64_t>(options_.replay_window.count())) {
     return Refuse(SignatureError::kStale, why,
                   "signed identity is " + std::to_string(skew) + " s away from now (window " +
                       std::to_string(options_.replay_window.count()) + " s)");

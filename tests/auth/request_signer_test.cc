@@ -2,7 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include <chrono>
+#include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
@@ -126,6 +131,45 @@ TEST_F(RequestSignerTest, ReplayWindowBothSides) {
   clock_.Set(system_clock::time_point(seconds(kNow - 31)));
   EXPECT_EQ(Check(s, id), SignatureError::kStale);
   clock_.Set(system_clock::time_point(seconds(kNow - 29)));
+  EXPECT_EQ(Check(s, id), std::nullopt);
+}
+
+// Hex HMAC-SHA256, computed here with OpenSSL, so a test can sign a
+// timestamp no clock reaches.
+std::string HexHmacSha256(std::string_view key, std::string_view message) {
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+       reinterpret_cast<const unsigned char*>(message.data()), message.size(), mac, &length);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < length; ++i) {
+    out += kHex[mac[i] >> 4];
+    out += kHex[mac[i] & 15];
+  }
+  return out;
+}
+
+TEST_F(RequestSignerTest, AuthenticTimestampsAtTheEndsOfTheRangeAreStale) {
+  // |now - ts| once overflowed for INT64_MIN, so that signature never expired.
+  RequestSigner s = Make({{"k1", std::string(kSecretA)}}, seconds(30));
+  SignedIdentity id = s.Sign("GET", "/latest/meta-data/", "tenant-a", "10.0.0.5");
+  ASSERT_EQ(id.signature, HexHmacSha256(kSecretA, RequestSigner::CanonicalMessage(
+                                                      "GET", "/latest/meta-data/", "tenant-a",
+                                                      "10.0.0.5", id.timestamp)));
+  for (int64_t ts : {std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::min() + 1,
+                     std::numeric_limits<int64_t>::max(), int64_t{0}, int64_t{-1}, kNow - 31,
+                     kNow + 31}) {
+    id.timestamp = ts;
+    id.signature = HexHmacSha256(kSecretA, RequestSigner::CanonicalMessage(
+                                               "GET", "/latest/meta-data/", "tenant-a",
+                                               "10.0.0.5", ts));
+    EXPECT_EQ(Check(s, id), SignatureError::kStale) << ts;
+  }
+  id.timestamp = kNow - 30;
+  id.signature = HexHmacSha256(kSecretA, RequestSigner::CanonicalMessage(
+                                             "GET", "/latest/meta-data/", "tenant-a", "10.0.0.5",
+                                             id.timestamp));
   EXPECT_EQ(Check(s, id), std::nullopt);
 }
 
