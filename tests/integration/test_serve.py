@@ -830,3 +830,20 @@ def test_cli_without_server_exits_3(server, workdir):
     msg = p.stderr.decode()
     assert "no-such.sock" in msg
     assert "openimds serve" in msg  # says what to do about it
+
+
+@pytest.mark.parametrize("path", ["/nothing", "/latest/meta-data/no-such-key",
+                                  "/openstack/latest/meta_data.json"])
+def test_head_answers_carry_no_body(server, path):
+    """HEAD gets the status and headers GET would, never body bytes: one
+    stray body desynchronises every response after it on a kept-alive or
+    pooled connection (a proxy's upstream, for one)."""
+    server.put_instance(instance("i-head", "127.0.0.2"))
+    host, port = server.guest_address()
+    get = raw_exchange(host, port, f"GET {path} HTTP/1.1\r\nHost: 169.254.169.254\r\n"
+                       "Connection: close\r\n\r\n".encode(), source="127.0.0.2")
+    head = raw_exchange(host, port, f"HEAD {path} HTTP/1.1\r\nHost: 169.254.169.254\r\n"
+                        "Connection: close\r\n\r\n".encode(), source="127.0.0.2")
+    assert raw_status(head) == raw_status(get), (head, get)
+    assert raw_body(get), get  # GET has a body here; HEAD must not send it
+    assert raw_body(head) == b"", head
