@@ -4,6 +4,7 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -348,6 +349,9 @@ struct ListenerState {
   ListenerConfig config;
   bool is_unix = false;
   tcp::endpoint tcp_endpoint;  // resolved, with the real port once bound
+  // The one listening socket every worker accepts from (each through its own
+  // descriptor for it); owned by the first worker's acceptor.
+  int listening_fd = -1;
   bool nodelay_inherited = false;  // TCP_NODELAY set on the listening sockets
   std::string unix_path;
   std::string display;  // the endpoint as bound (real port), for logs
@@ -402,21 +406,32 @@ struct Server::Impl {
 common::Status Server::Impl::BindTcp(ListenerState& ls, Worker& w, bool first) {
   auto acc = std::make_unique<tcp::acceptor>(w.ctx);
   boost::system::error_code ec;
-  acc->open(ls.tcp_endpoint.protocol(), ec);
-  if (!ec) acc->set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec) {
-    int one = 1;
-    if (setsockopt(acc->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+  if (first) {
+    // One socket, bound without SO_REUSEPORT: an address anyone else holds
+    // (another process, another listener of this one, the admin API) fails
+    // here with "address already in use", and nobody can join this one
+    // later and take a share of its guests.
+    acc->open(ls.tcp_endpoint.protocol(), ec);
+    if (!ec) acc->set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec && ls.tcp_endpoint.address().is_v6()) {
+      // An IPv6 listener serves IPv6 only; IPv4 gets its own listener so each
+      // can carry its own network name.
+      acc->set_option(asio::ip::v6_only(true), ec);
+    }
+    if (!ec) acc->bind(ls.tcp_endpoint, ec);
+    if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
+    if (!ec) ls.listening_fd = acc->native_handle();
+  } else {
+    // The other workers accept from the same socket through descriptors of
+    // their own (each polls it; accept4 sorts out who gets a connection).
+    const int fd = ::fcntl(ls.listening_fd, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) {
       ec.assign(errno, boost::system::system_category());
+    } else {
+      acc->assign(ls.tcp_endpoint.protocol(), fd, ec);
+      if (ec) ::close(fd);
     }
   }
-  if (!ec && ls.tcp_endpoint.address().is_v6()) {
-    // An IPv6 listener serves IPv6 only; IPv4 gets its own listener so each
-    // can carry its own network name.
-    acc->set_option(asio::ip::v6_only(true), ec);
-  }
-  if (!ec) acc->bind(ls.tcp_endpoint, ec);
-  if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
   if (ec) {
     return common::Unavailable("cannot listen on " + ls.config.endpoint + ": " + ec.message());
   }
@@ -939,7 +954,7 @@ common::Status Server::Start() {
       ls->is_unix = true;
       ls->unix_path = ls->config.endpoint.substr(5);
       if (ls->unix_path.empty()) return common::InvalidArgument("empty unix socket path");
-      // A unix socket cannot be shared with SO_REUSEPORT: one acceptor.
+      // A unix socket: one acceptor, on the first worker.
       common::Status s = impl_->BindUnix(*ls, *targets.front());
       if (!s.ok()) return s;
     } else {

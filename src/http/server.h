@@ -54,8 +54,9 @@ struct ListenerConfig {
 };
 
 struct ServerOptions {
-  // I/O threads for shared listeners, each with its own io_context and its own
-  // SO_REUSEPORT acceptor per TCP listener. 0 = one per core.
+  // I/O threads for shared listeners, each with its own io_context, accepting
+  // from each TCP listener's one socket (bound exclusively; an address in use
+  // fails Start). 0 = one per core.
   int threads = 0;
   // After Shutdown(): how long in-flight requests may take before connections
   // are closed forcibly.

@@ -3,6 +3,7 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 
 #include <atomic>
@@ -95,6 +96,9 @@ void SimpleResponse(std::string& out, int version, int status, std::string_view 
 struct ListenerState {
   GuestListener config;
   tcp::endpoint endpoint;  // with the real port once bound
+  // The one listening socket every worker accepts from (each through its own
+  // descriptor for it); owned by the first worker's acceptor.
+  int listening_fd = -1;
   common::Counter* requests = nullptr;
 };
 
@@ -252,15 +256,26 @@ struct ProxyServer::Impl {
 common::Status ProxyServer::Impl::Bind(ListenerState& ls, Worker& w, bool first) {
   auto acc = std::make_unique<tcp::acceptor>(w.ctx);
   boost::system::error_code ec;
+  if (!first) {
+    // The other workers accept from the first one's socket through
+    // descriptors of their own (each polls it; accept sorts out the winner).
+    const int dup_fd = ::fcntl(ls.listening_fd, F_DUPFD_CLOEXEC, 0);
+    if (dup_fd < 0) {
+      ec.assign(errno, boost::system::system_category());
+    } else {
+      acc->assign(ls.endpoint.protocol(), dup_fd, ec);
+      if (ec) ::close(dup_fd);
+    }
+    if (ec) return common::Unavailable("cannot listen on " + ls.config.endpoint + ": " + ec.message());
+    w.acceptors.emplace_back(std::move(acc), &ls);
+    return common::Status::Ok();
+  }
+  // One socket, bound without SO_REUSEPORT: an address anyone else holds
+  // fails here with "address already in use", and nobody can join this one
+  // later and take a share of its guests.
   acc->open(ls.endpoint.protocol(), ec);
   if (!ec) acc->set_option(asio::socket_base::reuse_address(true), ec);
   int fd = ec ? -1 : acc->native_handle();
-  if (!ec) {
-    int one = 1;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
-      ec.assign(errno, boost::system::system_category());
-    }
-  }
   if (!ec && !ls.config.interface.empty()) {
     // Accepted sockets inherit the device: replies leave where the guest is.
     if (setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, ls.config.interface.c_str(),
@@ -276,7 +291,8 @@ common::Status ProxyServer::Impl::Bind(ListenerState& ls, Worker& w, bool first)
     if (!ls.config.interface.empty()) where += " on interface " + ls.config.interface;
     return common::Unavailable("cannot listen on " + where + ": " + ec.message());
   }
-  if (first) ls.endpoint = acc->local_endpoint();
+  ls.endpoint = acc->local_endpoint();
+  ls.listening_fd = fd;
   w.acceptors.emplace_back(std::move(acc), &ls);
   return common::Status::Ok();
 }

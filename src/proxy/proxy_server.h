@@ -74,7 +74,8 @@ struct ProxyOptions {
   // keeps that identity (the first hop's) and signs it anew. Requests from
   // any other peer are guests of their listener's network.
   std::vector<common::Cidr> trusted_proxies;
-  // I/O threads, each with its own SO_REUSEPORT acceptor and upstream
+  // I/O threads, each accepting from every listener's one socket (bound
+  // exclusively; an address in use fails Start) and with its own upstream
   // connections. 0 = one per core.
   int threads = 0;
   // After Shutdown(): how long in-flight requests may take.

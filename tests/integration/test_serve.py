@@ -847,3 +847,40 @@ def test_head_answers_carry_no_body(server, path):
     assert raw_status(head) == raw_status(get), (head, get)
     assert raw_body(get), get  # GET has a body here; HEAD must not send it
     assert raw_body(head) == b"", head
+
+
+def test_a_guest_address_in_use_is_refused_at_start(server, binary, workdir):
+    """A listener's address is exclusive: a second process, a second --listen
+    of another network on the same port, or --admin on the guest port must
+    fail at start, naming the address, instead of silently sharing it (guests
+    would get another tenant's record at random)."""
+    host, port = server.guest_address()
+    taken = f"{host}:{port}"
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    free_port = free.getsockname()[1]
+    free.close()
+    token_file = workdir / "admin.token"
+    token_file.write_text("an-admin-token-of-enough-length-0123456789\n")
+    token_file.chmod(0o600)
+    attempts = {
+        "second process": ["--admin", f"unix:{workdir}/second.sock", "--listen", taken],
+        "two networks, one port": ["--admin", f"unix:{workdir}/third.sock",
+                                   "--listen", f"127.0.0.1:{free_port},network=a",
+                                   "--listen", f"127.0.0.1:{free_port},network=b"],
+        "admin on the guest port": ["--admin", taken, "--admin-token-file", str(token_file),
+                                    "--listen", "127.0.0.1:0"],
+    }
+    for what, args in attempts.items():
+        p = subprocess.run([str(binary), "serve", "--store", f"sqlite:{workdir}/{what[:6]}.db",
+                            *args], capture_output=True, timeout=30, cwd=workdir, text=True)
+        assert p.returncode != 0, (what, p)
+        out = (p.stderr + p.stdout).lower()
+        assert "address already in use" in out, (what, out)
+        want = taken if what != "two networks, one port" else f"127.0.0.1:{free_port}"
+        assert want in out, (what, out)
+    # The first server still answers every guest.
+    server.put_instance(instance("i-exclusive", "127.0.0.2"))
+    for _ in range(20):
+        r = server.get("/latest/meta-data/instance-id", source="127.0.0.2")
+        assert r.status == 200 and r.text == "i-exclusive", r
