@@ -1,5 +1,7 @@
 #include "common/log.h"
 
+#include <algorithm>
+
 #include <unistd.h>
 
 #include <atomic>
@@ -60,11 +62,25 @@ void LogRefusal(std::string_view component, std::string_view message) {
     return;
   }
   const int64_t dropped = suppressed.exchange(0);
+  std::string line;
+  line.reserve(std::min(message.size(), kMaxRefusalMessageBytes) + 64);
+  static constexpr char kHex[] = "0123456789abcdef";
+  size_t i = 0;
+  for (; i < message.size() && line.size() < kMaxRefusalMessageBytes; ++i) {
+    const auto c = static_cast<unsigned char>(message[i]);
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      line += static_cast<char>(c);
+    } else {
+      line += "\\x";
+      line += kHex[c >> 4];
+      line += kHex[c & 15];
+    }
+  }
+  if (i < message.size()) line += "... (" + std::to_string(message.size() - i) + " bytes cut)";
   if (dropped == 0) {
-    Log(LogLevel::kWarn, component, message);
+    Log(LogLevel::kWarn, component, line);
     return;
   }
-  std::string line(message);
   line += " (";
   line += std::to_string(dropped);
   line += " similar lines suppressed)";

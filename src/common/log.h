@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstddef>
 #include <string_view>
 
 namespace openimds::common {
@@ -21,8 +22,12 @@ void Log(LogLevel level, std::string_view component, std::string_view message);
 // kRefusalLinesPerSecond lines a second process-wide; the next line that
 // gets through says how many were suppressed. Counters carry the exact
 // numbers; this keeps one line per refusal without letting a guest flood
-// the log.
+// the log. Every byte of the message outside printable ASCII (and the
+// backslash) is written as \xNN, and the result is cut after about
+// kMaxRefusalMessageBytes: such messages echo what a peer sent (paths,
+// header values), which may be 8 KiB of anything.
 inline constexpr int kRefusalLinesPerSecond = 20;
+inline constexpr size_t kMaxRefusalMessageBytes = 512;
 void LogRefusal(std::string_view component, std::string_view message);
 
 inline void LogInfo(std::string_view c, std::string_view m) { Log(LogLevel::kInfo, c, m); }

@@ -884,3 +884,20 @@ def test_a_guest_address_in_use_is_refused_at_start(server, binary, workdir):
     for _ in range(20):
         r = server.get("/latest/meta-data/instance-id", source="127.0.0.2")
         assert r.status == 200 and r.text == "i-exclusive", r
+
+
+def test_refusal_log_lines_are_cut_and_escaped(server):
+    """A refusal that echoes what a guest sent (here an 8 KB path of non-ASCII
+    bytes no flavour serves) logs one short line of printable ASCII."""
+    host, port = server.guest_address()
+    path = "/nope-" + "\u00e9" * 3000 + "-end"
+    reply = raw_exchange(host, port, f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                         .encode(), source="127.0.0.2")
+    assert raw_status(reply) == 404, reply[:200]
+    time.sleep(0.2)
+    lines = [l for l in server.log_path.read_bytes().splitlines() if b"no flavour for /nope-" in l]
+    assert len(lines) == 1, lines
+    line = lines[0]
+    assert len(line) < 700, len(line)
+    assert all(0x20 <= b < 0x7f for b in line), line[:200]
+    assert b"\\xc3\\xa9" in line and b"bytes cut)" in line, line[:300]
