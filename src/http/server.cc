@@ -517,7 +517,7 @@ asio::awaitable<void> Server::Impl::AcceptLoop(Acceptor& acceptor, ListenerState
     if (ec) {
       if (ec == asio::error::operation_aborted || draining.load()) co_return;
       // EMFILE and friends: say so, back off briefly, keep serving.
-      common::LogWarn("http", "accept on " + ls.config.endpoint + " failed: " + ec.message());
+      common::LogRefusal("http", "accept on " + ls.config.endpoint + " failed: " + ec.message());
       asio::steady_timer t(w.ctx, std::chrono::milliseconds(50));
       co_await t.async_wait(kTuple);
       continue;
@@ -565,7 +565,7 @@ asio::awaitable<void> Server::Impl::TcpAcceptLoop(tcp::acceptor& acceptor, Liste
       if (draining.load() || !acceptor.is_open()) co_return;
       // EMFILE and friends: say so, back off briefly, try again (the
       // pending connections raise no new edge).
-      common::LogWarn("http", "accept on " + ls.config.endpoint + " failed: " +
+      common::LogRefusal("http", "accept on " + ls.config.endpoint + " failed: " +
                                   std::string(std::strerror(err)));
       asio::steady_timer t(w.ctx, std::chrono::milliseconds(50));
       co_await t.async_wait(kTuple);

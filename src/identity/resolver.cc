@@ -279,8 +279,9 @@ common::Result<const model::Instance*> Resolver::Lookup(const catalog::Snapshot&
   }
   const model::Instance* instance = snapshot.FindByAddress(who.network, who.address);
   if (instance == nullptr) {
-    return common::NotFound("no instance is registered for " + who.address.ToString() +
-                            " in network " + std::string(who.network));
+    // Shown to the caller, who is a stranger: its own address, nothing of
+    // the listener's configuration (the service logs the network).
+    return common::NotFound("no instance is registered for " + who.address.ToString());
   }
   return instance;
 }

@@ -317,7 +317,7 @@ asio::awaitable<void> ProxyServer::Impl::AcceptLoop(tcp::acceptor& acceptor, Lis
     auto [ec, socket] = co_await acceptor.async_accept(kTuple);
     if (ec) {
       if (ec == asio::error::operation_aborted || draining.load()) co_return;
-      common::LogWarn("proxy", "accept on " + ls.config.endpoint + " failed: " + ec.message());
+      common::LogRefusal("proxy", "accept on " + ls.config.endpoint + " failed: " + ec.message());
       asio::steady_timer t(w.ctx, std::chrono::milliseconds(50));
       co_await t.async_wait(kTuple);
       continue;

@@ -128,7 +128,8 @@ void MetadataService::Handle(const common::Request& request, common::Response& o
   auto found = resolver_.Lookup(snap, *who);
   if (!found.ok()) {
     unknown_caller_.Inc();
-    common::LogRefusal("metadata", found.status().message());
+    common::LogRefusal("metadata", found.status().message() + " in network " +
+                                       std::string(who->network));
     flavour->RenderError(found.status(), request, out);
     return;
   }

@@ -375,7 +375,11 @@ def test_guests_are_told_apart_by_source_address_and_network(make_server):
                  network="tenant-a").text == "i-a3"
     r = s.get("/latest/meta-data/instance-id", source="127.0.0.3", network="tenant-b")
     assert r.status == 404, r
-    assert "tenant-b" in r.text
+    # The stranger is told its own address, not the listener's network; the
+    # operator's log names both.
+    assert "127.0.0.3" in r.text and "tenant" not in r.text, r.text
+    time.sleep(0.2)
+    assert "no instance is registered for 127.0.0.3 in network tenant-b" in s.log_path.read_text()
 
 
 def test_demo_instance_answers_ipv4_and_ipv6_loopback(make_server):
@@ -624,6 +628,7 @@ def test_unknown_caller_is_404_naming_its_address(server):
         assert r.status == 404, r
         assert "127.0.0.9" in r.text
         assert "i-known" not in r.text
+        assert "network" not in r.text and "default" not in r.text, r.text  # say less to strangers
     after = metric_sum(server.metrics(), "metadata_rejected_total", reason="unknown_caller")
     assert after - before == 3
     assert "unknown_caller" in server.admin("GET", "/metrics").text
