@@ -78,7 +78,7 @@ done
 # (AEMM loses about 30% there), the PUT itself at >= 0.5x. Judged on req/s and
 # on req/cpu-s (the steadier one when other load shares the machine).
 echo
-echo "== targets (issue #3): GET + token >= 0.90x, PUT >= 0.50x of the token-less GET"
+echo "== targets: GET + token >= 0.90x, PUT >= 0.50x of the token-less GET"
 target() {   # label value baseline minimum
   awk -v l="$1" -v a="$2" -v b="$3" -v m="$4" 'BEGIN {
     if (b <= 0 || a == "?") { printf "%-30s ?\n", l; exit }

@@ -32,6 +32,10 @@ enum class TokenError {
 };
 std::string_view TokenErrorName(TokenError e);
 
+// The request header a guest sends its token in (EC2's name; every flavour
+// that asks for the token reads it from there).
+inline constexpr std::string_view kTokenHeader = "X-aws-ec2-metadata-token";
+
 // Issues and verifies IMDSv2 session tokens: stateless AES-256-GCM blobs that
 // bind (instance id, key epoch, expiry). Nothing is kept per token, so memory
 // does not grow with tokens and several processes sharing the key ring accept

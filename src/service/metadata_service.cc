@@ -63,17 +63,11 @@ bool MetadataService::AllowedByMetadataOptions(const model::Instance& instance,
     return true;
   }
   // The same token EC2 guests send: one header, verified for this instance.
-  std::string_view token;
-  int count = 0;
-  for (const auto& h : request.headers) {
-    if (common::EqualsIgnoreCase(h.name, "X-aws-ec2-metadata-token") && count++ == 0) {
-      token = h.value;
-    }
-  }
+  const int count = request.HeaderCount(auth::kTokenHeader);
   auth::TokenError why = auth::TokenError::kMalformed;
   std::string_view reason = "token missing";
   if (count == 1 && tokens_ != nullptr) {
-    if (tokens_->Verify(token, instance.id, &why).ok()) return true;
+    if (tokens_->Verify(*request.Header(auth::kTokenHeader), instance.id, &why).ok()) return true;
     reason = auth::TokenErrorName(why);
   } else if (count > 1) {
     reason = "token repeated";
@@ -83,8 +77,8 @@ bool MetadataService::AllowedByMetadataOptions(const model::Instance& instance,
                                      " (tokens required, flavour " +
                                      std::string(flavour.Name()) + ")");
   flavour.RenderError(common::Unauthenticated("this instance requires an IMDSv2 token: PUT "
-                                              "/latest/api/token, then send it in "
-                                              "X-aws-ec2-metadata-token"),
+                                              "/latest/api/token, then send it in " +
+                                              std::string(auth::kTokenHeader)),
                       request, out);
   return false;
 }

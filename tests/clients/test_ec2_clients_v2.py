@@ -1,4 +1,4 @@
-"""Real clients against IMDSv2 as issue #3 builds it (loopback only).
+"""Real clients against IMDSv2 (loopback only).
 
 - cloud-init's DataSourceEc2 in AWS mode against `http-tokens required`: the
   whole crawl, the signed identity document (verified with openssl), and its

@@ -1,5 +1,5 @@
 """cloud-init's OpenStack datasource helpers (Debian's package, as a library)
-against the real server on loopback (issue #5).
+against the real server on loopback.
 
 read_metadata_service() does what DataSourceOpenStack does after discovery:
 GET /openstack, pick the newest version it knows (2018-08-27), fetch

@@ -1,4 +1,4 @@
-"""EC2 fidelity and IMDSv2 security (issue #3), against the real binary.
+"""EC2 fidelity and IMDSv2 security, against the real binary.
 
 Signed identity documents checked with the exact openssl commands of AWS's
 documentation; platform events set through the admin API with a delay;

@@ -1,4 +1,4 @@
-"""Nova's DynamicJSON vendordata end to end (issue #5): the real binary on
+"""Nova's DynamicJSON vendordata end to end: the real binary on
 loopback POSTs to a real Python http.server target on 127.0.0.1 and serves
 vendor_data2.json from what it answered.
 

@@ -1,4 +1,4 @@
-"""The IMDSv2 hop limit, for real, and the IPv6 endpoint (issue #3).
+"""The IMDSv2 hop limit, for real, and the IPv6 endpoint.
 
 Three network namespaces of this test's own, joined by veth pairs only (no
 route out, nothing attached to the host's interfaces):

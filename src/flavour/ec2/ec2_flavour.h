@@ -111,7 +111,7 @@ class Ec2Flavour final : public Flavour {
                    common::Response& out) const override;
 
   // Header names, as EC2 spells them (matched case-insensitively).
-  static constexpr std::string_view kTokenHeader = "X-aws-ec2-metadata-token";
+  static constexpr std::string_view kTokenHeader = auth::kTokenHeader;
   static constexpr std::string_view kTtlHeader = "X-aws-ec2-metadata-token-ttl-seconds";
   // Token lifetime bounds (ec2.md §2.1): 1 s to 6 h.
   static constexpr int kMinTtlSeconds = 1;

@@ -95,8 +95,8 @@ inline model::Instance TestInstance() {
   return i;
 }
 
-// TestInstance() with every EC2 fidelity field and one event of each kind
-// (issue #3). Times relative to 2024-05-01T13:00:00Z (the tests' clock):
+// TestInstance() with every EC2 fidelity field and one event of each kind.
+// Times relative to 2024-05-01T13:00:00Z (the tests' clock):
 // spot notice at 13:10 (action 13:12), rebalance at 13:05, maintenance
 // event A visible at once (13:00), active until 14:00; event B visible from
 // 13:30 and canceled; ASG Warmed:Stopped from 12:00, InService from 13:20,

@@ -1,4 +1,4 @@
-// DynamicJSON vendordata logic (issue #5): Nova's body and target syntax,
+// DynamicJSON vendordata logic: Nova's body and target syntax,
 // Cache-Control, the cache and the circuit breaker, with a fake clock and a
 // fake fetch function whose calls the test completes by hand; and the
 // flavour's vendor_data2.json over it (deferral, collisions, failure-fatal).
