@@ -259,6 +259,9 @@ bool SendNow(int fd, std::string_view& data, int extra_flags = 0) {
   return true;
 }
 
+// Whether raw request bytes begin with the HEAD method.
+bool StartsWithHead(std::string_view raw) { return raw.substr(0, 5) == "HEAD "; }
+
 void SimpleError(common::Response& r, int status, std::string_view message) {
   r.Clear();
   r.status = status;
@@ -796,6 +799,13 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, typename Socket::endp
         common::LogRefusal("http", "refused request from " + req.peer.ToString() + " on " +
                                     ls.display + ": " + message);
         SimpleError(resp, status, message);
+        // A refused HEAD gets no body either. Beast reports the request line
+        // only with the whole header, so a header over the limit is read
+        // for its method here.
+        resp.head = parsed.method.length > 0
+                        ? parsed.View(parsed.method) == "HEAD"
+                        : StartsWithHead(std::string_view(
+                              static_cast<const char*>(buffer.data().data()), buffer.size()));
         version = 11;
       } else {
         idle = false;
@@ -841,6 +851,8 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, typename Socket::endp
           }
         }
       }
+      // Whatever the handler said: an answer to HEAD has no body.
+      if (!perr && req.method == "HEAD") resp.head = true;
       ++served;
       if (resp.close || draining.load(std::memory_order_relaxed) ||
           (limits.max_requests_per_connection != 0 &&

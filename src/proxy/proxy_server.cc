@@ -69,8 +69,9 @@ void AppendHeader(std::string& out, std::string_view name, std::string_view valu
 }
 
 // A response the proxy makes itself (refusals, 503).
+// `head`: the answer to a HEAD request, which has the headers and no body.
 void SimpleResponse(std::string& out, int version, int status, std::string_view body,
-                    bool keep_alive, int retry_after = -1) {
+                    bool keep_alive, bool head, int retry_after = -1) {
   out.clear();
   out += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
   AppendNumber(out, static_cast<uint64_t>(status));
@@ -89,6 +90,7 @@ void SimpleResponse(std::string& out, int version, int status, std::string_view 
   }
   out += keep_alive ? (version == 10 ? "Connection: keep-alive\r\n" : "") : "Connection: close\r\n";
   out += "\r\n";
+  if (head) return;
   out += body;
   out += '\n';
 }
@@ -465,7 +467,14 @@ asio::awaitable<void> ProxyServer::Impl::Session(tcp::socket socket, ListenerSta
         common::LogRefusal("proxy", "refused request from " + peer_text + " on " +
                                         ls.config.endpoint + ": " + std::string(message));
         keep_alive = false;
-        SimpleResponse(out, version, status, message, false);
+        // Beast reports the request line only with the whole header, so a
+        // header over the limit is read for its method here.
+        const bool head =
+            req.method.length > 0
+                ? req.View(req.method) == "HEAD"
+                : std::string_view(static_cast<const char*>(buffer.data().data()), buffer.size())
+                          .substr(0, 5) == "HEAD ";
+        SimpleResponse(out, version, status, message, false, head);
       };
 
       if (perr == bhttp::error::header_limit) {
@@ -622,7 +631,7 @@ asio::awaitable<void> ProxyServer::Impl::Session(tcp::socket socket, ListenerSta
               common::LogRefusal("proxy", "502 for " + peer_text + " in " + std::string(network) +
                                               ": " + lease.detail);
               SimpleResponse(out, version, 502, "bad response from the metadata server",
-                             keep_alive);
+                             keep_alive, head);
             } else {
               (lease.failure == UpstreamPool::Failure::kTimeout ? rejected_upstream_timeout
                : lease.failure == UpstreamPool::Failure::kBusy  ? rejected_upstream_busy
@@ -632,7 +641,7 @@ asio::awaitable<void> ProxyServer::Impl::Session(tcp::socket socket, ListenerSta
                                               ": " + lease.detail);
               SimpleResponse(out, version, 503,
                              "the metadata service is unavailable; retry shortly", keep_alive,
-                             options.retry_after_seconds);
+                             head, options.retry_after_seconds);
             }
           } else {
             const ParsedMessage& resp = lease.response();
