@@ -18,6 +18,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "http/connection_gate.h"
 #include "http/server.h"
 #include "proxy/proxy_server.h"
 
@@ -109,15 +110,6 @@ common::Result<ProxyKeys> LoadProxyKeys(const ProxyCommandOptions& o, bool chain
   return out;
 }
 
-// 10k idle guests need 10k descriptors: take the hard limit.
-void RaiseFileLimit() {
-  rlimit rl{};
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
-  }
-}
-
 }  // namespace
 
 void RegisterProxyCommand(CLI::App& app, ProxyCommandOptions& o) {
@@ -163,7 +155,14 @@ void RegisterProxyCommand(CLI::App& app, ProxyCommandOptions& o) {
       ->capture_default_str();
   p->add_option("--forward-header", o.forward_headers,
                 "Also forward this request header (identity headers never are); repeatable.");
-  p->add_option("--max-connections", o.max_connections, "Open guest connections at most.")
+  p->add_option("--max-connections", o.max_connections,
+                "Open guest connections at most; more are closed at accept. 0 = the descriptor "
+                "limit (raised to its hard limit at start) minus 256 kept for upstream "
+                "connections and files, at most 65536.")
+      ->capture_default_str();
+  p->add_option("--max-connections-per-source", o.max_connections_per_source,
+                "Open connections from one guest address at most (trusted proxies: no cap); "
+                "0 = no cap.")
       ->capture_default_str();
   p->add_option("--metrics", o.metrics,
                 "Serve /metrics on unix:/path or ADDRESS:PORT (not on a guest-facing address).");
@@ -217,7 +216,13 @@ int RunProxy(const ProxyCommandOptions& o) {
   po.upstream.health_path = o.health_path;
   po.retry_after_seconds = o.retry_after_seconds;
   po.forward_headers = o.forward_headers;
-  po.limits.max_connections = o.max_connections;
+  // Connections are descriptors: stay below the limit by what upstream
+  // connections, health checks and files need.
+  const size_t descriptors = http::RaiseDescriptorLimit();
+  po.limits.max_connections = o.max_connections > 0
+                                  ? o.max_connections
+                                  : http::DefaultConnectionCap(descriptors, 256, 65'536);
+  po.limits.max_connections_per_source = o.max_connections_per_source;
   for (const auto& text : o.trust_proxies) {
     auto cidr = common::Cidr::Parse(text);
     if (!cidr) {
@@ -248,7 +253,6 @@ int RunProxy(const ProxyCommandOptions& o) {
   std::optional<auth::SignerHolder> verifier;
   if (chain) verifier.emplace(keys->verifier);
 
-  RaiseFileLimit();
   common::MetricsRegistry metrics;
   constexpr std::string_view kReload = "proxy_key_reload_total";
   constexpr std::string_view kReloadHelp =

@@ -24,7 +24,8 @@ struct ProxyCommandOptions {
   std::string health_path = "/healthz";
   int retry_after_seconds = 1;
   std::vector<std::string> forward_headers;
-  size_t max_connections = 65'536;
+  size_t max_connections = 0;  // 0: from the descriptor limit
+  size_t max_connections_per_source = 256;
   std::string metrics;  // unix:/path or ADDRESS:PORT; empty: none
   std::string log_level = "info";
   std::string ready_file;

@@ -190,6 +190,12 @@ class SignalWatcher {
 
 }  // namespace
 
+// Connections the admin listener takes at once, and the descriptors kept
+// out of the guests' reach: those plus the store's files, the listening
+// sockets, logs and upstream connections.
+constexpr size_t kAdminConnections = 64;
+constexpr size_t kReservedDescriptors = 256;
+
 void RegisterServeCommand(CLI::App& app, ServeOptions& o) {
   CLI::App* serve = app.add_subcommand("serve", "Run the metadata service and its admin API.");
   serve->add_option("--listen", o.listen,
@@ -216,6 +222,17 @@ void RegisterServeCommand(CLI::App& app, ServeOptions& o) {
   serve->add_option("--max-instances", o.max_instances,
                     "Refuse writes (507) that would make the store hold more instances than "
                     "this; 0 = no limit.")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  serve->add_option("--max-connections", o.max_connections,
+                    "Guest connections open at once, all guest listeners together; more are "
+                    "closed at accept. 0 = the descriptor limit (raised to its hard limit at "
+                    "start) minus 256 kept for the admin API and the store, at most 65536.")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  serve->add_option("--max-connections-per-source", o.max_connections_per_source,
+                    "Connections open at once from one guest address on a direct listener "
+                    "(mode=proxy listeners have no such cap); 0 = no cap.")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   serve->add_option("--feed-poll-ms", o.feed_poll_ms,
@@ -409,6 +426,9 @@ int RunServe(const ServeOptions& o) {
     l.network = g.network;
     l.handler = g.proxy_mode ? static_cast<http::Handler*>(&*proxied) : &metadata;
     l.name = g.proxy_mode ? "proxied" : "guest";
+    // Behind a proxy every guest shares the proxy's address: no per-source cap.
+    l.limits.max_connections_per_source =
+        g.proxy_mode ? 0 : static_cast<size_t>(o.max_connections_per_source);
     listeners.push_back(std::move(l));
   }
   {
@@ -420,11 +440,34 @@ int RunServe(const ServeOptions& o) {
     l.background = true;        // and behind guests for the CPU
     l.limits.max_body_bytes = 64 * 1024 * 1024;  // bulk imports
     l.limits.header_timeout = std::chrono::seconds(60);
+    l.limits.max_connections = kAdminConnections;
     listeners.push_back(std::move(l));
   }
 
   http::ServerOptions server_options;
   server_options.threads = o.threads;
+  // Connections are descriptors: the guest listeners together stay below the
+  // limit by what the admin listener and the store need, so a flood of guest
+  // connections never locks out the admin API.
+  const size_t descriptors = http::RaiseDescriptorLimit();
+  server_options.max_connections =
+      o.max_connections > 0
+          ? static_cast<size_t>(o.max_connections)
+          : http::DefaultConnectionCap(descriptors, kReservedDescriptors, 65'536);
+  if (server_options.max_connections + kReservedDescriptors > descriptors) {
+    common::LogWarn("serve", "--max-connections " +
+                                 std::to_string(server_options.max_connections) +
+                                 " leaves fewer than " + std::to_string(kReservedDescriptors) +
+                                 " of the " + std::to_string(descriptors) +
+                                 " descriptors for the admin API and the store");
+  }
+  common::LogInfo("serve", "guest connections: at most " +
+                               std::to_string(server_options.max_connections) + " open, " +
+                               (o.max_connections_per_source > 0
+                                    ? std::to_string(o.max_connections_per_source)
+                                    : std::string("any number")) +
+                               " per source address (descriptor limit " +
+                               std::to_string(descriptors) + ")");
   http::Server server(server_options, std::move(listeners), metrics);
   common::Status started = server.Start();
   if (!started.ok()) {

@@ -27,6 +27,11 @@ struct ServeOptions {
   int64_t max_instances = 0;
   // How often to look for changes other processes committed to the store.
   int feed_poll_ms = 200;
+  // Guest connections open at once across every guest listener (0: the
+  // descriptor limit minus what the admin API and the store keep, at most
+  // 65,536) and from one source address on a direct listener.
+  int64_t max_connections = 0;
+  int64_t max_connections_per_source = 256;
   IdentityFlags identity;  // for mode=proxy listeners
   Ec2ServeOptions ec2;  // EC2 flags: --identity-keys, --credential-source-command, ...
   OpenStackServeOptions openstack;  // --vendordata-* flags

@@ -259,6 +259,10 @@ bool SendNow(int fd, std::string_view& data, int extra_flags = 0) {
   return true;
 }
 
+// The address a connection counts against at the gate (none for unix sockets).
+common::IpAddress GatePeer(const tcp::endpoint& peer) { return ToIpAddress(peer.address()); }
+common::IpAddress GatePeer(const unix_socket::endpoint&) { return {}; }
+
 // Whether raw request bytes begin with the HEAD method.
 bool StartsWithHead(std::string_view raw) { return raw.substr(0, 5) == "HEAD "; }
 
@@ -365,6 +369,12 @@ struct ListenerState {
   common::Counter* rejected_body_size = nullptr;
   common::Counter* timeouts = nullptr;
   common::Counter* handler_errors = nullptr;
+  common::Counter* refused_open = nullptr;        // over the connection cap
+  common::Counter* refused_per_source = nullptr;  // over the per-source cap
+  // Admission at accept: the shared guest gate, or this listener's own.
+  ConnectionGate* gate = nullptr;
+  std::unique_ptr<ConnectionGate> own_gate;
+  size_t max_per_source = 0;  // 0 on unix sockets
 };
 
 
@@ -378,12 +388,33 @@ struct Server::Impl {
   std::vector<std::unique_ptr<ListenerState>> listeners;
   std::vector<std::unique_ptr<Worker>> shared_workers;
   std::vector<std::unique_ptr<Worker>> dedicated_workers;  // one per dedicated listener
+  ConnectionGate shared_gate;  // every shared listener's connections
   std::atomic<bool> draining{false};
   std::atomic<bool> started{false};
   std::mutex shutdown_mu;
   std::unique_ptr<std::thread> shutdown_thread;  // guarded by shutdown_mu
 
-  Impl(ServerOptions o, common::MetricsRegistry& m) : options(o), metrics(m) {}
+  Impl(ServerOptions o, common::MetricsRegistry& m)
+      : options(o), metrics(m), shared_gate(o.max_connections) {}
+
+  // Counts a new connection in, or says (counter, rate-limited log line) why
+  // it is to be closed at once.
+  bool Admit(ListenerState& ls, const common::IpAddress& peer) {
+    const auto verdict = ls.gate->Admit(peer, ls.max_per_source);
+    if (verdict == ConnectionGate::Verdict::kAdmitted) return true;
+    if (verdict == ConnectionGate::Verdict::kTooManyFromSource) {
+      ls.refused_per_source->Inc();
+      common::LogRefusal("http", "closed a connection from " + peer.ToString() + " on " +
+                                     ls.display + ": " + std::to_string(ls.max_per_source) +
+                                     " connections from that address are open");
+    } else {
+      ls.refused_open->Inc();
+      common::LogRefusal("http", "closed a connection from " + peer.ToString() + " on " +
+                                     ls.display + ": " + std::to_string(ls.gate->max_open()) +
+                                     " connections are open");
+    }
+    return false;
+  }
 
   std::vector<Worker*> AllWorkers() {
     std::vector<Worker*> all;
@@ -526,6 +557,11 @@ asio::awaitable<void> Server::Impl::AcceptLoop(Acceptor& acceptor, ListenerState
       continue;
     }
     if (draining.load()) co_return;
+    if (!Admit(ls, GatePeer(peer))) {
+      boost::system::error_code ignored;
+      socket.close(ignored);
+      continue;
+    }
     asio::co_spawn(w.ctx, Session(std::move(socket), peer, ls, w), asio::detached);
   }
 }
@@ -559,6 +595,10 @@ asio::awaitable<void> Server::Impl::TcpAcceptLoop(tcp::acceptor& acceptor, Liste
           co_return;
         }
         peer.resize(len);
+        if (!Admit(ls, ToIpAddress(peer.address()))) {
+          ::close(fd);
+          continue;
+        }
         asio::co_spawn(w.ctx, Session(tcp::socket(w.ctx), peer, ls, w, fd), asio::detached);
         continue;
       }
@@ -913,6 +953,7 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, typename Socket::endp
   w.sessions.erase(handle_it);
   w.ReturnState(std::move(state));
   w.active.fetch_sub(1, std::memory_order_relaxed);
+  ls.gate->Release(GatePeer(peer), ls.max_per_source);
 }
 
 Server::Server(ServerOptions options, std::vector<ListenerConfig> listeners,
@@ -935,6 +976,22 @@ Server::Server(ServerOptions options, std::vector<ListenerConfig> listeners,
     ls->timeouts = &metrics.GetCounter(kRejected, kRejectedHelp, l + ",reason=\"timeout\"");
     ls->handler_errors = &metrics.GetCounter("http_handler_errors_total",
                                              "Handler exceptions or unsafe responses.", l);
+    const char* kRefused = "http_connections_refused_total";
+    const char* kRefusedHelp =
+        "Connections closed at accept, by listener and cap (open: all connections; "
+        "per_source: from one address).";
+    ls->refused_open = &metrics.GetCounter(kRefused, kRefusedHelp, l + ",reason=\"open\"");
+    ls->refused_per_source =
+        &metrics.GetCounter(kRefused, kRefusedHelp, l + ",reason=\"per_source\"");
+    if (ls->config.dedicated_thread) {
+      ls->own_gate = std::make_unique<ConnectionGate>(ls->config.limits.max_connections);
+      ls->gate = ls->own_gate.get();
+    } else {
+      ls->gate = &impl_->shared_gate;
+    }
+    ls->max_per_source = ls->config.endpoint.rfind("unix:", 0) == 0
+                             ? 0
+                             : ls->config.limits.max_connections_per_source;
     impl_->listeners.push_back(std::move(ls));
   }
 }

@@ -8,6 +8,7 @@
 
 #include "common/metrics.h"
 #include "common/result.h"
+#include "http/connection_gate.h"
 #include "http/handler.h"
 
 namespace openimds::http {
@@ -29,6 +30,13 @@ struct Limits {
   std::chrono::milliseconds write_timeout{10'000};
   // Requests served on one connection before it is closed (0 = unlimited).
   uint32_t max_requests_per_connection = 0;
+  // Connections open at once from one source address (0 = no cap); more are
+  // closed at accept. Guests need a handful; a proxy-mode listener, where
+  // every guest arrives from the proxy's address, sets none.
+  size_t max_connections_per_source = 0;
+  // A dedicated_thread listener's own cap on open connections (0 = none);
+  // shared listeners count against ServerOptions::max_connections instead.
+  size_t max_connections = 0;
 };
 
 // One place to accept connections.
@@ -58,6 +66,11 @@ struct ServerOptions {
   // from each TCP listener's one socket (bound exclusively; an address in use
   // fails Start). 0 = one per core.
   int threads = 0;
+  // Connections open at once across every shared (guest) listener (0 = no
+  // cap). Set it below the descriptor limit with room for the dedicated
+  // listeners' own caps, so a guest flood never takes the admin API's
+  // descriptors. More are closed at accept.
+  size_t max_connections = 0;
   // After Shutdown(): how long in-flight requests may take before connections
   // are closed forcibly.
   std::chrono::milliseconds shutdown_grace{5'000};

@@ -25,6 +25,7 @@
 
 #include "common/http_message.h"
 #include "common/log.h"
+#include "http/connection_gate.h"
 #include "http/hop_limit.h"
 #include "http/wire_format.h"
 #include "proxy/header_policy.h"
@@ -186,7 +187,7 @@ struct ProxyServer::Impl {
   std::vector<std::unique_ptr<Worker>> workers;
   std::atomic<bool> draining{false};
   std::atomic<bool> started{false};
-  std::atomic<size_t> open_connections{0};
+  http::ConnectionGate gate;  // every guest connection, and per source address
   std::mutex shutdown_mu;
   std::unique_ptr<std::thread> shutdown_thread;  // guarded by shutdown_mu
 
@@ -203,6 +204,7 @@ struct ProxyServer::Impl {
   common::Counter* rejected_no_network;
   common::Counter* rejected_identity;
   common::Counter* rejected_connections;
+  common::Counter* rejected_source_connections;
   common::Counter* rejected_unavailable;
   common::Counter* rejected_upstream_timeout;
   common::Counter* rejected_upstream_busy;
@@ -216,7 +218,8 @@ struct ProxyServer::Impl {
         own_chain_verifier(std::move(own_v)),
         signer(own_signer ? *own_signer : s),
         chain_verifier(own_chain_verifier ? own_chain_verifier.get() : v),
-        metrics(m) {
+        metrics(m),
+        gate(options.limits.max_connections) {
     connections = &m.GetCounter("proxy_connections_total", "Guest connections accepted.");
     stripped = &m.GetCounter("proxy_identity_headers_stripped_total",
                              "Guest requests that carried identity headers, which were removed.");
@@ -236,10 +239,19 @@ struct ProxyServer::Impl {
     rejected_no_network = rejected("no_network");
     rejected_identity = rejected("untrusted_identity");
     rejected_connections = rejected("too_many_connections");
+    rejected_source_connections = rejected("too_many_from_source");
     rejected_unavailable = rejected("unavailable");
     rejected_upstream_timeout = rejected("upstream_timeout");
     rejected_upstream_busy = rejected("upstream_busy");
     rejected_bad_upstream = rejected("bad_upstream_response");
+  }
+
+  // The per-source cap for a peer: none for trusted proxies, which carry
+  // many guests' requests.
+  size_t SourceCap(const common::IpAddress& peer) const {
+    return !options.trusted_proxies.empty() && TrustedProxy(peer)
+               ? 0
+               : options.limits.max_connections_per_source;
   }
 
   bool TrustedProxy(const common::IpAddress& peer) const {
@@ -252,7 +264,8 @@ struct ProxyServer::Impl {
   common::Status Bind(ListenerState& ls, Worker& w, bool first);
   void StartReaper(Worker& w);
   asio::awaitable<void> AcceptLoop(tcp::acceptor& acceptor, ListenerState& ls, Worker& w);
-  asio::awaitable<void> Session(tcp::socket socket, ListenerState& ls, Worker& w);
+  asio::awaitable<void> Session(tcp::socket socket, common::IpAddress peer, ListenerState& ls,
+                                Worker& w);
 };
 
 common::Status ProxyServer::Impl::Bind(ListenerState& ls, Worker& w, bool first) {
@@ -316,7 +329,8 @@ void ProxyServer::Impl::StartReaper(Worker& w) {
 asio::awaitable<void> ProxyServer::Impl::AcceptLoop(tcp::acceptor& acceptor, ListenerState& ls,
                                                     Worker& w) {
   for (;;) {
-    auto [ec, socket] = co_await acceptor.async_accept(kTuple);
+    tcp::endpoint remote;  // comes with accept: no getpeername per connection
+    auto [ec, socket] = co_await acceptor.async_accept(remote, kTuple);
     if (ec) {
       if (ec == asio::error::operation_aborted || draining.load()) co_return;
       common::LogRefusal("proxy", "accept on " + ls.config.endpoint + " failed: " + ec.message());
@@ -325,31 +339,34 @@ asio::awaitable<void> ProxyServer::Impl::AcceptLoop(tcp::acceptor& acceptor, Lis
       continue;
     }
     if (draining.load()) co_return;
-    if (open_connections.load(std::memory_order_relaxed) >= options.limits.max_connections) {
-      rejected_connections->Inc();
-      common::LogRefusal("proxy", "refused a connection on " + ls.config.endpoint + ": " +
-                                      std::to_string(options.limits.max_connections) +
-                                      " connections open");
+    const common::IpAddress peer = http::ToIpAddress(remote.address());
+    const auto verdict = gate.Admit(peer, SourceCap(peer));
+    if (verdict != http::ConnectionGate::Verdict::kAdmitted) {
+      const bool per_source = verdict == http::ConnectionGate::Verdict::kTooManyFromSource;
+      (per_source ? rejected_source_connections : rejected_connections)->Inc();
+      common::LogRefusal(
+          "proxy", "closed a connection from " + peer.ToString() + " on " + ls.config.endpoint +
+                       ": " +
+                       (per_source ? std::to_string(SourceCap(peer)) +
+                                         " connections from that address are open"
+                                   : std::to_string(gate.max_open()) + " connections are open"));
       boost::system::error_code ignored;
       socket.close(ignored);
       continue;
     }
-    asio::co_spawn(w.ctx, Session(std::move(socket), ls, w), asio::detached);
+    asio::co_spawn(w.ctx, Session(std::move(socket), peer, ls, w), asio::detached);
   }
 }
 
-asio::awaitable<void> ProxyServer::Impl::Session(tcp::socket socket, ListenerState& ls, Worker& w) {
+asio::awaitable<void> ProxyServer::Impl::Session(tcp::socket socket, common::IpAddress peer,
+                                                 ListenerState& ls, Worker& w) {
   const GuestLimits& limits = options.limits;
   connections->Inc();
-  open_connections.fetch_add(1, std::memory_order_relaxed);
   w.active.fetch_add(1, std::memory_order_relaxed);
-  common::IpAddress peer;
   bool is_v6 = false;
   {
     boost::system::error_code ec;
     socket.set_option(tcp::no_delay(true), ec);
-    auto remote = socket.remote_endpoint(ec);
-    if (!ec) peer = http::ToIpAddress(remote.address());
     auto local = socket.local_endpoint(ec);
     if (!ec) is_v6 = local.address().is_v6();
   }
@@ -719,7 +736,7 @@ asio::awaitable<void> ProxyServer::Impl::Session(tcp::socket socket, ListenerSta
   boost::system::error_code ignored;
   socket.close(ignored);
   w.deadlines.Remove(deadline);
-  open_connections.fetch_sub(1, std::memory_order_relaxed);
+  gate.Release(peer, SourceCap(peer));
   w.active.fetch_sub(1, std::memory_order_relaxed);
 }
 
@@ -782,7 +799,7 @@ common::Status ProxyServer::Start() {
   im.metrics.AddGauge("proxy_upstreams_healthy", "Upstreams currently considered healthy.",
                       [set] { return static_cast<double>(set->healthy_count()); });
   im.metrics.AddGauge("proxy_open_connections", "Guest connections open now.",
-                      [&im] { return static_cast<double>(im.open_connections.load()); });
+                      [&im] { return static_cast<double>(im.gate.open()); });
 
   int n = im.options.threads;
   if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));

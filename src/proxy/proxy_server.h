@@ -47,6 +47,9 @@ struct GuestLimits {
   // Open guest connections across all threads; more are accepted and closed
   // at once (counted). Each idle connection costs about 1 KiB in the proxy.
   size_t max_connections = 65'536;
+  // Open connections from one guest address (0 = no cap); trusted proxies
+  // (ProxyOptions::trusted_proxies) have none. More are closed at once.
+  size_t max_connections_per_source = 256;
 };
 
 struct ProxyOptions {
@@ -98,7 +101,7 @@ struct ProxyOptions {
 //   malformed (400), header_too_large (431), body_too_large (413),
 //   timeout (connection closed), not_origin_form (400), no_network (403),
 //   untrusted_identity (403: a trusted proxy's identity did not verify),
-//   too_many_connections (connection closed),
+//   too_many_connections, too_many_from_source (connection closed at accept),
 //   unavailable (503 + Retry-After), upstream_timeout (503 + Retry-After),
 //   upstream_busy (503 + Retry-After: every allowed upstream connection busy),
 //   bad_upstream_response (502).

@@ -16,6 +16,7 @@ import http.client
 import json
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -328,6 +329,8 @@ class Server:
     threads: int = 2
     log_level: str = "info"
     extra_args: list[str] = field(default_factory=list)
+    # RLIMIT_NOFILE (soft and hard) to start the server with; None: inherited.
+    nofile: Optional[int] = None
 
     proc: Optional[subprocess.Popen] = None
     ready: dict = field(default_factory=dict)
@@ -372,9 +375,16 @@ class Server:
         self.starts += 1
         log = open(self.log_path, "wb")
         try:
+            nofile = self.nofile
+
+            def preexec() -> None:
+                _die_with_parent()
+                if nofile is not None:
+                    resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
             self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT, cwd=self.workdir,
-                                         preexec_fn=_die_with_parent)
+                                         preexec_fn=preexec)
         finally:
             log.close()
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -553,7 +563,7 @@ class Proxy:
     """One `openimds proxy` process on loopback."""
 
     def __init__(self, binary: Path, workdir: Path, upstream: str, key_file: Path,
-                 network: str, guest: str):
+                 network: str, guest: str, extra_args: Iterable[str] = ()):
         self.guest_source = guest
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -565,7 +575,7 @@ class Proxy:
         self.cmd = [str(binary), "proxy", "--listen", f"127.0.0.1:0,network={network}",
                     "--upstream", upstream, "--key-file", str(key_file), "--threads", "2",
                     "--metrics", f"unix:{self.metrics_sock}", "--ready-file",
-                    str(self.ready_path)]
+                    str(self.ready_path), *extra_args]
         self.proc: Optional[subprocess.Popen] = None
         self.endpoint = ""
 
