@@ -12,7 +12,10 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/basic_stream.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
@@ -94,7 +97,7 @@ common::Result<AdminReply> Exchange(net::io_context& ioc, Stream& stream,
   const std::string where = "admin API at " + endpoint.text;
   error_code write_ec;
   http::request_serializer<http::empty_body> serializer(request);
-  stream.expires_after(options.io_timeout);
+  beast::get_lowest_layer(stream).expires_after(options.io_timeout);
   http::async_write_header(stream, serializer, [&](error_code ec, size_t) { write_ec = ec; });
   RunAll(ioc);
   if (write_ec) return common::Internal(where + ": sending the request: " + write_ec.message());
@@ -102,7 +105,7 @@ common::Result<AdminReply> Exchange(net::io_context& ioc, Stream& stream,
   uint64_t sent = 0;
   while (sent < body.size() && !write_ec) {
     const size_t n = std::min<size_t>(std::max<size_t>(options.chunk_bytes, 1), body.size() - sent);
-    stream.expires_after(options.io_timeout);
+    beast::get_lowest_layer(stream).expires_after(options.io_timeout);
     net::async_write(stream, net::buffer(body.data() + sent, n),
                      [&](error_code ec, size_t) { write_ec = ec; });
     RunAll(ioc);
@@ -118,7 +121,7 @@ common::Result<AdminReply> Exchange(net::io_context& ioc, Stream& stream,
   parser.body_limit(options.max_response_bytes);
   if (method == "HEAD") parser.skip(true);
   error_code read_ec;
-  stream.expires_after(options.io_timeout);
+  beast::get_lowest_layer(stream).expires_after(options.io_timeout);
   http::async_read(stream, buffer, parser, [&](error_code ec, size_t) { read_ec = ec; });
   RunAll(ioc);
   if (read_ec) {
@@ -154,11 +157,9 @@ common::Result<AdminEndpoint> AdminEndpoint::Parse(std::string_view text) {
     }
     return endpoint;
   }
-  if (StartsWith(text, "https://")) {
-    return BadEndpoint(text, "https is not supported; use a unix socket, or tunnel TCP over SSH");
-  }
-  const bool has_scheme = StartsWith(text, "http://");
-  std::string_view rest = has_scheme ? text.substr(7) : text;
+  endpoint.tls = StartsWith(text, "https://");
+  const bool has_scheme = endpoint.tls || StartsWith(text, "http://");
+  std::string_view rest = endpoint.tls ? text.substr(8) : has_scheme ? text.substr(7) : text;
   if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
   if (rest.find('/') != std::string_view::npos) {
     return BadEndpoint(text, "a path after host:port is not supported");
@@ -190,7 +191,7 @@ common::Result<AdminEndpoint> AdminEndpoint::Parse(std::string_view text) {
   if (host.empty()) return BadEndpoint(text, "no host");
   if (!has_port) {
     if (!has_scheme) return BadEndpoint(text, "no port");
-    endpoint.port = 80;
+    endpoint.port = endpoint.tls ? 443 : 80;
   } else {
     unsigned value = 0;
     auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
@@ -321,8 +322,39 @@ common::Result<AdminReply> AdminClient::Call(
     const bool v6 = endpoint_.host.find(':') != std::string::npos;
     const std::string host_header =
         (v6 ? "[" + endpoint_.host + "]" : endpoint_.host) + ":" + std::to_string(endpoint_.port);
-    return Exchange(ioc, stream, options_, endpoint_, host_header, token_, method, target, headers,
-                    body, progress);
+    if (!endpoint_.tls) {
+      return Exchange(ioc, stream, options_, endpoint_, host_header, token_, method, target,
+                      headers, body, progress);
+    }
+    // https: the server's certificate must chain to a trusted authority and
+    // name the host (DNS name or IP address) the endpoint gave.
+    net::ssl::context tls(net::ssl::context::tls_client);
+    tls.set_verify_mode(net::ssl::verify_peer);
+    if (options_.ca_file.empty()) {
+      tls.set_default_verify_paths(ec);
+    } else {
+      tls.load_verify_file(options_.ca_file, ec);
+    }
+    if (ec) {
+      return common::InvalidArgument("admin API at " + endpoint_.text +
+                                     ": cannot load the certificate authorities" +
+                                     (options_.ca_file.empty() ? "" : " " + options_.ca_file) +
+                                     ": " + ec.message());
+    }
+    tls.set_verify_callback(net::ssl::host_name_verification(endpoint_.host));
+    beast::ssl_stream<beast::tcp_stream> secure(std::move(stream), tls);
+    if (!v6 && ::SSL_set_tlsext_host_name(secure.native_handle(), endpoint_.host.c_str()) != 1) {
+      return common::Internal("admin API at " + endpoint_.text + ": cannot set the TLS server name");
+    }
+    beast::get_lowest_layer(secure).expires_after(options_.connect_timeout);
+    secure.async_handshake(net::ssl::stream_base::client, [&](error_code e) { ec = e; });
+    RunAll(ioc);
+    if (ec) {
+      return common::Unavailable("admin API at " + endpoint_.text + ": TLS handshake failed: " +
+                                 ec.message());
+    }
+    return Exchange(ioc, secure, options_, endpoint_, host_header, token_, method, target,
+                    headers, body, progress);
   } catch (const std::exception& e) {
     return common::Internal("admin API at " + endpoint_.text + ": " + e.what());
   }

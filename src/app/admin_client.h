@@ -20,14 +20,15 @@ struct AdminEndpoint {
   std::string socket_path;  // kUnix: file system path of the socket
   std::string host;         // kTcp: "127.0.0.1", "::1" (no brackets) or a host name
   uint16_t port = 0;        // kTcp
+  bool tls = false;         // kTcp: https://
   std::string text;         // as given, for messages
 
   // Accepts "unix:/run/openimds/admin.sock" (relative paths too: "unix:./a.sock"),
-  // "http://127.0.0.1:8170", "http://[::1]:8170", "http://localhost" (port 80), an
-  // optional trailing "/" after the authority, and "127.0.0.1:8170" /
-  // "[::1]:8170" (http implied, as `openimds serve --admin` spells it).
-  // InvalidArgument for anything else, including https:// (the admin API speaks
-  // plain HTTP: use a unix socket, or tunnel TCP over SSH).
+  // "http://127.0.0.1:8170", "http://[::1]:8170", "http://localhost" (port 80),
+  // "https://admin.example:8170" (TLS; port 443 when none), an optional
+  // trailing "/" after the authority, and "127.0.0.1:8170" / "[::1]:8170"
+  // (http implied, as `openimds serve --admin` spells it). InvalidArgument
+  // for anything else.
   static common::Result<AdminEndpoint> Parse(std::string_view text);
 };
 
@@ -60,6 +61,10 @@ class AdminClient {
     // File holding the bearer token (see ReadTokenFile). Empty: no
     // Authorization header (what a unix socket listener expects).
     std::string token_file;
+    // https: PEM file of the certificate authorities that may have signed
+    // the server's certificate (its host name is checked too). Empty: the
+    // system's trust store.
+    std::string ca_file;
     // Connecting, including name resolution for a TCP host name.
     std::chrono::milliseconds connect_timeout{5'000};
     // Each step after connecting: sending the headers, each body chunk, and

@@ -33,6 +33,7 @@ struct State {
 
   std::string admin = "unix:/run/openimds/admin.sock";
   std::string token_file;
+  std::string ca_file;  // https admin endpoints
 
   std::string file;
   int64_t batch_size = 0;  // import: 0 = one all-or-nothing request
@@ -136,6 +137,7 @@ std::optional<AdminReply> Send(State& s, std::string_view method, const std::str
   AdminClient::Options options;
   options.endpoint = s.admin;
   options.token_file = s.token_file;
+  options.ca_file = s.ca_file;
   auto client = AdminClient::Create(options);
   if (!client.ok()) {
     s.err() << "openimds: " << client.status().message() << "\n";
@@ -293,6 +295,7 @@ int RunImportBatches(State& s) {
   AdminClient::Options options;
   options.endpoint = s.admin;
   options.token_file = s.token_file;
+  options.ca_file = s.ca_file;
   if (auto probe = AdminClient::Create(options); !probe.ok()) {
     s.err() << "openimds: " << probe.status().message() << "\n";
     return kExitUsage;
@@ -532,14 +535,19 @@ void RegisterInstanceCommand(CLI::App& app, int& exit_code, InstanceCommandIo io
   instance->require_subcommand(1);
   instance
       ->add_option("--admin", state->admin,
-                   "Admin API endpoint: unix:/path/to/admin.sock, or http://HOST:PORT for a "
-                   "TCP admin listener (then also --token-file).")
+                   "Admin API endpoint: unix:/path/to/admin.sock, or http://HOST:PORT or "
+                   "https://HOST:PORT for a TCP admin listener (then also --token-file).")
       ->envname("OPENIMDS_ADMIN")
       ->capture_default_str();
   instance
       ->add_option("--token-file", state->token_file,
                    "File holding the admin bearer token (mode 0600; needed for TCP).")
       ->envname("OPENIMDS_ADMIN_TOKEN_FILE");
+  instance
+      ->add_option("--ca-file", state->ca_file,
+                   "https://: PEM file of the certificate authorities to trust for the admin "
+                   "API's certificate (default: the system's).")
+      ->envname("OPENIMDS_ADMIN_CA_FILE");
   instance->footer(
       "Instances are JSON records (schema: docs/instance.md), keyed by \"id\".\n"
       "Each write answers with the instance's new revision; pass it back with\n"

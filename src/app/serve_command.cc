@@ -25,6 +25,7 @@
 #include "flavour/flavour.h"
 #include "http/bearer_auth.h"
 #include "http/server.h"
+#include "http/wire_format.h"
 #include "identity/resolver.h"
 #include "model/instance_json.h"
 #include "service/metadata_service.h"
@@ -210,6 +211,11 @@ void RegisterServeCommand(CLI::App& app, ServeOptions& o) {
       ->capture_default_str();
   serve->add_option("--admin-token-file", o.admin_token_file,
                     "File (mode 0600) holding the bearer token for a TCP admin listener.");
+  serve->add_option("--admin-tls-cert", o.admin_tls_cert,
+                    "PEM certificate chain: the TCP admin listener speaks TLS (HTTPS). Required, "
+                    "with --admin-tls-key, when --admin is not a loopback address.");
+  serve->add_option("--admin-tls-key", o.admin_tls_key,
+                    "PEM private key for --admin-tls-cert (mode 0600).");
   serve->add_option("--store", o.store, "Store: sqlite:PATH.")->capture_default_str();
   serve->add_flag("--demo", o.demo,
                   "Seed a demo instance reachable from 127.0.0.1 in network 'default'.");
@@ -414,6 +420,36 @@ int RunServe(const ServeOptions& o) {
     }
     admin_guard = std::make_unique<http::BearerAuthHandler>(admin_api, *token, metrics);
     admin_handler = admin_guard.get();
+    if (o.admin_tls_cert.empty() != o.admin_tls_key.empty()) {
+      common::LogError("serve", "--admin-tls-cert and --admin-tls-key go together");
+      return 2;
+    }
+    // The bearer token crosses the network in every request: off this host,
+    // only inside TLS.
+    auto admin_ep = http::ParseTcpEndpoint(o.admin);
+    if (!admin_ep.ok()) {
+      common::LogError("serve", "--admin " + o.admin + ": " + admin_ep.status().message());
+      return 2;
+    }
+    if (!o.admin_tls_key.empty()) {
+      // OpenSSL reads the key; the mode rule of every other secret holds.
+      if (auto key = ReadSecretFileStrict(o.admin_tls_key); !key.ok()) {
+        common::LogError("serve", "--admin-tls-key: " + key.status().message());
+        return 2;
+      }
+    }
+    if (!admin_ep->address().is_loopback() && o.admin_tls_cert.empty()) {
+      common::LogError("serve", "the admin listener --admin " + o.admin +
+                                    " is not on a loopback address: it needs --admin-tls-cert "
+                                    "and --admin-tls-key (the bearer token must not cross the "
+                                    "network in clear text); use unix:/path or 127.0.0.1 "
+                                    "otherwise");
+      return 2;
+    }
+  } else if (!o.admin_tls_cert.empty() || !o.admin_tls_key.empty()) {
+    common::LogError("serve", "--admin-tls-cert/--admin-tls-key are for a TCP admin listener; "
+                              "--admin " + o.admin + " is a unix socket");
+    return 2;
   } else {
     std::filesystem::path sock(o.admin.substr(5));
     if (!sock.parent_path().empty()) std::filesystem::create_directories(sock.parent_path(), fs_ec);
@@ -441,6 +477,8 @@ int RunServe(const ServeOptions& o) {
     l.limits.max_body_bytes = 64 * 1024 * 1024;  // bulk imports
     l.limits.header_timeout = std::chrono::seconds(60);
     l.limits.max_connections = kAdminConnections;
+    l.tls_certificate_file = o.admin_tls_cert;
+    l.tls_key_file = o.admin_tls_key;
     listeners.push_back(std::move(l));
   }
 

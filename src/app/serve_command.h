@@ -18,6 +18,10 @@ struct ServeOptions {
   std::vector<std::string> listen;
   std::string admin = "unix:/run/openimds/admin.sock";
   std::string admin_token_file;
+  // PEM certificate chain and key: the TCP admin listener speaks TLS. Needed
+  // when it listens on an address other than loopback.
+  std::string admin_tls_cert;
+  std::string admin_tls_key;
   std::string store = "sqlite:/var/lib/openimds/openimds.db";
   bool demo = false;
   int threads = 0;

@@ -22,6 +22,14 @@ BearerAuthHandler::BearerAuthHandler(Handler& inner, std::string token,
                                    "Admin requests refused for a missing or wrong bearer token.")) {}
 
 void BearerAuthHandler::Handle(const common::Request& request, common::Response& out) {
+  if (Check(request, out)) inner_.Handle(request, out);
+}
+
+bool BearerAuthHandler::Admit(const common::Request& head, common::Response& out) {
+  return Check(head, out) && inner_.Admit(head, out);
+}
+
+bool BearerAuthHandler::Check(const common::Request& request, common::Response& out) {
   auto auth = request.Header("Authorization");
   constexpr std::string_view kPrefix = "Bearer ";
   const bool ok = auth && auth->size() > kPrefix.size() &&
@@ -36,9 +44,9 @@ void BearerAuthHandler::Handle(const common::Request& request, common::Response&
     out.body = R"({"error":{"code":"unauthenticated","message":"missing or wrong bearer token"}})";
     out.body += '\n';
     out.AddHeader("WWW-Authenticate", "Bearer realm=\"openimds-admin\"");
-    return;
+    return false;
   }
-  inner_.Handle(request, out);
+  return true;
 }
 
 }  // namespace openimds::http

@@ -16,8 +16,13 @@ class BearerAuthHandler final : public Handler {
   // `token` must not be empty.
   BearerAuthHandler(Handler& inner, std::string token, common::MetricsRegistry& metrics);
   void Handle(const common::Request& request, common::Response& out) override;
+  // The same check on the header alone: an upload without the token is
+  // refused before its body is read.
+  bool Admit(const common::Request& head, common::Response& out) override;
 
  private:
+  bool Check(const common::Request& request, common::Response& out);
+
   Handler& inner_;
   const std::string token_;
   common::Counter& rejected_;

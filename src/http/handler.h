@@ -15,6 +15,12 @@ class Handler {
   // Fills `out` (already cleared) for `request`. Must not throw; an exception
   // that escapes anyway is caught by the session and becomes a 500.
   virtual void Handle(const common::Request& request, common::Response& out) = 0;
+  // Called for a request whose body is still to come, once its header has
+  // arrived and before the body is read: false refuses it with `out` (then
+  // sent with Connection: close, the body never read). For checks that need
+  // no body, such as authentication, so a client that would be refused
+  // cannot make the server buffer its upload first. `head` has no body.
+  virtual bool Admit(const common::Request& /*head*/, common::Response& /*out*/) { return true; }
 };
 
 }  // namespace openimds::http

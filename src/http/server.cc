@@ -19,6 +19,8 @@
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -46,12 +48,16 @@ namespace asio = boost::asio;
 namespace bhttp = boost::beast::http;
 using tcp = asio::ip::tcp;
 using unix_socket = asio::local::stream_protocol;
+using tls_socket = asio::ssl::stream<tcp::socket>;
 using Clock = std::chrono::steady_clock;
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 
 // How much to ask the kernel for per read. Guest requests are ~200 bytes; a
 // pipelined burst or an admin import fills several reads.
 constexpr size_t kReadChunk = 16 * 1024;
+// Body bytes reserved when a Content-Length announces them; a larger body
+// grows the buffer as it arrives.
+constexpr size_t kReserveBody = 1024 * 1024;
 // Connections a listener accepts in a row before it lets them run.
 constexpr int kAcceptBatch = 64;
 // Responses to pipelined requests are coalesced into one write up to this.
@@ -138,8 +144,10 @@ class RequestParser final : public bhttp::basic_parser<true> {
   }
   void on_body_init_impl(const boost::optional<std::uint64_t>& length,
                          boost::system::error_code&) override {
-    // body_limit() has already refused lengths over the limit.
-    if (length) out_.body.reserve(static_cast<size_t>(*length));
+    // body_limit() has already refused lengths over the limit. Reserve no
+    // more than a first slice up front: the body has not arrived (nor has
+    // the handler admitted it) yet.
+    if (length) out_.body.reserve(std::min<size_t>(static_cast<size_t>(*length), kReserveBody));
   }
   size_t on_body_impl(boost::beast::string_view body, boost::system::error_code&) override {
     out_.body.append(body.data(), body.size());
@@ -279,6 +287,35 @@ void SimpleError(common::Response& r, int status, std::string_view message) {
 
 struct ListenerState;
 
+// A server context for `config`'s certificate chain and key (PEM): TLS 1.2
+// and later, no renegotiation, no compression. InvalidArgument naming the
+// file and OpenSSL's reason when either cannot be loaded or they do not match.
+common::Result<std::unique_ptr<asio::ssl::context>> MakeTlsContext(const ListenerConfig& config) {
+  auto ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
+  boost::system::error_code ec;
+  ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                       asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                       asio::ssl::context::no_tlsv1_1 | asio::ssl::context::no_compression,
+                   ec);
+  ::SSL_CTX_set_options(ctx->native_handle(), SSL_OP_NO_RENEGOTIATION);
+  const std::string where = "TLS for " + config.endpoint + ": ";
+  ctx->use_certificate_chain_file(config.tls_certificate_file, ec);
+  if (ec) {
+    return common::InvalidArgument(where + "cannot load certificate " +
+                                   config.tls_certificate_file + ": " + ec.message());
+  }
+  ctx->use_private_key_file(config.tls_key_file, asio::ssl::context::pem, ec);
+  if (ec) {
+    return common::InvalidArgument(where + "cannot load key " + config.tls_key_file + ": " +
+                                   ec.message());
+  }
+  if (::SSL_CTX_check_private_key(ctx->native_handle()) != 1) {
+    return common::InvalidArgument(where + "key " + config.tls_key_file +
+                                   " does not match certificate " + config.tls_certificate_file);
+  }
+  return ctx;
+}
+
 // A connection's buffers. A worker keeps those of closed connections and
 // hands them to new ones, so a connection per request (cloud-init) does not
 // pay a dozen malloc/free pairs for its request, parse and response storage.
@@ -374,6 +411,8 @@ struct ListenerState {
   // Admission at accept: the shared guest gate, or this listener's own.
   ConnectionGate* gate = nullptr;
   std::unique_ptr<ConnectionGate> own_gate;
+  std::unique_ptr<asio::ssl::context> tls;  // set when the listener speaks TLS
+  common::Counter* tls_failures = nullptr;
   size_t max_per_source = 0;  // 0 on unix sockets
 };
 
@@ -429,12 +468,13 @@ struct Server::Impl {
 
   // `raw_fd` (TCP only): an accepted, non-blocking descriptor that `socket`
   // (then unopened) adopts only when the connection must wait; see Session.
-  template <typename Socket>
-  asio::awaitable<void> Session(Socket socket, typename Socket::endpoint_type peer,
-                                ListenerState& ls, Worker& w, int raw_fd = -1);
+  template <typename Socket, typename Endpoint>
+  asio::awaitable<void> Session(Socket socket, Endpoint peer, ListenerState& ls, Worker& w,
+                                int raw_fd = -1);
   template <typename Acceptor>
   asio::awaitable<void> AcceptLoop(Acceptor& acceptor, ListenerState& ls, Worker& w);
   asio::awaitable<void> TcpAcceptLoop(tcp::acceptor& acceptor, ListenerState& ls, Worker& w);
+  asio::awaitable<void> TlsAcceptLoop(tcp::acceptor& acceptor, ListenerState& ls, Worker& w);
 };
 
 common::Status Server::Impl::BindTcp(ListenerState& ls, Worker& w, bool first) {
@@ -566,6 +606,31 @@ asio::awaitable<void> Server::Impl::AcceptLoop(Acceptor& acceptor, ListenerState
   }
 }
 
+// A TLS listener (the admin API off loopback): async_accept, then the
+// session does the handshake under the header deadline.
+asio::awaitable<void> Server::Impl::TlsAcceptLoop(tcp::acceptor& acceptor, ListenerState& ls,
+                                                  Worker& w) {
+  for (;;) {
+    tcp::endpoint peer;
+    auto [ec, socket] = co_await acceptor.async_accept(peer, kTuple);
+    if (ec) {
+      if (ec == asio::error::operation_aborted || draining.load()) co_return;
+      common::LogRefusal("http", "accept on " + ls.config.endpoint + " failed: " + ec.message());
+      asio::steady_timer t(w.ctx, std::chrono::milliseconds(50));
+      co_await t.async_wait(kTuple);
+      continue;
+    }
+    if (draining.load()) co_return;
+    if (!Admit(ls, GatePeer(peer))) {
+      boost::system::error_code ignored;
+      socket.close(ignored);
+      continue;
+    }
+    asio::co_spawn(w.ctx, Session(tls_socket(std::move(socket), *ls.tls), peer, ls, w),
+                   asio::detached);
+  }
+}
+
 // TCP listeners accept with accept4(SOCK_NONBLOCK) themselves instead of
 // async_accept: an asio socket is registered with epoll (EPOLL_CTL_ADD) when
 // it is created, set non-blocking with an ioctl at its first operation and,
@@ -625,9 +690,9 @@ asio::awaitable<void> Server::Impl::TcpAcceptLoop(tcp::acceptor& acceptor, Liste
   }
 }
 
-template <typename Socket>
-asio::awaitable<void> Server::Impl::Session(Socket socket, typename Socket::endpoint_type peer,
-                                            ListenerState& ls, Worker& w, int raw_fd) {
+template <typename Socket, typename Endpoint>
+asio::awaitable<void> Server::Impl::Session(Socket socket, Endpoint peer, ListenerState& ls,
+                                            Worker& w, int raw_fd) {
   const Limits& limits = ls.config.limits;
   ls.connections->Inc();
   w.active.fetch_add(1, std::memory_order_relaxed);
@@ -644,7 +709,7 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, typename Socket::endp
                                                   return;
                                                 }
                                                 boost::system::error_code ignored;
-                                                socket.close(ignored);
+                                                socket.lowest_layer().close(ignored);
                                               },
                                               &idle, &deadline, ls.timeouts, &ls.display, {}});
   auto handle_it = w.sessions.begin();
@@ -669,7 +734,11 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, typename Socket::endp
     raw_fd = -1;
     return true;
   };
-  const auto native_fd = [&]() -> int { return raw_fd >= 0 ? raw_fd : socket.native_handle(); };
+  const auto native_fd = [&]() -> int {
+    return raw_fd >= 0 ? raw_fd : socket.lowest_layer().native_handle();
+  };
+  constexpr bool kTls = std::is_same_v<Socket, tls_socket>;
+  constexpr bool kTcp = std::is_same_v<Socket, tcp::socket> || kTls;
 
   std::unique_ptr<SessionState> state = w.TakeState();
   ParsedRequest& parsed = state->parsed;
@@ -679,20 +748,20 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, typename Socket::endp
   boost::beast::flat_buffer& buffer = state->buffer;
   req.listener_network = ls.config.network;
   bool is_v6_socket = false;
-  if constexpr (std::is_same_v<Socket, tcp::socket>) {
+  if constexpr (kTcp) {
     // Per-connection syscalls matter for cloud-init's connection per request:
     // TCP_NODELAY is inherited from the listening socket (set in BindTcp),
     // the peer came with accept, and a listener bound to one address needs
     // no getsockname.
     boost::system::error_code ec;
-    if (!ls.nodelay_inherited) socket.set_option(tcp::no_delay(true), ec);
+    if (!ls.nodelay_inherited) socket.lowest_layer().set_option(tcp::no_delay(true), ec);
     req.peer = ToIpAddress(peer.address());
     if (!ls.tcp_endpoint.address().is_unspecified()) {
       req.local = ToIpAddress(ls.tcp_endpoint.address());
       req.local_port = ls.tcp_endpoint.port();
       is_v6_socket = ls.tcp_endpoint.address().is_v6();
     } else if (adopt()) {  // a wildcard listener: ask the socket (rare)
-      auto local = socket.local_endpoint(ec);
+      auto local = socket.lowest_layer().local_endpoint(ec);
       if (!ec) {
         req.local = ToIpAddress(local.address());
         req.local_port = local.port();
@@ -700,6 +769,21 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, typename Socket::endp
       }
     }
     handle_it->peer = req.peer;
+  }
+
+  bool handshake_failed = false;
+  if constexpr (kTls) {
+    // Under the header deadline: a peer that stalls the handshake is cut off
+    // by the reaper like a slow request.
+    idle = false;
+    deadline = Clock::now() + limits.header_timeout;
+    auto [hec] = co_await socket.async_handshake(asio::ssl::stream_base::server, kTuple);
+    if (hec) {
+      handshake_failed = true;
+      ls.tls_failures->Inc();
+      common::LogRefusal("http", "TLS handshake with " + req.peer.ToString() + " on " +
+                                     ls.display + " failed: " + hec.message());
+    }
   }
 
   HopLimitGuard ttl;
@@ -718,14 +802,30 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, typename Socket::endp
   const auto send_out = [&]() -> asio::awaitable<bool> {
     deadline = Clock::now() + limits.write_timeout;
     std::string_view rest = out;
-    bool ok = SendNow(native_fd(), rest);
+    bool ok = true;
+    if constexpr (!kTls) ok = SendNow(native_fd(), rest);
     if (ok && !rest.empty()) ok = co_await finish_write(rest);
     out.clear();
     co_return ok;
   };
 
+  // The request as far as its header goes (the body is set separately).
+  const auto fill_head = [&]() {
+    req.method = parsed.View(parsed.method);
+    req.target = parsed.View(parsed.target);
+    auto q = req.target.find('?');
+    req.path = req.target.substr(0, q);
+    req.query = q == std::string_view::npos ? std::string_view() : req.target.substr(q + 1);
+    req.headers.clear();
+    for (const auto& [n, v] : parsed.fields) {
+      req.headers.push_back(common::HeaderField{parsed.View(n), parsed.View(v)});
+    }
+    req.body = {};
+    req.version = parsed.version;
+  };
+
   try {
-    for (;;) {
+    for (; !handshake_failed;) {
       parsed.Clear();
       std::optional<RequestParser> parser;
       parser.emplace(parsed, limits.max_header_bytes);
@@ -740,6 +840,8 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, typename Socket::endp
       boost::system::error_code perr;
       bool sent_continue = false;
       bool closed = false;
+      bool admission_checked = false;
+      bool refused_at_head = false;  // Handler::Admit said no; resp holds the answer
       while (!parser->is_done()) {
         if (buffer.size() > 0) {
           perr = {};
@@ -760,6 +862,16 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, typename Socket::endp
             break;
           }
           if (parser->is_done()) break;
+          if (parser->is_header_done() && !admission_checked) {
+            // A body is still to come: the handler may refuse on the header.
+            admission_checked = true;
+            fill_head();
+            resp.Clear();
+            if (!ls.config.handler->Admit(req, resp)) {
+              refused_at_head = true;
+              break;
+            }
+          }
           if (parser->is_header_done() && parsed.expect_continue && !sent_continue) {
             sent_continue = true;
             static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -811,11 +923,15 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, typename Socket::endp
       }
       if (closed) break;
 
-      resp.Clear();
+      if (!refused_at_head) resp.Clear();
       bool keep_alive = false;
       bool client_closes = false;  // the request itself said close (1.0, Connection: close)
       int version = parsed.version;
-      if (perr) {
+      if (refused_at_head) {
+        // The answer Admit wrote; the body stays unread and the connection closes.
+        ls.requests->Inc();
+        resp.close = true;
+      } else if (perr) {
         int status = 400;
         common::Counter* counter = ls.rejected_malformed;
         std::string message = "bad request: " + perr.message();
@@ -852,15 +968,7 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, typename Socket::endp
         ls.requests->Inc();
         keep_alive = parser->keep_alive();
         client_closes = !keep_alive;
-        req.method = parsed.View(parsed.method);
-        req.target = parsed.View(parsed.target);
-        auto q = req.target.find('?');
-        req.path = req.target.substr(0, q);
-        req.query = q == std::string_view::npos ? std::string_view() : req.target.substr(q + 1);
-        req.headers.clear();
-        for (const auto& [n, v] : parsed.fields) {
-          req.headers.push_back(common::HeaderField{parsed.View(n), parsed.View(v)});
-        }
+        fill_head();
         req.body = parsed.body;
         req.version = parsed.version;
         try {
@@ -892,7 +1000,7 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, typename Socket::endp
         }
       }
       // Whatever the handler said: an answer to HEAD has no body.
-      if (!perr && req.method == "HEAD") resp.head = true;
+      if ((!perr || refused_at_head) && req.method == "HEAD") resp.head = true;
       ++served;
       if (resp.close || draining.load(std::memory_order_relaxed) ||
           (limits.max_requests_per_connection != 0 &&
@@ -932,7 +1040,8 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, typename Socket::endp
       // while the client may have pipelined more (unread bytes make close()
       // send a reset), a corked answer would be lost with them.
       const int cork = !keep_alive && client_closes && buffer.size() == 0 ? MSG_MORE : 0;
-      bool wrote = SendNow(native_fd(), rest, cork);
+      bool wrote = true;
+      if constexpr (!kTls) wrote = SendNow(native_fd(), rest, cork);
       if (wrote && !rest.empty()) wrote = co_await finish_write(rest);
       out.clear();
       if (!wrote || !keep_alive) break;
@@ -947,8 +1056,10 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, typename Socket::endp
   if (raw_fd >= 0) {
     ::close(raw_fd);
   } else {
+    // A TLS session ends without close_notify: every answer carries its
+    // length, and waiting for the peer's reply would only hold the socket.
     boost::system::error_code ignored;
-    socket.close(ignored);
+    socket.lowest_layer().close(ignored);
   }
   w.sessions.erase(handle_it);
   w.ReturnState(std::move(state));
@@ -983,6 +1094,7 @@ Server::Server(ServerOptions options, std::vector<ListenerConfig> listeners,
     ls->refused_open = &metrics.GetCounter(kRefused, kRefusedHelp, l + ",reason=\"open\"");
     ls->refused_per_source =
         &metrics.GetCounter(kRefused, kRefusedHelp, l + ",reason=\"per_source\"");
+    ls->tls_failures = &metrics.GetCounter(kRejected, kRejectedHelp, l + ",reason=\"tls_handshake\"");
     if (ls->config.dedicated_thread) {
       ls->own_gate = std::make_unique<ConnectionGate>(ls->config.limits.max_connections);
       ls->gate = ls->own_gate.get();
@@ -1019,6 +1131,15 @@ common::Status Server::Start() {
     } else {
       for (auto& w : impl_->shared_workers) targets.push_back(w.get());
     }
+    if (!ls->config.tls_certificate_file.empty()) {
+      if (ls->config.endpoint.rfind("unix:", 0) == 0) {
+        return common::InvalidArgument("listener " + ls->config.endpoint +
+                                       ": TLS is for TCP listeners");
+      }
+      auto ctx = MakeTlsContext(ls->config);
+      if (!ctx.ok()) return ctx.status();
+      ls->tls = std::move(*ctx);
+    }
     if (ls->config.endpoint.rfind("unix:", 0) == 0) {
       ls->is_unix = true;
       ls->unix_path = ls->config.endpoint.substr(5);
@@ -1041,7 +1162,11 @@ common::Status Server::Start() {
   auto workers = impl_->AllWorkers();
   for (Worker* w : workers) {
     for (auto& [acc, ls] : w->tcp_acceptors) {
-      asio::co_spawn(w->ctx, impl_->TcpAcceptLoop(*acc, *ls, *w), asio::detached);
+      if (ls->tls) {
+        asio::co_spawn(w->ctx, impl_->TlsAcceptLoop(*acc, *ls, *w), asio::detached);
+      } else {
+        asio::co_spawn(w->ctx, impl_->TcpAcceptLoop(*acc, *ls, *w), asio::detached);
+      }
     }
     for (auto& [acc, ls] : w->unix_acceptors) {
       asio::co_spawn(w->ctx, impl_->AcceptLoop(*acc, *ls, *w), asio::detached);

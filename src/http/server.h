@@ -59,6 +59,10 @@ struct ListenerConfig {
   std::string name = "guest";
   // For unix sockets: file mode after bind.
   uint32_t unix_mode = 0600;
+  // TCP only: speak TLS with this certificate chain and private key (PEM
+  // files, read at Start; both or neither).
+  std::string tls_certificate_file;
+  std::string tls_key_file;
 };
 
 struct ServerOptions {
