@@ -260,6 +260,17 @@ void AdminApi::Handle(const Request& request, Response& out) {
   if (!status.ok()) Refuse(request, status, out);
 }
 
+void AdminApi::ShapeRefusal(int status, std::string_view message, Response& out) {
+  boost::json::object error;
+  error["code"] = status == 413 || status == 431 ? "payload_too_large" : "invalid_argument";
+  error["message"] = message;
+  boost::json::object body;
+  body["error"] = std::move(error);
+  const bool close = out.close;
+  WriteJson(out, status, body);
+  out.close = close;
+}
+
 void AdminApi::Refuse(const Request& request, const Status& status, Response& out) {
   boost::json::object error;
   error["code"] = common::CodeName(status.code());
@@ -290,7 +301,10 @@ Status AdminApi::Route(const Request& request, Response& out) {
     if (path == "/healthz") {
       out.body = "ok\n";
     } else if (!options_.store_healthy || options_.store_healthy()) {
-      out.body = "ready\n";
+      // Guests are served either way; a store that takes only some writes
+      // says so (200: taking this node out would not help them).
+      const std::string degraded = store_.DegradedReason();
+      out.body = degraded.empty() ? "ready\n" : "degraded: " + degraded + "\n";
     } else {
       out.status = 503;
       out.body = "store unavailable\n";

@@ -96,6 +96,9 @@ class AdminApi final : public http::Handler {
   // Fills `out` for `request`. Never throws on any input. `out` is expected to
   // be freshly cleared (common::Response::Clear()).
   void Handle(const common::Request& request, common::Response& out) override;
+  // The HTTP core's own refusals (an import over the body limit, a header
+  // too large, a malformed request) in the API's JSON error shape.
+  void ShapeRefusal(int status, std::string_view message, common::Response& out) override;
 
  private:
   // Route handlers. Each returns OK after filling `out` with a success

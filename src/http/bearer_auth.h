@@ -19,6 +19,9 @@ class BearerAuthHandler final : public Handler {
   // The same check on the header alone: an upload without the token is
   // refused before its body is read.
   bool Admit(const common::Request& head, common::Response& out) override;
+  void ShapeRefusal(int status, std::string_view message, common::Response& out) override {
+    inner_.ShapeRefusal(status, message, out);
+  }
 
  private:
   bool Check(const common::Request& request, common::Response& out);

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <string_view>
+
 #include "common/http_message.h"
 
 namespace openimds::http {
@@ -21,6 +23,12 @@ class Handler {
   // no body, such as authentication, so a client that would be refused
   // cannot make the server buffer its upload first. `head` has no body.
   virtual bool Admit(const common::Request& /*head*/, common::Response& /*out*/) { return true; }
+  // The HTTP core refused a request itself (malformed 400, header 431, body
+  // 413; counted and logged there): `out` holds its plain-text answer. A
+  // handler whose API words errors otherwise (the admin API's JSON) rewrites
+  // the body here; the status stays and the connection closes after it.
+  virtual void ShapeRefusal(int /*status*/, std::string_view /*message*/,
+                            common::Response& /*out*/) {}
 };
 
 }  // namespace openimds::http

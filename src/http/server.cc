@@ -955,6 +955,8 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, Endpoint peer, Listen
         common::LogRefusal("http", "refused request from " + req.peer.ToString() + " on " +
                                     ls.display + ": " + message);
         SimpleError(resp, status, message);
+        ls.config.handler->ShapeRefusal(status, message, resp);
+        resp.close = true;
         // A refused HEAD gets no body either. Beast reports the request line
         // only with the whole header, so a header over the limit is read
         // for its method here.

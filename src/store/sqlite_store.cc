@@ -1,6 +1,8 @@
 #include "store/sqlite_store.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,6 +12,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -514,6 +517,7 @@ struct Counters {
 
 struct ApplyOptions {
   bool replace_equal = false;  // write an unchanged record under a new revision
+  bool deletes_only = false;   // the disk is full: refuse any Write that adds or changes
   bool prefix_single = false;  // prefix refusals even of one-mutation Writes
   int64_t max_instances = 0;
   unsigned threads = 0;        // SqliteStore::Options::write_threads
@@ -671,6 +675,15 @@ Status ApplyWrite(SqliteDb& db, Write& write, const ApplyOptions& opt, Counters&
     delta += (step.next ? 1 : 0) - (step.current ? 1 : 0);
   }
   if (mutated < n) return refuse(mutated, mutate_refusal);
+  if (opt.deletes_only) {
+    for (size_t i = 0; i < n; ++i) {
+      if (steps[i].next && steps[i].changed) {
+        return refuse(i, Status(Code::kInsufficientStorage,
+                                "store disk is full: only deletes are accepted until there is "
+                                "room again (free space on the store's file system)"));
+      }
+    }
+  }
 
   if (opt.max_instances > 0 && delta > 0 && counters.instances + delta > opt.max_instances) {
     const std::string limit = std::to_string(opt.max_instances);
@@ -887,7 +900,19 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(Options options) {
   // re-reading them through the OS on every row.
   if (Status s = db->Exec("PRAGMA cache_size = -32768", what); !s.ok()) return s;
   if (Status s = Migrate(*db, options); !s.ok()) return s;
-  return std::unique_ptr<SqliteStore>(new SqliteStore(std::move(options), std::move(db)));
+  auto store = std::unique_ptr<SqliteStore>(new SqliteStore(std::move(options), std::move(db)));
+  if (!store->options_.read_only && store->options_.reserve_bytes > 0) {
+    struct stat st {};
+    const bool present = ::stat(store->ReservePath().c_str(), &st) == 0 &&
+                         static_cast<uint64_t>(st.st_size) >= store->options_.reserve_bytes;
+    if (!present && !store->MakeReserve()) {
+      common::LogWarn(kLogComponent, "no room for the " +
+                                         std::to_string(store->options_.reserve_bytes >> 10) +
+                                         " KiB reserve at " + store->ReservePath() +
+                                         ": on a full disk even deletes may fail");
+    }
+  }
+  return store;
 }
 
 SqliteStore::SqliteStore(Options options, std::unique_ptr<SqliteDb> db)
@@ -906,7 +931,8 @@ Result<int64_t> SqliteStore::Put(const model::Instance& instance, Precondition p
          std::optional<int64_t> revision;
          if (current != nullptr) revision = current->revision;
          if (Status s = CheckPrecondition(id, revision, pre); !s.ok()) return s;
-         return std::optional<model::Instance>(std::move(*in));
+         // A copy: a commit retried (after a full disk) calls mutate again.
+         return std::optional<model::Instance>(*in);
        }});
   auto outcomes = CommitWrites(writes, {.replace_equal = true}, "put " + id);
   if (!outcomes.ok()) return outcomes.status();
@@ -950,7 +976,7 @@ Result<std::vector<int64_t>> SqliteStore::PutMany(const std::vector<model::Insta
     std::string id = in.id;
     writes[0].mutations.push_back(
         {std::move(id), [&in](const StoredInstance*) -> Result<std::optional<model::Instance>> {
-           return std::optional<model::Instance>(std::move(in));
+           return std::optional<model::Instance>(in);  // may be called again on a retry
          }});
   }
   auto outcomes =
@@ -1086,9 +1112,77 @@ Result<std::vector<WriteOutcome>> SqliteStore::Commit(std::vector<Write>& writes
 Result<std::vector<WriteOutcome>> SqliteStore::CommitWrites(std::vector<Write>& writes,
                                                             CommitMode mode,
                                                             std::string_view what) {
+  bool deletes_only;
+  {
+    std::lock_guard lock(mu_);
+    // Room again for the reserve: every write is taken again.
+    if (deletes_only_ && MakeReserve()) {
+      deletes_only_ = false;
+      common::LogInfo(kLogComponent, "store disk has room again: the reserve is back and "
+                                     "every write is accepted");
+    }
+    deletes_only = deletes_only_;
+  }
+  auto result = CommitOnce(writes, mode, deletes_only, what);
+  if (!result.ok() && result.status().code() == Code::kInsufficientStorage) {
+    storage_full_ = true;
+    bool released = false;
+    {
+      std::lock_guard lock(mu_);
+      if (!deletes_only_ && ::unlink(ReservePath().c_str()) == 0) {
+        deletes_only_ = true;
+        released = true;
+      }
+    }
+    if (released) {
+      common::LogWarn(kLogComponent,
+                      "store disk is full: released the " +
+                          std::to_string(options_.reserve_bytes >> 10) + " KiB reserve at " +
+                          ReservePath() + "; only deletes are accepted until there is room again");
+      result = CommitOnce(writes, mode, /*deletes_only=*/true, what);
+    }
+  } else if (result.ok()) {
+    bool wrote = false;
+    for (const auto& o : *result) wrote = wrote || (o.status.ok() && !o.mutations.empty());
+    if (wrote) {
+      std::lock_guard lock(mu_);
+      if (!deletes_only_) storage_full_ = false;
+    }
+  }
+  return result;
+}
+
+bool SqliteStore::MakeReserve() {
+  if (options_.reserve_bytes == 0 || options_.read_only) return false;
+  struct statvfs fs {};
+  const std::string dir = std::filesystem::path(options_.path).parent_path().string();
+  if (::statvfs(dir.empty() ? "." : dir.c_str(), &fs) != 0) return false;
+  const uint64_t free_bytes = uint64_t{fs.f_bavail} * fs.f_frsize;
+  if (free_bytes < 2 * options_.reserve_bytes) return false;
+  const std::string path = ReservePath();
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return false;
+  const int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(options_.reserve_bytes));
+  ::close(fd);
+  if (rc != 0) {
+    ::unlink(path.c_str());
+    return false;
+  }
+  return true;
+}
+
+std::string SqliteStore::DegradedReason() const {
+  if (!storage_full_) return {};
+  return "storage full: writes that add or change records fail with 507; deletes are accepted";
+}
+
+Result<std::vector<WriteOutcome>> SqliteStore::CommitOnce(std::vector<Write>& writes,
+                                                          CommitMode mode, bool deletes_only,
+                                                          std::string_view what) {
   std::vector<WriteOutcome> outcomes(writes.size());
   if (writes.empty()) return outcomes;
   const ApplyOptions apply{.replace_equal = mode.replace_equal,
+                           .deletes_only = deletes_only,
                            .prefix_single = mode.prefix_single,
                            .max_instances = options_.max_instances,
                            .threads = options_.write_threads};

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -129,6 +130,15 @@ class SqliteStore final : public Store {
     // which reads rows and calls the sink). 0 or 1: parse on the calling
     // thread.
     unsigned scan_threads = std::thread::hardware_concurrency();
+
+    // Bytes kept on the store's file system in PATH.reserve (made at Open
+    // when there is room; 0: none). When a commit finds the disk full the
+    // store deletes this file, retries, and from then on takes only deletes
+    // (a Write that would add or change a record is refused
+    // InsufficientStorage) so an operator can free space through the API;
+    // once there is room for the reserve again it is remade and every write
+    // is taken again.
+    uint64_t reserve_bytes = 8u << 20;
   };
 
   // Opens (creating if needed) and migrates the database. Several processes
@@ -156,6 +166,7 @@ class SqliteStore final : public Store {
   common::Status PutSecret(std::string_view name, std::string_view value) override;
   common::Status DeleteSecret(std::string_view name) override;
   common::Result<int64_t> LatestRevision() override;
+  std::string DegradedReason() const override;
 
   common::Result<std::vector<WriteOutcome>> Commit(std::vector<Write>& writes) override;
   // max_changes 0 is taken as 1 (a page that can hold nothing would never
@@ -176,8 +187,17 @@ class SqliteStore final : public Store {
     bool prefix_single = false;
   };
   // Commit in `mode`; `what` names the operation in SQLite error messages.
+  // On a full disk: releases the reserve and retries taking deletes only.
   common::Result<std::vector<WriteOutcome>> CommitWrites(std::vector<Write>& writes,
                                                          CommitMode mode, std::string_view what);
+  common::Result<std::vector<WriteOutcome>> CommitOnce(std::vector<Write>& writes,
+                                                       CommitMode mode, bool deletes_only,
+                                                       std::string_view what);
+
+  // The reserve file (Options::reserve_bytes): made when there is room for
+  // it plus as much again; true when it exists afterwards.
+  bool MakeReserve();
+  std::string ReservePath() const { return options_.path + ".reserve"; }
 
   // Constant after construction.
   const Options options_;
@@ -186,6 +206,11 @@ class SqliteStore final : public Store {
   // threads at once (opened SQLITE_OPEN_NOMUTEX; this mutex is the lock).
   std::mutex mu_;
   std::unique_ptr<SqliteDb> db_;                     // guarded by mu_
+  // A commit found the disk full and no later one has written since.
+  std::atomic<bool> storage_full_{false};
+  // The reserve was released for deletes: only deletes are taken until it
+  // can be made again. Guarded by mu_.
+  bool deletes_only_ = false;
   std::function<void(int64_t latest)> listener_;     // guarded by mu_
   // What this object committed lately, by id: the record and its revision.
   // ChangesSince hands these out instead of parsing the row again (the

@@ -43,6 +43,8 @@ struct Precondition {
 // equal to `current->instance` after normalization writes nothing and takes no
 // revision (a no-op PATCH leaves no phantom change in the feed). Called exactly
 // once per attempt, on the store's writing thread; must not call the store.
+// A commit may be attempted twice (the second time after a full disk released
+// the store's reserve), so mutate must give the same answer when called again.
 using MutateFn = std::function<common::Result<std::optional<model::Instance>>(
     const StoredInstance* current)>;
 
@@ -151,6 +153,10 @@ class Store {
   // The highest revision written so far (0 for an empty store): lets a reader
   // tell whether another process changed anything.
   virtual common::Result<int64_t> LatestRevision() = 0;
+
+  // Why the store serves reads but not every write right now ("storage full:
+  // only deletes are accepted"), for /readyz; empty when it takes writes.
+  virtual std::string DegradedReason() const { return {}; }
 
   // --- Batched writes and the change feed ---
 

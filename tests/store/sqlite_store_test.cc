@@ -771,5 +771,55 @@ TEST(SqliteStoreFullDiskTest, FullDiskIsInsufficientStorageAndLosesNothing) {
   EXPECT_EQ(**reopened->GetSecret("key"), "value");
 }
 
+// With a reserve on the file system, a full disk still takes deletes: the
+// store releases the reserve, refuses writes that add or change records
+// (507) and says so through DegradedReason, until there is room for the
+// reserve again.
+TEST(SqliteStoreFullDiskTest, TheReserveLetsDeletesThroughOnAFullDisk) {
+  TempDir dir;
+  if (!dir.MountTmpfs(4 << 20)) {
+    GTEST_SKIP() << "cannot mount a tmpfs here (" << std::strerror(errno)
+                 << "); needs CAP_SYS_ADMIN";
+  }
+  const std::string path = dir.File("store.db");
+  auto opened = SqliteStore::Open({.path = path, .reserve_bytes = 512 << 10});
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  auto& store = *opened;
+  EXPECT_TRUE(std::filesystem::exists(path + ".reserve"));
+  ASSERT_TRUE(store->Put(MakeInstance("i-keep", {"10.0.0.5"}), {}).ok());
+  ASSERT_TRUE(store->Put(MakeInstance("i-gone", {"10.0.0.7"}), {}).ok());
+  EXPECT_EQ(store->DegradedReason(), "");
+
+  const std::string filler = dir.File("filler");
+  {
+    const int fd = ::open(filler.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ASSERT_GE(fd, 0);
+    const std::string block(4096, 'f');
+    while (::write(fd, block.data(), block.size()) > 0) {
+    }
+    ::close(fd);
+  }
+  model::Instance big = MakeInstance("i-big", {"10.0.0.6"});
+  big.user_data = std::string(16 * 1024, 'u');
+  auto put = store->Put(big, {});
+  EXPECT_EQ(put.status().code(), Code::kInsufficientStorage) << put.status().ToString();
+  EXPECT_THAT(put.status().message(), HasSubstr("only deletes are accepted"));
+  EXPECT_FALSE(std::filesystem::exists(path + ".reserve"));
+  EXPECT_THAT(store->DegradedReason(), StartsWith("storage full"));
+
+  // The operator frees space through the API: deletes go through.
+  ASSERT_TRUE(store->Delete("i-gone", {}).ok());
+  EXPECT_EQ(store->Get("i-gone").status().code(), Code::kNotFound);
+  EXPECT_EQ(store->Put(big, {}).status().code(), Code::kInsufficientStorage);
+
+  // Room on the file system again: the reserve comes back, writes with it.
+  ASSERT_EQ(::unlink(filler.c_str()), 0);
+  auto retry = store->Put(big, {});
+  ASSERT_TRUE(retry.ok()) << retry.status().ToString();
+  EXPECT_TRUE(std::filesystem::exists(path + ".reserve"));
+  EXPECT_EQ(store->DegradedReason(), "");
+  EXPECT_TRUE(store->Get("i-keep").ok());
+}
+
 }  // namespace
 }  // namespace openimds::store
