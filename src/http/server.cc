@@ -474,7 +474,6 @@ struct Server::Impl {
   template <typename Acceptor>
   asio::awaitable<void> AcceptLoop(Acceptor& acceptor, ListenerState& ls, Worker& w);
   asio::awaitable<void> TcpAcceptLoop(tcp::acceptor& acceptor, ListenerState& ls, Worker& w);
-  asio::awaitable<void> TlsAcceptLoop(tcp::acceptor& acceptor, ListenerState& ls, Worker& w);
 };
 
 common::Status Server::Impl::BindTcp(ListenerState& ls, Worker& w, bool first) {
@@ -602,32 +601,15 @@ asio::awaitable<void> Server::Impl::AcceptLoop(Acceptor& acceptor, ListenerState
       socket.close(ignored);
       continue;
     }
+    if constexpr (std::is_same_v<Acceptor, tcp::acceptor>) {
+      if (ls.tls) {
+        // The session does the handshake under the header deadline.
+        asio::co_spawn(w.ctx, Session(tls_socket(std::move(socket), *ls.tls), peer, ls, w),
+                       asio::detached);
+        continue;
+      }
+    }
     asio::co_spawn(w.ctx, Session(std::move(socket), peer, ls, w), asio::detached);
-  }
-}
-
-// A TLS listener (the admin API off loopback): async_accept, then the
-// session does the handshake under the header deadline.
-asio::awaitable<void> Server::Impl::TlsAcceptLoop(tcp::acceptor& acceptor, ListenerState& ls,
-                                                  Worker& w) {
-  for (;;) {
-    tcp::endpoint peer;
-    auto [ec, socket] = co_await acceptor.async_accept(peer, kTuple);
-    if (ec) {
-      if (ec == asio::error::operation_aborted || draining.load()) co_return;
-      common::LogRefusal("http", "accept on " + ls.config.endpoint + " failed: " + ec.message());
-      asio::steady_timer t(w.ctx, std::chrono::milliseconds(50));
-      co_await t.async_wait(kTuple);
-      continue;
-    }
-    if (draining.load()) co_return;
-    if (!Admit(ls, GatePeer(peer))) {
-      boost::system::error_code ignored;
-      socket.close(ignored);
-      continue;
-    }
-    asio::co_spawn(w.ctx, Session(tls_socket(std::move(socket), *ls.tls), peer, ls, w),
-                   asio::detached);
   }
 }
 
@@ -1165,7 +1147,8 @@ common::Status Server::Start() {
   for (Worker* w : workers) {
     for (auto& [acc, ls] : w->tcp_acceptors) {
       if (ls->tls) {
-        asio::co_spawn(w->ctx, impl_->TlsAcceptLoop(*acc, *ls, *w), asio::detached);
+        // TLS: async_accept (AcceptLoop), no raw-descriptor fast path.
+        asio::co_spawn(w->ctx, impl_->AcceptLoop(*acc, *ls, *w), asio::detached);
       } else {
         asio::co_spawn(w->ctx, impl_->TcpAcceptLoop(*acc, *ls, *w), asio::detached);
       }

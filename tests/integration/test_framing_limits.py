@@ -10,7 +10,7 @@ import socket
 import pytest
 
 from openimds_harness import (IO_TIMEOUT_S, Proxy, instance, metric_sum, raw_body, raw_status,
-                              split_endpoint, write_keys)
+                              rss_kib, split_endpoint, write_keys)
 
 GUEST = "127.0.0.2"
 NETWORK = "default"
@@ -49,14 +49,6 @@ def endless(host: str, port: int, prefix: bytes, filler: bytes, total: int) -> b
     finally:
         sock.close()
     return received
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 CASES = {

@@ -9,20 +9,13 @@ import socket
 import threading
 import time
 
-from openimds_harness import TOKEN_HEADER, TOKEN_TTL_HEADER, instance, raw_exchange, raw_status
+from openimds_harness import (TOKEN_HEADER, TOKEN_TTL_HEADER, instance, raw_exchange, raw_status,
+                              rss_kib)
 
 SOURCES = [f"127.0.2.{i}" for i in range(1, 101)]
 WARMUP_S = 8
 SOAK_S = 60
 THREADS = 6
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def iid(source: str) -> str:

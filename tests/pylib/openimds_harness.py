@@ -538,6 +538,15 @@ def clean_env(**extra: str) -> dict[str, str]:
 # `openimds proxy` on loopback
 
 
+def rss_kib(pid: int) -> int:
+    """A process's resident set (VmRSS) in KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
 def write_keys(path: Path, *keys: tuple[str, str], mode: int = 0o600) -> None:
     """Replaces the file in one rename, as an operator's editor or config
     management would, so a reload never sees half a file."""
