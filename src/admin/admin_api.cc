@@ -252,6 +252,25 @@ AdminApi::AdminApi(Options options, store::Store& store, catalog::Catalog& catal
                                        "Admin API requests refused, by reason.",
                                        "reason=\"" + std::string(common::CodeName(code)) + "\"");
   }
+  for (const model::LimitInfo& info : model::kLimits) {
+    limit_refusals_[static_cast<size_t>(info.limit)] = &metrics.GetCounter(
+        "admin_record_limit_refusals_total",
+        "Records refused by the admin API (413) for exceeding a record limit, by limit.",
+        "limit=\"" + std::string(info.name) + "\"");
+  }
+}
+
+Status AdminApi::WithinLimits(const model::Instance& instance) const {
+  model::Limit exceeded = model::Limit::kRecordBytes;
+  Status s = model::CheckLimits(instance, options_.limits, &exceeded);
+  if (!s.ok()) limit_refusals_[static_cast<size_t>(exceeded)]->Inc();
+  return s;
+}
+
+Status AdminApi::WithinRecordBytes(size_t bytes) const {
+  Status s = model::CheckRecordBytes(bytes, options_.limits);
+  if (!s.ok()) limit_refusals_[static_cast<size_t>(model::Limit::kRecordBytes)]->Inc();
+  return s;
 }
 
 void AdminApi::Handle(const Request& request, Response& out) {
@@ -448,6 +467,8 @@ Status AdminApi::PutInstance(const Request& request, std::string_view id, Respon
     WriteJson(out, m.existed ? 200 : 201, model::ToJson(*(*done)->written));
     return Status::Ok();
   }
+  // Before parsing: the size of the text bounds everything after it.
+  if (Status s = WithinRecordBytes(request.body.size()); !s.ok()) return s;
   auto json = ParseJson(request.body);
   if (!json.ok()) return json.status();
   if (boost::json::object* object = json->if_object()) {
@@ -463,6 +484,7 @@ Status AdminApi::PutInstance(const Request& request, std::string_view id, Respon
   }
   auto instance = model::FromJson(*json);
   if (!instance.ok()) return instance.status();
+  if (Status s = WithinLimits(*instance); !s.ok()) return s;
 
   auto if_match = ParseEtagHeader(request, "If-Match");
   if (!if_match.ok()) return if_match.status();
@@ -514,6 +536,7 @@ Status AdminApi::PatchInstance(const Request& request, std::string_view id, Resp
         "application/merge-patch+json, not " +
         media_type);
   }
+  if (Status s = WithinRecordBytes(request.body.size()); !s.ok()) return s;
   auto patch = ParseJson(request.body);
   if (!patch.ok()) return patch.status();
   const boost::json::object* object = patch->if_object();
@@ -539,13 +562,16 @@ Status AdminApi::PatchInstance(const Request& request, std::string_view id, Resp
   auto pending = std::make_shared<PendingWrite>();
   store::Mutation mutation;
   mutation.id = std::string(id);
-  mutation.mutate = [pending, id = std::string(id), im = *if_match,
+  mutation.mutate = [this, pending, id = std::string(id), im = *if_match,
                      patch = std::move(*patch)](const store::StoredInstance* current)
       -> common::Result<std::optional<model::Instance>> {
     if (current == nullptr) return common::NotFound("no instance " + id);
     if (Status s = CheckConditions(id, current, im, EtagCondition{}); !s.ok()) return s;
     auto patched = model::FromJson(MergePatch(model::ToJson(current->instance), patch));
     if (!patched.ok()) return patched.status();
+    // The record the patch leaves, not the patch, must be within the limits:
+    // a patch of a record stored over a limit must bring it within.
+    if (Status s = WithinLimits(*patched); !s.ok()) return s;
     model::Normalize(*patched);
     // Read by the resumed handler after MarkReady (see PendingWrite).
     pending->written = std::make_shared<model::Instance>(*patched);
@@ -701,8 +727,12 @@ Status AdminApi::Import(const Request& request, Response& out) {
     rest = newline == std::string_view::npos ? std::string_view() : rest.substr(newline + 1);
     if (IsBlank(line)) continue;
     const std::string where = "line " + std::to_string(line_number) + ": ";
+    if (Status s = WithinRecordBytes(line.size()); !s.ok()) {
+      return Status(s.code(), where + s.message());
+    }
     auto instance = model::FromJsonText(line);
     if (!instance.ok()) return common::InvalidArgument(where + instance.status().message());
+    if (Status s = WithinLimits(*instance); !s.ok()) return Status(s.code(), where + s.message());
     auto [it, inserted] = line_of_id.emplace(instance->id, line_number);
     if (!inserted) {
       return common::InvalidArgument(where + "/id: " + Quote(instance->id) +
@@ -852,6 +882,30 @@ Status AdminApi::Render(const Request& request, std::string_view id, Response& o
   out = std::move(rendered);
   out.AddHeader("X-OpenIMDS-Render-Status", std::to_string(out.status));
   return Status::Ok();
+}
+
+size_t ReportInstancesOverLimits(const catalog::Catalog& catalog,
+                                 const model::RecordLimits& limits,
+                                 common::MetricsRegistry& metrics) {
+  size_t over = 0;
+  std::string first;
+  catalog.Current()->ForEach([&](const catalog::Entry& e) {
+    Status s = model::CheckLimits(*e.instance, limits);
+    if (s.ok()) return;
+    if (over++ == 0) first = "instance " + e.instance->id + ": " + s.message();
+  });
+  metrics.AddGauge("admin_instances_over_limits_at_start",
+                   "Stored instances over a record limit when the server started (served as "
+                   "stored; a write to one must bring it within the limits).",
+                   [over] { return static_cast<double>(over); });
+  if (over > 0) {
+    common::LogWarn(kComponent,
+                    Printable(std::to_string(over) +
+                              " stored instances exceed the record limits and are served as "
+                              "stored; a write to one must bring it within the limits (first: " +
+                              first + ")"));
+  }
+  return over;
 }
 
 }  // namespace openimds::admin
