@@ -69,6 +69,10 @@ std::string Quote(std::string_view s) { return "\"" + std::string(s) + "\""; }
 
 std::string EtagFor(int64_t revision) { return "\"" + std::to_string(revision) + "\""; }
 
+// The record's incarnation (model::ServerManaged), read-only: shown beside
+// the record, never in it, so a GET, edit, PUT round trip does not carry it.
+constexpr std::string_view kIncarnationHeader = "X-OpenIMDS-Incarnation";
+
 std::optional<int64_t> ParsePositive(std::string_view text) {
   int64_t v = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
@@ -164,6 +168,7 @@ bool HasCallerAddress(const model::Instance& instance, const std::string& canoni
 boost::json::value ListItem(const catalog::Entry& entry) {
   boost::json::object item;
   item["revision"] = entry.revision;
+  item["incarnation"] = entry.instance->managed.incarnation;
   item["instance"] = model::ToJson(*entry.instance);
   return item;
 }
@@ -380,6 +385,8 @@ Status AdminApi::GetInstance(const Request& request, std::string_view id, Respon
   const catalog::Entry* entry = snapshot->FindById(id);
   if (entry == nullptr) return common::NotFound("no instance " + Quote(id));
   out.AddHeader("ETag", EtagFor(entry->revision));
+  out.AddHeader(std::string(kIncarnationHeader),
+                std::to_string(entry->instance->managed.incarnation));
   out.head = request.method == "HEAD";
   if (if_none_match->Matches(entry->revision)) {
     out.status = 304;
@@ -463,6 +470,7 @@ Status AdminApi::PutInstance(const Request& request, std::string_view id, Respon
     const store::MutationOutcome& m = (*done)->outcome.mutations.at(0);
     writes_total_.Inc();
     out.AddHeader("ETag", EtagFor(m.revision));
+    out.AddHeader(std::string(kIncarnationHeader), std::to_string(m.incarnation));
     if (!m.existed) out.AddHeader("Location", std::string(kInstancesPrefix) + std::string(id));
     WriteJson(out, m.existed ? 200 : 201, model::ToJson(*(*done)->written));
     return Status::Ok();
@@ -522,6 +530,7 @@ Status AdminApi::PatchInstance(const Request& request, std::string_view id, Resp
     const store::MutationOutcome& m = (*done)->outcome.mutations.at(0);
     if (m.changed) writes_total_.Inc();
     out.AddHeader("ETag", EtagFor(m.revision));
+    out.AddHeader(std::string(kIncarnationHeader), std::to_string(m.incarnation));
     WriteJson(out, 200, model::ToJson(*(*done)->written));
     return Status::Ok();
   }
