@@ -69,6 +69,10 @@ std::string Quote(std::string_view s) { return "\"" + std::string(s) + "\""; }
 
 std::string EtagFor(int64_t revision) { return "\"" + std::to_string(revision) + "\""; }
 
+// The record's incarnation (model::ServerManaged), read-only: shown beside
+// the record, never in it, so a GET, edit, PUT round trip does not carry it.
+constexpr std::string_view kIncarnationHeader = "X-OpenIMDS-Incarnation";
+
 std::optional<int64_t> ParsePositive(std::string_view text) {
   int64_t v = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
@@ -164,6 +168,7 @@ bool HasCallerAddress(const model::Instance& instance, const std::string& canoni
 boost::json::value ListItem(const catalog::Entry& entry) {
   boost::json::object item;
   item["revision"] = entry.revision;
+  item["incarnation"] = entry.instance->managed.incarnation;
   item["instance"] = model::ToJson(*entry.instance);
   return item;
 }
@@ -252,6 +257,25 @@ AdminApi::AdminApi(Options options, store::Store& store, catalog::Catalog& catal
                                        "Admin API requests refused, by reason.",
                                        "reason=\"" + std::string(common::CodeName(code)) + "\"");
   }
+  for (const model::LimitInfo& info : model::kLimits) {
+    limit_refusals_[static_cast<size_t>(info.limit)] = &metrics.GetCounter(
+        "admin_record_limit_refusals_total",
+        "Records refused by the admin API (413) for exceeding a record limit, by limit.",
+        "limit=\"" + std::string(info.name) + "\"");
+  }
+}
+
+Status AdminApi::WithinLimits(const model::Instance& instance) const {
+  model::Limit exceeded = model::Limit::kRecordBytes;
+  Status s = model::CheckLimits(instance, options_.limits, &exceeded);
+  if (!s.ok()) limit_refusals_[static_cast<size_t>(exceeded)]->Inc();
+  return s;
+}
+
+Status AdminApi::WithinRecordBytes(size_t bytes) const {
+  Status s = model::CheckRecordBytes(bytes, options_.limits);
+  if (!s.ok()) limit_refusals_[static_cast<size_t>(model::Limit::kRecordBytes)]->Inc();
+  return s;
 }
 
 void AdminApi::Handle(const Request& request, Response& out) {
@@ -375,6 +399,8 @@ Status AdminApi::GetInstance(const Request& request, std::string_view id, Respon
   const catalog::Entry* entry = snapshot->FindById(id);
   if (entry == nullptr) return common::NotFound("no instance " + Quote(id));
   out.AddHeader("ETag", EtagFor(entry->revision));
+  out.AddHeader(std::string(kIncarnationHeader),
+                std::to_string(entry->instance->managed.incarnation));
   out.head = request.method == "HEAD";
   if (if_none_match->Matches(entry->revision)) {
     out.status = 304;
@@ -458,10 +484,13 @@ Status AdminApi::PutInstance(const Request& request, std::string_view id, Respon
     const store::MutationOutcome& m = (*done)->outcome.mutations.at(0);
     writes_total_.Inc();
     out.AddHeader("ETag", EtagFor(m.revision));
+    out.AddHeader(std::string(kIncarnationHeader), std::to_string(m.incarnation));
     if (!m.existed) out.AddHeader("Location", std::string(kInstancesPrefix) + std::string(id));
     WriteJson(out, m.existed ? 200 : 201, model::ToJson(*(*done)->written));
     return Status::Ok();
   }
+  // Before parsing: the size of the text bounds everything after it.
+  if (Status s = WithinRecordBytes(request.body.size()); !s.ok()) return s;
   auto json = ParseJson(request.body);
   if (!json.ok()) return json.status();
   if (boost::json::object* object = json->if_object()) {
@@ -477,6 +506,7 @@ Status AdminApi::PutInstance(const Request& request, std::string_view id, Respon
   }
   auto instance = model::FromJson(*json);
   if (!instance.ok()) return instance.status();
+  if (Status s = WithinLimits(*instance); !s.ok()) return s;
 
   auto if_match = ParseEtagHeader(request, "If-Match");
   if (!if_match.ok()) return if_match.status();
@@ -514,6 +544,7 @@ Status AdminApi::PatchInstance(const Request& request, std::string_view id, Resp
     const store::MutationOutcome& m = (*done)->outcome.mutations.at(0);
     if (m.changed) writes_total_.Inc();
     out.AddHeader("ETag", EtagFor(m.revision));
+    out.AddHeader(std::string(kIncarnationHeader), std::to_string(m.incarnation));
     WriteJson(out, 200, model::ToJson(*(*done)->written));
     return Status::Ok();
   }
@@ -528,6 +559,7 @@ Status AdminApi::PatchInstance(const Request& request, std::string_view id, Resp
         "application/merge-patch+json, not " +
         media_type);
   }
+  if (Status s = WithinRecordBytes(request.body.size()); !s.ok()) return s;
   auto patch = ParseJson(request.body);
   if (!patch.ok()) return patch.status();
   const boost::json::object* object = patch->if_object();
@@ -553,13 +585,16 @@ Status AdminApi::PatchInstance(const Request& request, std::string_view id, Resp
   auto pending = std::make_shared<PendingWrite>();
   store::Mutation mutation;
   mutation.id = std::string(id);
-  mutation.mutate = [pending, id = std::string(id), im = *if_match,
+  mutation.mutate = [this, pending, id = std::string(id), im = *if_match,
                      patch = std::move(*patch)](const store::StoredInstance* current)
       -> common::Result<std::optional<model::Instance>> {
     if (current == nullptr) return common::NotFound("no instance " + id);
     if (Status s = CheckConditions(id, current, im, EtagCondition{}); !s.ok()) return s;
     auto patched = model::FromJson(MergePatch(model::ToJson(current->instance), patch));
     if (!patched.ok()) return patched.status();
+    // The record the patch leaves, not the patch, must be within the limits:
+    // a patch of a record stored over a limit must bring it within.
+    if (Status s = WithinLimits(*patched); !s.ok()) return s;
     model::Normalize(*patched);
     // Read by the resumed handler after MarkReady (see PendingWrite).
     pending->written = std::make_shared<model::Instance>(*patched);
@@ -715,8 +750,12 @@ Status AdminApi::Import(const Request& request, Response& out) {
     rest = newline == std::string_view::npos ? std::string_view() : rest.substr(newline + 1);
     if (IsBlank(line)) continue;
     const std::string where = "line " + std::to_string(line_number) + ": ";
+    if (Status s = WithinRecordBytes(line.size()); !s.ok()) {
+      return Status(s.code(), where + s.message());
+    }
     auto instance = model::FromJsonText(line);
     if (!instance.ok()) return common::InvalidArgument(where + instance.status().message());
+    if (Status s = WithinLimits(*instance); !s.ok()) return Status(s.code(), where + s.message());
     auto [it, inserted] = line_of_id.emplace(instance->id, line_number);
     if (!inserted) {
       return common::InvalidArgument(where + "/id: " + Quote(instance->id) +
@@ -866,6 +905,30 @@ Status AdminApi::Render(const Request& request, std::string_view id, Response& o
   out = std::move(rendered);
   out.AddHeader("X-OpenIMDS-Render-Status", std::to_string(out.status));
   return Status::Ok();
+}
+
+size_t ReportInstancesOverLimits(const catalog::Catalog& catalog,
+                                 const model::RecordLimits& limits,
+                                 common::MetricsRegistry& metrics) {
+  size_t over = 0;
+  std::string first;
+  catalog.Current()->ForEach([&](const catalog::Entry& e) {
+    Status s = model::CheckLimits(*e.instance, limits);
+    if (s.ok()) return;
+    if (over++ == 0) first = "instance " + e.instance->id + ": " + s.message();
+  });
+  metrics.AddGauge("admin_instances_over_limits_at_start",
+                   "Stored instances over a record limit when the server started (served as "
+                   "stored; a write to one must bring it within the limits).",
+                   [over] { return static_cast<double>(over); });
+  if (over > 0) {
+    common::LogWarn(kComponent,
+                    Printable(std::to_string(over) +
+                              " stored instances exceed the record limits and are served as "
+                              "stored; a write to one must bring it within the limits (first: " +
+                              first + ")"));
+  }
+  return over;
 }
 
 }  // namespace openimds::admin

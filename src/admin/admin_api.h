@@ -15,6 +15,7 @@
 #include "feed/follower.h"
 #include "http/handler.h"
 #include "model/instance.h"
+#include "model/record_limits.h"
 #include "store/store.h"
 #include "store/write_queue.h"
 
@@ -38,6 +39,13 @@ namespace openimds::admin {
 // admin_requests_rejected_total{reason="<code>"} and logs one warning line
 // (method, path and reason; never a body). Authentication is not done here:
 // app/ wraps this handler in http::BearerAuthHandler on a TCP listener.
+//
+// Record limits (model/record_limits.h, Options::limits): a PUT or PATCH body
+// or an import line longer than Limit::kRecordBytes is refused before it is
+// parsed; a record over any other limit (for a PATCH: the record the patch
+// would leave) is refused before it reaches the store. Both are 413
+// payload_too_large naming the JSON pointer (an import's also the line), and
+// count in admin_record_limit_refusals_total{limit="<name>"}.
 //
 // Consistency: a successful write has been made durable by the store AND
 // applied to this node's catalog by the feed::Follower before the response
@@ -83,6 +91,9 @@ class AdminApi final : public http::Handler {
     // Readiness of the store for /readyz (false: 503 "store unavailable").
     // Null: always ready.
     std::function<bool()> store_healthy;
+
+    // What a record written through this API may hold (413 beyond).
+    model::RecordLimits limits;
   };
 
   // Every reference is borrowed and must outlive this object. `writes`
@@ -130,6 +141,11 @@ class AdminApi final : public http::Handler {
   // the write did not finish within the deferral bound.
   common::Result<std::shared_ptr<const PendingWrite>> Finished(const common::Request& request);
 
+  // OK, or the PayloadTooLarge of model::CheckLimits / CheckRecordBytes,
+  // counted by limit. Thread-safe (PATCH calls it on the write queue's thread).
+  common::Status WithinLimits(const model::Instance& instance) const;
+  common::Status WithinRecordBytes(size_t bytes) const;
+
   // Writes the JSON error body for `status`, counts and logs the refusal.
   // Keeps headers already in `out` (the Allow header of a 405).
   void Refuse(const common::Request& request, const common::Status& status, common::Response& out);
@@ -146,7 +162,18 @@ class AdminApi final : public http::Handler {
   common::Counter& imported_total_;
   // admin_requests_rejected_total{reason=CodeName(code)}, indexed by Code.
   std::array<common::Counter*, 13> rejected_{};
-
+  // admin_record_limit_refusals_total{limit=LimitInfo::name}, indexed by Limit.
+  std::array<common::Counter*, model::kLimitCount> limit_refusals_{};
 };
+
+// Start-up: counts the instances in `catalog` that exceed `limits` (stored by
+// a version with other limits, or by an operator who lowered one), publishes
+// the count as the gauge admin_instances_over_limits_at_start and, when there
+// are any, logs one line with the count and the first one's refusal. Such
+// records stay loaded and served as stored; the admin API refuses a write to
+// one that would leave it over a limit. Returns the count.
+size_t ReportInstancesOverLimits(const catalog::Catalog& catalog,
+                                 const model::RecordLimits& limits,
+                                 common::MetricsRegistry& metrics);
 
 }  // namespace openimds::admin

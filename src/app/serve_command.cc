@@ -28,6 +28,7 @@
 #include "http/wire_format.h"
 #include "identity/resolver.h"
 #include "model/instance_json.h"
+#include "model/record_limits.h"
 #include "service/metadata_service.h"
 #include "store/sqlite_store.h"
 #include "store/write_queue.h"
@@ -241,6 +242,13 @@ void RegisterServeCommand(CLI::App& app, ServeOptions& o) {
                     "(mode=proxy listeners have no such cap); 0 = no cap.")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  const model::LimitInfo& user_data = model::InfoFor(model::Limit::kUserDataBytes);
+  serve->add_option("--max-user-data-bytes", o.max_user_data_bytes,
+                    "Refuse records (413) whose user-data, decoded, is longer than this. "
+                    "EC2's limit is the default; at most " +
+                        std::to_string(user_data.configurable_max) + ".")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, static_cast<int64_t>(user_data.configurable_max)));
   serve->add_option("--feed-poll-ms", o.feed_poll_ms,
                     "How often to look for changes that other processes committed to the "
                     "same store (writes through this process are seen at once).")
@@ -279,6 +287,14 @@ int RunServe(const ServeOptions& o) {
       return 2;
     }
     guests.push_back(*l);
+  }
+
+  model::RecordLimits limits;
+  if (common::Status s = limits.Set(model::Limit::kUserDataBytes,
+                                    static_cast<size_t>(o.max_user_data_bytes));
+      !s.ok()) {
+    common::LogError("serve", "--max-user-data-bytes: " + s.message());
+    return 2;
   }
 
   const std::string db_path = o.store.substr(7);
@@ -325,6 +341,7 @@ int RunServe(const ServeOptions& o) {
     common::LogError("serve", "cannot load instances: " + loaded.message());
     return 1;
   }
+  admin::ReportInstancesOverLimits(catalog, limits, metrics);
   follower.Start();
   store::WriteQueue writes(**store);
   metrics.AddGauge("catalog_instances", "Instances in the served snapshot.",
@@ -402,6 +419,7 @@ int RunServe(const ServeOptions& o) {
   admin_options.store_healthy = [store_ptr, &follower] {
     return follower.Healthy() && store_ptr->LatestRevision().ok();
   };
+  admin_options.limits = limits;
   admin::AdminApi admin_api(admin_options, **store, catalog, writes, follower, metrics);
 
   std::unique_ptr<http::BearerAuthHandler> admin_guard;

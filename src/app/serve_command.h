@@ -29,6 +29,8 @@ struct ServeOptions {
   std::string ready_file;
   // Refuse writes that would make the store hold more instances (0: no limit).
   int64_t max_instances = 0;
+  // The most user-data (decoded) the admin API accepts in one record.
+  int64_t max_user_data_bytes = 16 * 1024;
   // How often to look for changes other processes committed to the store.
   int feed_poll_ms = 200;
   // Guest connections open at once across every guest listener (0: the

@@ -16,13 +16,15 @@ namespace {
 using common::Result;
 using common::Status;
 
-constexpr uint8_t kVersion = 1;
+// 2: the AAD holds the incarnation (version 1's did not).
+constexpr uint8_t kVersion = 2;
 constexpr size_t kKeyBytes = 32;
 constexpr size_t kEpochBytes = 4;
 constexpr size_t kNonceBytes = 12;  // the GCM default IV length: no extra GHASH pass
 constexpr size_t kExpiryBytes = 8;
 constexpr size_t kTagBytes = 16;
 constexpr size_t kHeaderBytes = 1 + kEpochBytes;  // version | epoch: also the start of the AAD
+constexpr size_t kIncarnationBytes = 8;
 constexpr size_t kTokenBytes = kHeaderBytes + kNonceBytes + kExpiryBytes + kTagBytes;  // 41
 static_assert((kTokenBytes * 4 + 2) / 3 == TokenAuthority::kTokenChars,
               "unpadded base64 length must match the declared token length");
@@ -127,16 +129,17 @@ EVP_CIPHER_CTX* DecryptorForThisThread(std::string_view key) {
 
 // Tokens this thread verified recently. A client sends one token with many
 // requests, and running AES-GCM on it again is most of what IMDSv2 adds to
-// a request. An entry answers only for the identical token text, instance id
-// and key ring (by id: a ring swap empties the cache in effect, so a token
-// whose key left the ring is verified, and refused, in full); the expiry is
-// checked on every use. Only successes are kept, and the token is compared
+// a request. An entry answers only for the identical token text, instance id,
+// incarnation and key ring (by id: a ring swap empties the cache in effect,
+// so a token whose key left the ring is verified, and refused, in full); the
+// expiry is checked on every use. Only successes are kept, and the token is compared
 // in constant time (CRYPTO_memcmp) after the instance id, so a guest can
 // only ever match its own tokens.
 constexpr size_t kMaxCachedInstanceIdBytes = 128;  // the model's limit on ids
 struct VerifiedToken {
   uint64_t ring_id = 0;  // 0: empty
   int64_t expiry = 0;    // Unix seconds
+  int64_t incarnation = 0;
   size_t id_len = 0;
   std::array<char, kMaxCachedInstanceIdBytes> instance_id{};
   std::array<char, TokenAuthority::kTokenChars> token{};
@@ -145,9 +148,10 @@ struct VerifiedTokens {
   std::array<VerifiedToken, 8> entries;
   unsigned next = 0;
 
-  const VerifiedToken* Find(uint64_t ring_id, std::string_view token, std::string_view id) const {
+  const VerifiedToken* Find(uint64_t ring_id, std::string_view token, std::string_view id,
+                            int64_t incarnation) const {
     for (const VerifiedToken& e : entries) {
-      if (e.ring_id == ring_id && e.id_len == id.size() &&
+      if (e.ring_id == ring_id && e.incarnation == incarnation && e.id_len == id.size() &&
           std::memcmp(e.instance_id.data(), id.data(), id.size()) == 0 &&
           CRYPTO_memcmp(e.token.data(), token.data(), e.token.size()) == 0) {
         return &e;
@@ -155,11 +159,13 @@ struct VerifiedTokens {
     }
     return nullptr;
   }
-  void Add(uint64_t ring_id, std::string_view token, std::string_view id, int64_t expiry) {
+  void Add(uint64_t ring_id, std::string_view token, std::string_view id, int64_t incarnation,
+           int64_t expiry) {
     if (id.size() > kMaxCachedInstanceIdBytes) return;
     VerifiedToken& e = entries[next++ % entries.size()];
     e.ring_id = ring_id;
     e.expiry = expiry;
+    e.incarnation = incarnation;
     e.id_len = id.size();
     std::memcpy(e.instance_id.data(), id.data(), id.size());
     std::memcpy(e.token.data(), token.data(), e.token.size());
@@ -234,12 +240,17 @@ int64_t UnixSeconds(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
 }
 
-// Feeds the AAD (version | epoch | instance id) into an initialised context.
-bool AddAad(EVP_CIPHER_CTX* ctx, const uint8_t* header, std::string_view instance_id,
-            bool encrypt) {
+// Feeds the AAD (version | epoch | incarnation | instance id) into an
+// initialised context. The incarnation has a fixed width, so no two
+// (incarnation, id) pairs give the same bytes.
+bool AddAad(EVP_CIPHER_CTX* ctx, const uint8_t* header, int64_t incarnation,
+            std::string_view instance_id, bool encrypt) {
   int len = 0;
   auto update = encrypt ? EVP_EncryptUpdate : EVP_DecryptUpdate;
   if (update(ctx, nullptr, &len, header, static_cast<int>(kHeaderBytes)) != 1) return false;
+  std::array<uint8_t, kIncarnationBytes> bound{};
+  PutBigEndian64(incarnation, bound.data());
+  if (update(ctx, nullptr, &len, bound.data(), static_cast<int>(bound.size())) != 1) return false;
   if (!instance_id.empty() &&
       update(ctx, nullptr, &len, reinterpret_cast<const uint8_t*>(instance_id.data()),
              static_cast<int>(instance_id.size())) != 1) {
@@ -351,7 +362,7 @@ uint32_t TokenAuthority::IssuingEpoch() const {
   return ring->keys[ring->issuing].epoch;
 }
 
-Result<std::string> TokenAuthority::Issue(std::string_view instance_id,
+Result<std::string> TokenAuthority::Issue(std::string_view instance_id, int64_t incarnation,
                                           std::chrono::seconds ttl) const {
   EVP_CIPHER_CTX* ctx = CipherForThisThread();
   if (ctx == nullptr) return common::Internal("token cipher unavailable");
@@ -372,7 +383,7 @@ Result<std::string> TokenAuthority::Issue(std::string_view instance_id,
   int len = 0;
   if (EVP_EncryptInit_ex2(ctx, nullptr, reinterpret_cast<const uint8_t*>(key.key.data()),
                           &raw[kNonceOffset], nullptr) != 1 ||
-      !AddAad(ctx, raw.data(), instance_id, /*encrypt=*/true) ||
+      !AddAad(ctx, raw.data(), incarnation, instance_id, /*encrypt=*/true) ||
       EVP_EncryptUpdate(ctx, &raw[kExpiryOffset], &len, expiry.data(),
                         static_cast<int>(expiry.size())) != 1 ||
       len != static_cast<int>(kExpiryBytes) ||
@@ -386,7 +397,7 @@ Result<std::string> TokenAuthority::Issue(std::string_view instance_id,
 }
 
 common::Status TokenAuthority::Verify(std::string_view token, std::string_view instance_id,
-                                      TokenError* why) const {
+                                      int64_t incarnation, TokenError* why) const {
   auto refuse = [why](TokenError e) {
     if (why != nullptr) *why = e;
     // A literal message keeps the refusal allocation-free (SSO-sized).
@@ -396,7 +407,7 @@ common::Status TokenAuthority::Verify(std::string_view token, std::string_view i
   if (token.size() != kTokenChars) return refuse(TokenError::kMalformed);
   const Ring* ring = ring_.load(std::memory_order_acquire);
   VerifiedTokens& verified = VerifiedTokensForThisThread();
-  if (const VerifiedToken* hit = verified.Find(ring->id, token, instance_id)) {
+  if (const VerifiedToken* hit = verified.Find(ring->id, token, instance_id, incarnation)) {
     if (UnixSeconds(clock_->Now()) >= hit->expiry) return refuse(TokenError::kExpired);
     return Status::Ok();
   }
@@ -417,7 +428,7 @@ common::Status TokenAuthority::Verify(std::string_view token, std::string_view i
   // The tag comparison inside EVP_DecryptFinal_ex is constant-time
   // (CRYPTO_memcmp); nothing here branches on secret bytes before it.
   if (EVP_DecryptInit_ex2(ctx, nullptr, nullptr, &raw[kNonceOffset], nullptr) != 1 ||
-      !AddAad(ctx, raw.data(), instance_id, /*encrypt=*/false) ||
+      !AddAad(ctx, raw.data(), incarnation, instance_id, /*encrypt=*/false) ||
       EVP_DecryptUpdate(ctx, expiry.data(), &len, &raw[kExpiryOffset],
                         static_cast<int>(kExpiryBytes)) != 1 ||
       EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, static_cast<int>(kTagBytes),
@@ -427,7 +438,7 @@ common::Status TokenAuthority::Verify(std::string_view token, std::string_view i
   }
   const int64_t expires = GetBigEndian64(expiry.data());
   if (UnixSeconds(clock_->Now()) >= expires) return refuse(TokenError::kExpired);
-  verified.Add(ring->id, token, instance_id, expires);
+  verified.Add(ring->id, token, instance_id, incarnation, expires);
   return Status::Ok();
 }
 

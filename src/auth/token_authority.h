@@ -27,7 +27,8 @@ struct TokenKey {
 enum class TokenError {
   kMalformed,      // wrong length, bad encoding, unknown version
   kUnknownKey,     // epoch not in the ring (rotated out, or from another deployment)
-  kBadSeal,        // authentication failed: altered, or bound to another instance
+  kBadSeal,        // authentication failed: altered, or bound to another instance or
+                   // another incarnation of it
   kExpired,
 };
 std::string_view TokenErrorName(TokenError e);
@@ -37,9 +38,12 @@ std::string_view TokenErrorName(TokenError e);
 inline constexpr std::string_view kTokenHeader = "X-aws-ec2-metadata-token";
 
 // Issues and verifies IMDSv2 session tokens: stateless AES-256-GCM blobs that
-// bind (instance id, key epoch, expiry). Nothing is kept per token, so memory
-// does not grow with tokens and several processes sharing the key ring accept
-// each other's tokens.
+// bind (instance id, incarnation, key epoch, expiry). The incarnation
+// (model::ServerManaged) changes when an instance is deleted and created
+// again with the same id, so a token issued to the old instance is refused
+// for the new one. Nothing is kept per token, so memory does not grow with
+// tokens and several processes sharing the key ring accept each other's
+// tokens.
 //
 // The ring can be replaced while the authority is in use (SetKeys), which is
 // how keys rotate: the hot path reads the current ring with one atomic load
@@ -48,7 +52,10 @@ class TokenAuthority {
  public:
   // Token layout before base64url (no padding):
   //   version(1) | epoch(4, big endian) | nonce(12) | sealed expiry(8) | tag(16)
-  // with AAD = version | epoch | instance id. 41 bytes -> 55 characters.
+  // with AAD = version | epoch | incarnation(8, big endian) | instance id.
+  // 41 bytes -> 55 characters. Version 2; version 1 (AAD without the
+  // incarnation) is refused as malformed, so tokens issued before an upgrade
+  // stop working and clients fetch new ones (they do on 401).
   static constexpr size_t kTokenChars = 55;
 
   // `keys` must not be empty; each key exactly 32 bytes, epochs distinct
@@ -63,18 +70,20 @@ class TokenAuthority {
   TokenAuthority& operator=(const TokenAuthority&) = delete;
   ~TokenAuthority();
 
-  // A token for `instance_id` valid for `ttl` from now.
-  // Internal only if the RNG or cipher fails.
-  common::Result<std::string> Issue(std::string_view instance_id, std::chrono::seconds ttl) const;
+  // A token for incarnation `incarnation` of `instance_id` valid for `ttl`
+  // from now. Internal only if the RNG or cipher fails.
+  common::Result<std::string> Issue(std::string_view instance_id, int64_t incarnation,
+                                    std::chrono::seconds ttl) const;
 
-  // OK if `token` was issued for `instance_id` by a key in the ring and has
-  // not expired; otherwise Unauthenticated, with `*why` set when non-null.
-  // The length is checked before any decoding. Allocation-free. A token this
-  // thread verified recently, for the same instance and with the same ring,
-  // is accepted without running the cipher again (its expiry is still
-  // checked): clients present one token for many requests.
+  // OK if `token` was issued for this incarnation of `instance_id` by a key
+  // in the ring and has not expired; otherwise Unauthenticated, with `*why`
+  // set when non-null (kBadSeal for another instance or incarnation). The
+  // length is checked before any decoding. Allocation-free. A token this
+  // thread verified recently, for the same instance and incarnation and with
+  // the same ring, is accepted without running the cipher again (its expiry
+  // is still checked): clients present one token for many requests.
   common::Status Verify(std::string_view token, std::string_view instance_id,
-                        TokenError* why = nullptr) const;
+                        int64_t incarnation, TokenError* why = nullptr) const;
 
   // Replaces the ring atomically: calls already running finish with the old
   // ring, later ones see the new one. `issuing_epoch` names the key that

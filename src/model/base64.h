@@ -4,7 +4,7 @@
 #include <string_view>
 
 // Base64 for user_data on the model's hot paths (every record the store loads
-// and every record an import writes carries up to kMaxUserDataBytes of it).
+// and every record an import writes carries up to its user-data limit of it).
 // Internal to the model module.
 namespace openimds::model {
 

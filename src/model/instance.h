@@ -85,6 +85,23 @@ struct MetadataOptions {
 };
 
 
+// What the store says about a record rather than what a client wrote: set by
+// the store on every read, never part of the record's JSON (an admin client
+// cannot write it). Not part of the record's content either: comparing two
+// Instances ignores it (operator== below is always true), so a record read
+// back equals the one written and a write of equal content stays a no-op.
+// Compare its fields explicitly when they matter.
+struct ServerManaged {
+  // Which life of the id this record is: assigned when a write creates the
+  // record (the id did not exist), kept by every update, new after a delete
+  // and a re-create. The same on every node that reads the same store (it is
+  // stored: the revision of the creating write). 0: not read from a store.
+  // IMDSv2 session tokens are bound to it, so a token does not outlive the
+  // instance it was issued to.
+  int64_t incarnation = 0;
+  friend bool operator==(const ServerManaged&, const ServerManaged&) { return true; }
+};
+
 // The canonical record of one instance: every flavour renders from this.
 // Plain value; immutable once published in a catalog snapshot.
 struct Instance {
@@ -123,6 +140,9 @@ struct Instance {
   // The fields only the EC2 flavour renders (ec2_fields.h); one pointer
   // while a record sets none of them.
   Box<Ec2Fields> ec2;
+
+  // Set by the store, not by clients; ignored by ==.
+  ServerManaged managed;
 
   friend bool operator==(const Instance&, const Instance&) = default;
 };

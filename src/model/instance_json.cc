@@ -443,21 +443,14 @@ Status ValidateImpl(const Instance& in, CheckMode mode) {
     if (Status s = CheckText(Path(at, "key"), key.key); !s.ok()) return s;
   }
 
-  if (in.user_data && in.user_data->size() > kMaxUserDataBytes) {
-    return Err("/user_data", std::to_string(in.user_data->size()) + " bytes, more than " +
-                                 std::to_string(kMaxUserDataBytes));
-  }
-
   const Path tags("/tags");
   for (const auto& [key, value] : in.tags) {
     const Path at(tags, key);
-    const long key_len = Utf8Length(key);
-    if (key_len < 0) return Err(at, "key is not valid UTF-8");
-    if (key_len < 1 || key_len > 128) return Err(at, "key must be 1..128 characters");
+    // Lengths are limits (record_limits.h), not rules of the record.
+    if (key.empty()) return Err(at, "key is empty");
+    if (Utf8Length(key) < 0) return Err(at, "key is not valid UTF-8");
     if (HasControl(key)) return Err(at, "key contains a control character");
-    const long value_len = Utf8Length(value);
-    if (value_len < 0) return Err(at, "value is not valid UTF-8");
-    if (value_len > 256) return Err(at, "value longer than 256 characters");
+    if (Utf8Length(value) < 0) return Err(at, "value is not valid UTF-8");
     if (in.options.tags_enabled && !IsImdsTagKey(key)) {
       return Err(at,
                  "key cannot be served in instance metadata (only [a-zA-Z0-9+-=._:@], not \".\", "
@@ -645,11 +638,8 @@ auto SshKeys(std::vector<SshKey>& out) {
 auto UserData(std::optional<Str>& out) {
   return [&out](const json::value& v, const Path& at) {
     if (!v.is_string()) return Err(at, "expected string (base64)");
-    // Refuse before decoding what cannot fit: 4 characters per 3 bytes, and as
-    // much again for line breaks in wrapped input. Validate checks the exact size.
-    if (v.get_string().size() > 2 * ((kMaxUserDataBytes + 2) / 3 * 4)) {
-      return Err(at, "more than " + std::to_string(kMaxUserDataBytes) + " bytes");
-    }
+    // Its size is a limit (record_limits.h) that the admin API checks; the
+    // text it decodes is bounded by the record's (Limit::kRecordBytes).
     std::string bytes;
     if (!Base64DecodeTo(v.get_string(), bytes)) return Err(at, "not valid base64");
     out = std::move(bytes);

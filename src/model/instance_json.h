@@ -48,10 +48,12 @@ boost::json::value ToJson(const Instance& instance);
 std::string ToJsonText(const Instance& instance);
 
 // Semantic checks beyond types (id and network charset, MAC and address syntax,
-// CIDRs, hop limit 1..64, user-data size, unique MACs and device numbers,
-// tag keys EC2 can serve when tags are enabled, valid UTF-8 everywhere and no
-// control characters in names and identifiers). The full list is in
-// docs/instance.md. It also rejects what is valid but not canonical (an
+// CIDRs, hop limit 1..64, unique MACs and device numbers, tag keys EC2 can
+// serve when tags are enabled, valid UTF-8 everywhere and no control
+// characters in names and identifiers). The full list is in docs/instance.md.
+// Sizes and counts are not checked here: they are limits
+// (model/record_limits.h, CheckLimits), which the admin API applies to what
+// it accepts and the store does not, so a stored record always loads. It also rejects what is valid but not canonical (an
 // address not in IpAddress::ToString form, an upper-case MAC, NICs out of
 // device_number order, a time with a fraction of a second): Normalize() fixes
 // those. InvalidArgument whose message starts with the JSON pointer of the
@@ -93,10 +95,5 @@ void ForEachCallerAddress(const Instance& instance, F&& fn) {
     }
   }
 }
-
-// Limits, with the reason for each.
-// EC2 caps raw user-data at 16 KiB; OpenStack at 64 KiB. We take the larger so
-// an OpenStack image is not refused, and EC2 images never send more.
-inline constexpr size_t kMaxUserDataBytes = 64 * 1024;
 
 }  // namespace openimds::model

@@ -67,7 +67,11 @@ bool MetadataService::AllowedByMetadataOptions(const model::Instance& instance,
   auth::TokenError why = auth::TokenError::kMalformed;
   std::string_view reason = "token missing";
   if (count == 1 && tokens_ != nullptr) {
-    if (tokens_->Verify(*request.Header(auth::kTokenHeader), instance.id, &why).ok()) return true;
+    if (tokens_->Verify(*request.Header(auth::kTokenHeader), instance.id,
+                        instance.managed.incarnation, &why)
+            .ok()) {
+      return true;
+    }
     reason = auth::TokenErrorName(why);
   } else if (count > 1) {
     reason = "token repeated";

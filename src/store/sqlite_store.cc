@@ -274,6 +274,14 @@ constexpr Migration kMigrations[] = {
       INSERT INTO meta (key, value) SELECT 'feed_origin', value FROM meta WHERE key = 'revision';
       INSERT INTO meta (key, value) SELECT 'instance_count', count(*) FROM instances;
     )sql"},
+    // The incarnation: the revision of the write that created the row, kept
+    // by updates (model::ServerManaged). A row's creating write is unknown
+    // for rows older than this step; their latest revision stands in for it,
+    // which is unique per row and below every revision to come.
+    {3, R"sql(
+      ALTER TABLE instances ADD COLUMN incarnation INTEGER NOT NULL DEFAULT 0;
+      UPDATE instances SET incarnation = revision;
+    )sql"},
 };
 
 constexpr int LastMigration() {
@@ -423,10 +431,12 @@ Status ClaimAddresses(SqliteDb& db, const model::Instance& in,
   return Status::Ok();
 }
 
+// Creates the row with incarnation `revision`, or updates it and keeps its
+// incarnation: only a write that finds no row starts a new one.
 Status UpsertInstance(SqliteDb& db, std::string_view id, std::string_view json, int64_t revision,
                       std::string_view what) {
   auto stmt = db.Prepare(
-      "INSERT INTO instances (id, revision, json) VALUES (?1, ?2, ?3) "
+      "INSERT INTO instances (id, revision, json, incarnation) VALUES (?1, ?2, ?3, ?2) "
       "ON CONFLICT (id) DO UPDATE SET revision = excluded.revision, json = excluded.json",
       what);
   if (!stmt.ok()) return stmt.status();
@@ -469,7 +479,9 @@ Status Run(SqliteDb& db, std::string_view sql, std::string_view what) {
   return stmt->Run(what);
 }
 
-Result<StoredInstance> ParseStored(std::string_view id, int64_t revision, const std::string& json) {
+// A row as read: its JSON, plus what the store keeps beside it.
+Result<StoredInstance> ParseStored(std::string_view id, int64_t revision, const std::string& json,
+                                   int64_t incarnation) {
   auto in = model::FromJsonText(json);
   if (!in.ok()) {
     Status s = common::Internal("stored instance " + std::string(id) +
@@ -477,6 +489,7 @@ Result<StoredInstance> ParseStored(std::string_view id, int64_t revision, const 
     common::LogError(kLogComponent, s.message());
     return s;
   }
+  in->managed.incarnation = incarnation;
   return StoredInstance{std::move(*in), revision};
 }
 
@@ -605,13 +618,14 @@ Status ApplyWrite(SqliteDb& db, Write& write, const ApplyOptions& opt, Counters&
       break;
     }
     {
-      auto stmt = db.Prepare("SELECT revision, json FROM instances WHERE id = ?1", what);
+      auto stmt =
+          db.Prepare("SELECT revision, json, incarnation FROM instances WHERE id = ?1", what);
       if (!stmt.ok()) return stmt.status();
       stmt->Bind(1, m.id);
       auto row = stmt->Step(what);
       if (!row.ok()) return row.status();
       if (*row) {
-        auto stored = ParseStored(m.id, stmt->Int64(0), stmt->Text(1));
+        auto stored = ParseStored(m.id, stmt->Int64(0), stmt->Text(1), stmt->Int64(2));
         if (!stored.ok()) {
           mutate_refusal = stored.status();
           mutated = i;
@@ -714,6 +728,7 @@ Status ApplyWrite(SqliteDb& db, Write& write, const ApplyOptions& opt, Counters&
     out.existed = step.current.has_value();
     if (!step.changed) {
       out.revision = step.current ? step.current->revision : 0;
+      if (step.current && step.next) out.incarnation = step.current->instance.managed.incarnation;
       continue;
     }
     if (step.next) {
@@ -725,6 +740,11 @@ Status ApplyWrite(SqliteDb& db, Write& write, const ApplyOptions& opt, Counters&
     }
     const int64_t revision = ++counters.revision;
     if (step.next) {
+      // Whatever the mutation's record said: the store alone decides (as
+      // UpsertInstance does in the row).
+      step.next->managed.incarnation =
+          step.current ? step.current->instance.managed.incarnation : revision;
+      out.incarnation = step.next->managed.incarnation;
       if (Status s = UpsertInstance(db, write.mutations[i].id, step.json, revision, what);
           !s.ok()) {
         return s;
@@ -789,6 +809,7 @@ struct ScanBatch {
     std::string id;
     int64_t revision;
     std::string json;
+    int64_t incarnation;
   };
   std::vector<Row> rows;
   std::vector<SharedInstance> parsed;
@@ -798,7 +819,7 @@ struct ScanBatch {
   void Parse() {
     parsed.reserve(rows.size());
     for (Row& row : rows) {
-      auto stored = ParseStored(row.id, row.revision, row.json);
+      auto stored = ParseStored(row.id, row.revision, row.json, row.incarnation);
       if (!stored.ok()) {
         status = stored.status();
         break;
@@ -992,13 +1013,14 @@ Result<std::vector<int64_t>> SqliteStore::PutMany(const std::vector<model::Insta
 Result<StoredInstance> SqliteStore::Get(std::string_view id) {
   const std::string what = "get " + std::string(id);
   std::lock_guard lock(mu_);
-  auto stmt = db_->Prepare("SELECT revision, json FROM instances WHERE id = ?1", what);
+  auto stmt =
+      db_->Prepare("SELECT revision, json, incarnation FROM instances WHERE id = ?1", what);
   if (!stmt.ok()) return stmt.status();
   stmt->Bind(1, id);
   auto row = stmt->Step(what);
   if (!row.ok()) return row.status();
   if (!*row) return common::NotFound("no instance " + std::string(id));
-  return ParseStored(id, stmt->Int64(0), stmt->Text(1));
+  return ParseStored(id, stmt->Int64(0), stmt->Text(1), stmt->Int64(2));
 }
 
 Status SqliteStore::Delete(std::string_view id, Precondition pre) {
@@ -1019,14 +1041,15 @@ Status SqliteStore::Delete(std::string_view id, Precondition pre) {
 Result<std::vector<StoredInstance>> SqliteStore::List() {
   const std::string what = "list instances";
   std::lock_guard lock(mu_);
-  auto stmt = db_->Prepare("SELECT id, revision, json FROM instances ORDER BY id", what);
+  auto stmt = db_->Prepare(
+      "SELECT id, revision, json, incarnation FROM instances ORDER BY id", what);
   if (!stmt.ok()) return stmt.status();
   std::vector<StoredInstance> out;
   for (;;) {
     auto row = stmt->Step(what);
     if (!row.ok()) return row.status();
     if (!*row) break;
-    auto stored = ParseStored(stmt->Text(0), stmt->Int64(1), stmt->Text(2));
+    auto stored = ParseStored(stmt->Text(0), stmt->Int64(1), stmt->Text(2), stmt->Int64(3));
     if (!stored.ok()) return stored.status();
     out.push_back(std::move(*stored));
   }
@@ -1331,7 +1354,8 @@ Result<ChangePage> SqliteStore::ChangesSince(int64_t since, size_t max_changes) 
   page.through = expected - 1;
 
   for (Change& change : page.changes) {
-    auto stmt = db_->Prepare("SELECT revision, json FROM instances WHERE id = ?1", what);
+    auto stmt =
+        db_->Prepare("SELECT revision, json, incarnation FROM instances WHERE id = ?1", what);
     if (!stmt.ok()) return stmt.status();
     stmt->Bind(1, change.id);
     auto row = stmt->Step(what);
@@ -1339,6 +1363,7 @@ Result<ChangePage> SqliteStore::ChangesSince(int64_t since, size_t max_changes) 
     if (!*row) continue;  // deleted
     const int64_t revision = stmt->Int64(0);
     std::string json = stmt->Text(1);
+    const int64_t incarnation = stmt->Int64(2);
     if (auto mine = recent_.find(change.id); mine != recent_.end()) {
       const bool current = mine->second.revision == revision &&
                            mine->second.json_hash == std::hash<std::string_view>()(json);
@@ -1349,7 +1374,7 @@ Result<ChangePage> SqliteStore::ChangesSince(int64_t since, size_t max_changes) 
       recent_.erase(mine);
       if (current) continue;
     }
-    auto stored = ParseStored(change.id, revision, json);
+    auto stored = ParseStored(change.id, revision, json, incarnation);
     if (!stored.ok()) return resync(stored.status().message());
     change.instance = std::make_shared<const model::Instance>(std::move(stored->instance));
     change.instance_revision = stored->revision;
@@ -1370,7 +1395,8 @@ Result<int64_t> SqliteStore::Scan(const std::function<Status(SharedInstance&&)>&
   if (Status s = txn.Begin(what); !s.ok()) return s;
   auto latest = ReadMeta(db, "revision", what);
   if (!latest.ok()) return latest.status();
-  auto rows = db.Prepare("SELECT id, revision, json FROM instances ORDER BY id", what);
+  auto rows =
+      db.Prepare("SELECT id, revision, json, incarnation FROM instances ORDER BY id", what);
   if (!rows.ok()) return rows.status();
 
   // Declared before the pool, so the pool (and its threads) is gone first.
@@ -1411,7 +1437,7 @@ Result<int64_t> SqliteStore::Scan(const std::function<Status(SharedInstance&&)>&
     auto row = rows->Step(what);
     if (!row.ok()) return row.status();
     if (!*row) break;
-    batch->rows.push_back({rows->Text(0), rows->Int64(1), rows->Text(2)});
+    batch->rows.push_back({rows->Text(0), rows->Int64(1), rows->Text(2), rows->Int64(3)});
     if (batch->rows.size() == kScanBatchRows) {
       if (Status s = submit(std::move(batch)); !s.ok()) return s;
       batch = std::make_unique<ScanBatch>();

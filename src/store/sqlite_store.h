@@ -26,7 +26,11 @@ class SqliteDb;  // RAII owner of the sqlite3* connection (sqlite_store.cc).
 //
 // Layout (schema version kSchemaVersion, kept in PRAGMA user_version and
 // migrated forward on Open, one transaction per step):
-//   instances(id PRIMARY KEY, revision, json)   json = model::ToJsonText
+//   instances(id PRIMARY KEY, revision, json,   json = model::ToJsonText;
+//             incarnation)                      incarnation = the revision of the
+//                                               write that inserted the row, kept
+//                                               by updates (v3; rows older than v3:
+//                                               their revision at the migration)
 //   addresses(network, address, instance_id)    PRIMARY KEY (network, address):
 //                                               the one-holder-per-address rule
 //   meta(key PRIMARY KEY, value)                'revision': the store-wide sequence;
@@ -83,7 +87,7 @@ class SqliteStore final : public Store {
  public:
   // The schema version this build writes. A file with a higher user_version
   // was written by a newer build: Open refuses it (FailedPrecondition).
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
 
   struct Options {
     // Database file; created (mode 0600: it holds secrets) if missing and

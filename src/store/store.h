@@ -15,7 +15,12 @@ namespace openimds::store {
 
 // An instance as stored, with the revision of its last write. Revisions come
 // from one store-wide sequence, so they only grow (an ETag never repeats,
-// even across delete and re-create).
+// even across delete and re-create). Every record a store returns (Get, List,
+// Scan, ChangesSince) carries its incarnation in instance.managed: assigned by
+// the write that created the record (the id did not exist), kept by every
+// later update, new after a delete and a re-create, and the same for every
+// reader of the store. Stores ignore the incarnation of a record given to
+// them to write.
 struct StoredInstance {
   model::Instance instance;
   int64_t revision = 0;
@@ -67,6 +72,10 @@ struct MutationOutcome {
   int64_t revision = 0;
   bool existed = false;  // the instance was present before the write
   bool changed = false;  // something was written (a put or a delete)
+  // The incarnation of the record the write left (model::ServerManaged):
+  // new when the write created it, the existing one otherwise; 0 when the
+  // instance is absent after the write.
+  int64_t incarnation = 0;
 };
 
 // The result of one Write.

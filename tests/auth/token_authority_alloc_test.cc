@@ -56,9 +56,9 @@ TEST(TokenAuthorityAllocTest, VerifyDoesNotAllocate) {
   auto authority = TokenAuthority::Create(
       {TokenKey{1, std::string(32, 'k')}, TokenKey{2, std::string(32, 'm')}}, clock);
   ASSERT_TRUE(authority.ok());
-  auto token = authority->Issue("i-0123456789abcdef0", std::chrono::seconds(60));
+  auto token = authority->Issue("i-0123456789abcdef0", 7, std::chrono::seconds(60));
   ASSERT_TRUE(token.ok());
-  ASSERT_TRUE(authority->Verify(*token, "i-0123456789abcdef0").ok());  // warm the thread
+  ASSERT_TRUE(authority->Verify(*token, "i-0123456789abcdef0", 7).ok());  // warm the thread
 
   std::string bad = *token;
   bad[20] = bad[20] == 'A' ? 'B' : 'A';
@@ -66,10 +66,10 @@ TEST(TokenAuthorityAllocTest, VerifyDoesNotAllocate) {
   g_counting = true;
   int accepted = 0;
   for (int i = 0; i < 1000; ++i) {
-    accepted += authority->Verify(*token, "i-0123456789abcdef0", &why).ok() ? 1 : 0;
-    accepted += authority->Verify(bad, "i-0123456789abcdef0", &why).ok() ? 1 : 0;
-    accepted += authority->Verify(*token, "i-other", &why).ok() ? 1 : 0;
-    accepted += authority->Verify("short", "i-0123456789abcdef0", &why).ok() ? 1 : 0;
+    accepted += authority->Verify(*token, "i-0123456789abcdef0", 7, &why).ok() ? 1 : 0;
+    accepted += authority->Verify(bad, "i-0123456789abcdef0", 7, &why).ok() ? 1 : 0;
+    accepted += authority->Verify(*token, "i-other", 7, &why).ok() ? 1 : 0;
+    accepted += authority->Verify("short", "i-0123456789abcdef0", 7, &why).ok() ? 1 : 0;
   }
   g_counting = false;
   EXPECT_EQ(accepted, 1000);

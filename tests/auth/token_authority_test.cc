@@ -18,6 +18,7 @@ using std::chrono::seconds;
 using std::chrono::system_clock;
 
 constexpr std::string_view kInstance = "i-0123456789abcdef0";
+constexpr int64_t kIncarnation = 7;
 
 TokenKey Key(uint32_t epoch, char fill) { return TokenKey{epoch, std::string(32, fill)}; }
 
@@ -33,9 +34,10 @@ class TokenAuthorityTest : public ::testing::Test {
 
   // Verify, returning the refusal reason (or nullopt when accepted).
   static std::optional<TokenError> Check(const TokenAuthority& a, std::string_view token,
-                                         std::string_view instance = kInstance) {
+                                         std::string_view instance = kInstance,
+                                         int64_t incarnation = kIncarnation) {
     TokenError why = TokenError::kMalformed;
-    common::Status s = a.Verify(token, instance, &why);
+    common::Status s = a.Verify(token, instance, incarnation, &why);
     if (s.ok()) return std::nullopt;
     EXPECT_EQ(s.code(), common::Code::kUnauthenticated);
     return why;
@@ -44,17 +46,17 @@ class TokenAuthorityTest : public ::testing::Test {
 
 TEST_F(TokenAuthorityTest, RoundTrip) {
   TokenAuthority a = Make({Key(1, 'a')});
-  auto token = a.Issue(kInstance, seconds(60));
+  auto token = a.Issue(kInstance, kIncarnation, seconds(60));
   ASSERT_TRUE(token.ok());
   EXPECT_EQ(Check(a, *token), std::nullopt);
-  EXPECT_TRUE(a.Verify(*token, kInstance).ok());  // why may be null
+  EXPECT_TRUE(a.Verify(*token, kInstance, kIncarnation).ok());  // why may be null
 }
 
 TEST_F(TokenAuthorityTest, TokenShape) {
   TokenAuthority a = Make({Key(1, 'a')});
   std::set<std::string> seen;
   for (int i = 0; i < 50; ++i) {
-    auto token = a.Issue(kInstance, seconds(21600));
+    auto token = a.Issue(kInstance, kIncarnation, seconds(21600));
     ASSERT_TRUE(token.ok());
     ASSERT_EQ(token->size(), TokenAuthority::kTokenChars);
     EXPECT_EQ(token->size(), 55u);
@@ -72,16 +74,49 @@ TEST_F(TokenAuthorityTest, TokenShape) {
 
 TEST_F(TokenAuthorityTest, WrongInstanceIsBadSeal) {
   TokenAuthority a = Make({Key(1, 'a')});
-  auto token = a.Issue(kInstance, seconds(60));
+  auto token = a.Issue(kInstance, kIncarnation, seconds(60));
   ASSERT_TRUE(token.ok());
   EXPECT_EQ(Check(a, *token, "i-0123456789abcdef1"), TokenError::kBadSeal);
   EXPECT_EQ(Check(a, *token, ""), TokenError::kBadSeal);
   EXPECT_EQ(Check(a, *token, std::string(kInstance) + "x"), TokenError::kBadSeal);
 }
 
+// An instance deleted and created again under its id is a new incarnation:
+// the old instance's token must not open the new one's metadata.
+TEST_F(TokenAuthorityTest, AnotherIncarnationIsBadSeal) {
+  TokenAuthority a = Make({Key(1, 'a')});
+  auto first = a.Issue(kInstance, 1, seconds(60));
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(Check(a, *first, kInstance, 1), std::nullopt);
+  // The verified-token cache now holds it for incarnation 1; it must not
+  // answer for incarnation 2.
+  EXPECT_EQ(Check(a, *first, kInstance, 2), TokenError::kBadSeal);
+  EXPECT_EQ(Check(a, *first, kInstance, 0), TokenError::kBadSeal);
+  EXPECT_EQ(Check(a, *first, kInstance, int64_t{1} << 32 | 1), TokenError::kBadSeal);
+
+  auto second = a.Issue(kInstance, 2, seconds(60));
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(Check(a, *second, kInstance, 2), std::nullopt);
+  EXPECT_EQ(Check(a, *second, kInstance, 1), TokenError::kBadSeal);
+  EXPECT_EQ(Check(a, *first, kInstance, 1), std::nullopt);  // still good for its own
+}
+
+// Tokens of the layout before the incarnation was bound (version 1) are
+// refused as malformed, before any decryption: clients fetch new ones.
+TEST_F(TokenAuthorityTest, VersionOneTokensAreMalformed) {
+  TokenAuthority a = Make({Key(1, 'a')});
+  auto token = a.Issue(kInstance, kIncarnation, seconds(60));
+  ASSERT_TRUE(token.ok());
+  auto raw = common::Base64UrlDecode(*token);
+  ASSERT_TRUE(raw.has_value());
+  EXPECT_EQ((*raw)[0], 2);
+  (*raw)[0] = 1;
+  EXPECT_EQ(Check(a, common::Base64UrlEncode(*raw)), TokenError::kMalformed);
+}
+
 TEST_F(TokenAuthorityTest, EverySingleCharacterAlterationIsRefused) {
   TokenAuthority a = Make({Key(1, 'a')});
-  auto token = a.Issue(kInstance, seconds(60));
+  auto token = a.Issue(kInstance, kIncarnation, seconds(60));
   ASSERT_TRUE(token.ok());
   static constexpr std::string_view kAlphabet =
       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -100,7 +135,7 @@ TEST_F(TokenAuthorityTest, EverySingleCharacterAlterationIsRefused) {
 
 TEST_F(TokenAuthorityTest, EverySingleByteAlterationIsRefused) {
   TokenAuthority a = Make({Key(1, 'a')});
-  auto token = a.Issue(kInstance, seconds(60));
+  auto token = a.Issue(kInstance, kIncarnation, seconds(60));
   ASSERT_TRUE(token.ok());
   auto raw = common::Base64UrlDecode(*token);
   ASSERT_TRUE(raw.has_value());
@@ -126,7 +161,7 @@ TEST_F(TokenAuthorityTest, EverySingleByteAlterationIsRefused) {
 
 TEST_F(TokenAuthorityTest, TruncatedOrExtendedIsMalformed) {
   TokenAuthority a = Make({Key(1, 'a')});
-  auto token = a.Issue(kInstance, seconds(60));
+  auto token = a.Issue(kInstance, kIncarnation, seconds(60));
   ASSERT_TRUE(token.ok());
   const std::vector<std::string> cases = {
       "",
@@ -146,7 +181,7 @@ TEST_F(TokenAuthorityTest, TruncatedOrExtendedIsMalformed) {
 
 TEST_F(TokenAuthorityTest, ExpiresWithTheClock) {
   TokenAuthority a = Make({Key(1, 'a')});
-  auto token = a.Issue(kInstance, seconds(60));
+  auto token = a.Issue(kInstance, kIncarnation, seconds(60));
   ASSERT_TRUE(token.ok());
   clock_.Advance(seconds(59));
   EXPECT_EQ(Check(a, *token), std::nullopt);
@@ -158,7 +193,7 @@ TEST_F(TokenAuthorityTest, ExpiresWithTheClock) {
 
 TEST_F(TokenAuthorityTest, MaximumTtlLastsSixHours) {
   TokenAuthority a = Make({Key(1, 'a')});
-  auto token = a.Issue(kInstance, seconds(21600));
+  auto token = a.Issue(kInstance, kIncarnation, seconds(21600));
   ASSERT_TRUE(token.ok());
   clock_.Advance(seconds(21599));
   EXPECT_EQ(Check(a, *token), std::nullopt);
@@ -169,7 +204,7 @@ TEST_F(TokenAuthorityTest, MaximumTtlLastsSixHours) {
 TEST_F(TokenAuthorityTest, UnknownEpoch) {
   TokenAuthority issuer = Make({Key(7, 'a')});
   TokenAuthority verifier = Make({Key(8, 'a')});  // same bytes, another epoch
-  auto token = issuer.Issue(kInstance, seconds(60));
+  auto token = issuer.Issue(kInstance, kIncarnation, seconds(60));
   ASSERT_TRUE(token.ok());
   EXPECT_EQ(Check(verifier, *token), TokenError::kUnknownKey);
 }
@@ -177,20 +212,20 @@ TEST_F(TokenAuthorityTest, UnknownEpoch) {
 TEST_F(TokenAuthorityTest, SameEpochDifferentKeyIsBadSeal) {
   TokenAuthority issuer = Make({Key(1, 'a')});
   TokenAuthority other = Make({Key(1, 'b')});
-  auto token = issuer.Issue(kInstance, seconds(60));
+  auto token = issuer.Issue(kInstance, kIncarnation, seconds(60));
   ASSERT_TRUE(token.ok());
   EXPECT_EQ(Check(other, *token), TokenError::kBadSeal);
 }
 
 TEST_F(TokenAuthorityTest, Rotation) {
   TokenAuthority old_ring = Make({Key(1, 'a')});
-  auto old_token = old_ring.Issue(kInstance, seconds(600));
+  auto old_token = old_ring.Issue(kInstance, kIncarnation, seconds(600));
   ASSERT_TRUE(old_token.ok());
 
   // Key 2 added: it issues, key 1 still verifies (order of the ring is irrelevant).
   TokenAuthority rotated = Make({Key(2, 'b'), Key(1, 'a')});
   EXPECT_EQ(Check(rotated, *old_token), std::nullopt);
-  auto new_token = rotated.Issue(kInstance, seconds(600));
+  auto new_token = rotated.Issue(kInstance, kIncarnation, seconds(600));
   ASSERT_TRUE(new_token.ok());
   EXPECT_EQ(Check(rotated, *new_token), std::nullopt);
   EXPECT_EQ(Check(old_ring, *new_token), TokenError::kUnknownKey);  // issued by epoch 2
@@ -204,8 +239,8 @@ TEST_F(TokenAuthorityTest, Rotation) {
 TEST_F(TokenAuthorityTest, AuthoritiesSharingKeysAcceptEachOther) {
   TokenAuthority a = Make({Key(1, 'a'), Key(2, 'b')});
   TokenAuthority b = Make({Key(2, 'b'), Key(1, 'a')});
-  auto from_a = a.Issue(kInstance, seconds(60));
-  auto from_b = b.Issue(kInstance, seconds(60));
+  auto from_a = a.Issue(kInstance, kIncarnation, seconds(60));
+  auto from_b = b.Issue(kInstance, kIncarnation, seconds(60));
   ASSERT_TRUE(from_a.ok());
   ASSERT_TRUE(from_b.ok());
   EXPECT_EQ(Check(b, *from_a), std::nullopt);
@@ -231,7 +266,7 @@ TEST_F(TokenAuthorityTest, NewKeyMaterialIsRandom32Bytes) {
   EXPECT_NE(*k1, *k2);
   // And it works as a key.
   TokenAuthority a = Make({TokenKey{1, *k1}});
-  auto token = a.Issue(kInstance, seconds(60));
+  auto token = a.Issue(kInstance, kIncarnation, seconds(60));
   ASSERT_TRUE(token.ok());
   EXPECT_EQ(Check(a, *token), std::nullopt);
 }
@@ -243,7 +278,7 @@ TEST_F(TokenAuthorityTest, ManyRingsInterleaved) {
   std::vector<std::string> tokens;
   for (int i = 0; i < 9; ++i) {
     rings.push_back(Make({Key(1, static_cast<char>('a' + i))}));
-    auto token = rings.back().Issue(kInstance, seconds(60));
+    auto token = rings.back().Issue(kInstance, kIncarnation, seconds(60));
     ASSERT_TRUE(token.ok());
     tokens.push_back(*token);
   }
@@ -269,8 +304,9 @@ TEST_F(TokenAuthorityTest, ConcurrentUseFromManyThreads) {
     threads.emplace_back([&, t] {
       const std::string id = "i-" + std::to_string(t);
       for (int i = 0; i < 200; ++i) {
-        auto token = a.Issue(id, seconds(60));
-        if (!token.ok() || !a.Verify(*token, id).ok() || a.Verify(*token, "i-x").ok()) {
+        auto token = a.Issue(id, kIncarnation, seconds(60));
+        if (!token.ok() || !a.Verify(*token, id, kIncarnation).ok() ||
+            a.Verify(*token, "i-x", kIncarnation).ok()) {
           ++failures[t];
         }
       }

@@ -23,6 +23,7 @@ using std::chrono::seconds;
 using std::chrono::system_clock;
 
 constexpr std::string_view kInstance = "i-0123456789abcdef0";
+constexpr int64_t kIncarnation = 7;
 
 // An in-memory secret store with the store's first-writer-wins semantics.
 class SecretMap {
@@ -47,7 +48,7 @@ class SecretMap {
 
 std::optional<TokenError> Check(const TokenAuthority& a, std::string_view token) {
   TokenError why = TokenError::kMalformed;
-  if (a.Verify(token, kInstance, &why).ok()) return std::nullopt;
+  if (a.Verify(token, kInstance, kIncarnation, &why).ok()) return std::nullopt;
   return why;
 }
 
@@ -120,7 +121,7 @@ TEST_F(TokenRotationTest, RefreshInstallsTheWindowAndIssuesWithTheCurrentEpoch) 
 TEST_F(TokenRotationTest, OutstandingTokensSurviveRotationUntilTheyExpire) {
   TokenAuthority a = Fresh();
   clock_.Advance(hours(6) - minutes(1));  // one minute before the rotation
-  auto token = a.Issue(kInstance, seconds(21600));
+  auto token = a.Issue(kInstance, kIncarnation, seconds(21600));
   ASSERT_TRUE(token.ok());
   const uint32_t old_epoch = a.IssuingEpoch();
 
@@ -128,7 +129,7 @@ TEST_F(TokenRotationTest, OutstandingTokensSurviveRotationUntilTheyExpire) {
   ASSERT_TRUE(RefreshTokenKeys(a, clock_.Now(), schedule_, store_.Fn()).ok());
   EXPECT_EQ(a.IssuingEpoch(), old_epoch + 1);
   EXPECT_EQ(Check(a, *token), std::nullopt);
-  auto fresh = a.Issue(kInstance, seconds(60));
+  auto fresh = a.Issue(kInstance, kIncarnation, seconds(60));
   ASSERT_TRUE(fresh.ok());
   EXPECT_EQ(Check(a, *fresh), std::nullopt);
 
@@ -142,7 +143,7 @@ TEST_F(TokenRotationTest, OutstandingTokensSurviveRotationUntilTheyExpire) {
 
 TEST_F(TokenRotationTest, ReplayAfterRotationBeyondTheOverlapIsUnknownKey) {
   TokenAuthority a = Fresh();
-  auto token = a.Issue(kInstance, seconds(21600));
+  auto token = a.Issue(kInstance, kIncarnation, seconds(21600));
   ASSERT_TRUE(token.ok());
   // Two periods past the token's lifetime: its epoch has left every ring.
   clock_.Advance(hours(6) + hours(12) + seconds(1));
@@ -153,14 +154,14 @@ TEST_F(TokenRotationTest, ReplayAfterRotationBeyondTheOverlapIsUnknownKey) {
 TEST_F(TokenRotationTest, ProcessesSharingAStoreAcceptEachOthersTokensAcrossRotations) {
   TokenAuthority a = Fresh();
   TokenAuthority b = Fresh();
-  auto from_a = a.Issue(kInstance, seconds(21600));
+  auto from_a = a.Issue(kInstance, kIncarnation, seconds(21600));
   ASSERT_TRUE(from_a.ok());
   EXPECT_EQ(Check(b, *from_a), std::nullopt);
 
   // b's clock runs 2 minutes ahead and rotates first; a has not refreshed yet.
   clock_.Advance(hours(6) - minutes(1));
   ASSERT_TRUE(RefreshTokenKeys(b, clock_.Now() + minutes(2), schedule_, store_.Fn()).ok());
-  auto from_b = b.Issue(kInstance, seconds(3600));
+  auto from_b = b.Issue(kInstance, kIncarnation, seconds(3600));
   ASSERT_TRUE(from_b.ok());
   EXPECT_EQ(b.IssuingEpoch(), a.IssuingEpoch() + 1);
   // a already holds b's epoch (the window's "last", made before it issues).
@@ -174,7 +175,7 @@ TEST_F(TokenRotationTest, ADifferentStoreMeansDifferentKeys) {
   auto c = TokenAuthority::Create({TokenKey{0, std::string(32, 'x')}}, clock_);
   ASSERT_TRUE(c.ok());
   ASSERT_TRUE(RefreshTokenKeys(*c, clock_.Now(), schedule_, other.Fn()).ok());
-  auto token = a.Issue(kInstance, seconds(60));
+  auto token = a.Issue(kInstance, kIncarnation, seconds(60));
   ASSERT_TRUE(token.ok());
   EXPECT_EQ(Check(*c, *token), TokenError::kBadSeal);  // same epoch number, other key
 }
@@ -219,13 +220,13 @@ TEST_F(TokenRotationTest, SetKeysChecksItsInput) {
 // gets through that way.
 TEST_F(TokenRotationTest, RecentlyVerifiedTokensAreStillCheckedInFull) {
   TokenAuthority a = Fresh();
-  auto token = a.Issue(kInstance, seconds(10));
+  auto token = a.Issue(kInstance, kIncarnation, seconds(10));
   ASSERT_TRUE(token.ok());
   EXPECT_EQ(Check(a, *token), std::nullopt);
   EXPECT_EQ(Check(a, *token), std::nullopt);  // from the cache
   // Another instance presenting it: a full verification, refused.
   TokenError why = TokenError::kMalformed;
-  EXPECT_FALSE(a.Verify(*token, "i-0ffffffffffffffff", &why).ok());
+  EXPECT_FALSE(a.Verify(*token, "i-0ffffffffffffffff", kIncarnation, &why).ok());
   EXPECT_EQ(why, TokenError::kBadSeal);
   // One character changed: refused.
   std::string altered = *token;
@@ -250,7 +251,7 @@ TEST_F(TokenRotationTest, RecentlyVerifiedTokensAreStillCheckedInFull) {
 // to see the memory side).
 TEST_F(TokenRotationTest, SwappingTheRingWhileVerifying) {
   TokenAuthority a = Fresh();
-  auto token = a.Issue(kInstance, seconds(3600));
+  auto token = a.Issue(kInstance, kIncarnation, seconds(3600));
   ASSERT_TRUE(token.ok());
   const uint32_t epoch = a.IssuingEpoch();
   std::vector<TokenKey> keys;
@@ -264,7 +265,7 @@ TEST_F(TokenRotationTest, SwappingTheRingWhileVerifying) {
   for (int t = 0; t < 4; ++t) {
     readers.emplace_back([&] {
       while (!stop.load()) {
-        if (!a.Verify(*token, kInstance).ok()) refused.fetch_add(1);
+        if (!a.Verify(*token, kInstance, kIncarnation).ok()) refused.fetch_add(1);
       }
     });
   }

@@ -324,7 +324,8 @@ TEST(FeedMigrationTest, AVersion1StoreStartsItsFeedAtItsRevision) {
   options.max_instances = 3;
   auto store = OpenWith(options);
   ASSERT_NE(store, nullptr);
-  EXPECT_EQ(RawQueryText(path, "PRAGMA user_version"), "2");
+  EXPECT_EQ(RawQueryText(path, "PRAGMA user_version"),
+            std::to_string(SqliteStore::kSchemaVersion));
   EXPECT_EQ(RawQueryText(path, "SELECT value FROM meta WHERE key = 'instance_count'"), "2");
 
   // History before revision 3 is unknown: a reader from 0 must resync.

@@ -744,7 +744,7 @@ TEST(SqliteStoreFullDiskTest, FullDiskIsInsufficientStorageAndLosesNothing) {
   }
 
   model::Instance big = MakeInstance("i-big", {"10.0.0.6"});
-  big.user_data = std::string(model::kMaxUserDataBytes, 'u');
+  big.user_data = std::string(64 * 1024, 'u');  // the most the admin API may be set to take
   auto put = store->Put(big, {});
   EXPECT_EQ(put.status().code(), Code::kInsufficientStorage) << put.status().ToString();
   EXPECT_THAT(put.status().message(), StartsWith("store disk is full"));

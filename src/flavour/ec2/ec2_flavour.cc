@@ -324,8 +324,9 @@ Status Ec2Flavour::CheckToken(const model::Instance& instance, const Request& re
   }
   auth::TokenError why = auth::TokenError::kMalformed;
   // Two token headers are refused rather than choosing one of them.
-  const Status verified = count == 1 ? tokens_.Verify(token, instance.id, &why)
-                                     : Status(Code::kUnauthenticated, "repeated");
+  const Status verified =
+      count == 1 ? tokens_.Verify(token, instance.id, instance.managed.incarnation, &why)
+                 : Status(Code::kUnauthenticated, "repeated");
   if (verified.ok()) {
     requests_v2_.Inc();
     v2 = true;
@@ -372,7 +373,10 @@ Status Ec2Flavour::IssueToken(const model::Instance& instance, const Request& re
     out.body += '\n';
     return Status(Code::kInvalidArgument, std::string(problem));
   }
-  auto token = tokens_.Issue(instance.id, std::chrono::seconds(ttl));
+  // Bound to this incarnation: once the instance is deleted (and perhaps
+  // created again under its id) the token is refused.
+  auto token =
+      tokens_.Issue(instance.id, instance.managed.incarnation, std::chrono::seconds(ttl));
   if (!token.ok()) {
     common::LogError(kComponent, "token issue failed: " + token.status().ToString());
     out.status = 500;

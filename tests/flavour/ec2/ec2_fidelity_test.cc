@@ -649,7 +649,7 @@ TEST_F(Ec2FidelityTest, BadTokens) {
   altered[20] = altered[20] == 'A' ? 'B' : 'A';
   std::string last_altered = good;
   last_altered.back() = last_altered.back() == 'A' ? 'Q' : 'A';
-  auto other = tokens_.Issue("i-0ffffffffffffffff", std::chrono::seconds(60));
+  auto other = tokens_.Issue("i-0ffffffffffffffff", 0, std::chrono::seconds(60));
   ASSERT_TRUE(other.ok());
   struct Case {
     std::string name, token;

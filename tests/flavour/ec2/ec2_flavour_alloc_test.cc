@@ -76,7 +76,7 @@ TEST_F(Ec2FlavourAllocTest, LeafWithoutTokenDoesNotAllocate) {
 
 TEST_F(Ec2FlavourAllocTest, LeafWithTokenDoesNotAllocate) {
   instance_.options.http_tokens = model::MetadataOptions::HttpTokens::kRequired;
-  auto token = tokens_.Issue(instance_.id, std::chrono::seconds(60));
+  auto token = tokens_.Issue(instance_.id, instance_.managed.incarnation, std::chrono::seconds(60));
   ASSERT_TRUE(token.ok());
   EXPECT_EQ(AllocationsFor("/latest/meta-data/instance-id", {{"Host", "169.254.169.254"},
                                                              {"User-Agent", "aws-sdk-go-v2"},

@@ -563,7 +563,8 @@ TEST_F(Ec2FlavourTest, TokenPutIssuesAToken) {
       EXPECT_EQ(HeaderOf(r.response, "X-Aws-Ec2-Metadata-Token-Ttl-Seconds"), "21600");
       EXPECT_EQ(HeaderOf(r.response, "Server"), "EC2ws");
       EXPECT_EQ(r.response.ip_ttl, 2);  // the instance's hop limit
-      EXPECT_TRUE(tokens_.Verify(r.response.body, instance_.id).ok());
+      EXPECT_TRUE(
+          tokens_.Verify(r.response.body, instance_.id, instance_.managed.incarnation).ok());
     }
   }
   EXPECT_EQ(CounterValue("imds_token_issued_total"), 6u);
@@ -696,12 +697,12 @@ TEST_F(Ec2FlavourTest, EndpointDisabledRefusesEverything) {
 TEST_F(Ec2FlavourTest, TokenPolicy) {
   const std::string good = PutToken(60);
   const std::string expired = PutToken(1);
-  auto other_id = tokens_.Issue("i-0ffffffffffffffff", std::chrono::seconds(60));
+  auto other_id = tokens_.Issue("i-0ffffffffffffffff", 0, std::chrono::seconds(60));
   ASSERT_TRUE(other_id.ok());
   auto unknown_epoch =
       std::move(auth::TokenAuthority::Create({auth::TokenKey{9, std::string(32, 'k')}}, clock_))
           .value()
-          .Issue(instance_.id, std::chrono::seconds(60));
+          .Issue(instance_.id, instance_.managed.incarnation, std::chrono::seconds(60));
   ASSERT_TRUE(unknown_epoch.ok());
   clock_.Advance(std::chrono::seconds(1));  // `expired` is now expired, `good` is not
 
@@ -798,6 +799,27 @@ TEST_F(Ec2FlavourTest, TokenPolicy) {
       EXPECT_EQ(Call("GET", "/latest/meta-data/nope", c.headers).response.status, 401);
     }
   }
+}
+
+// A token is issued to one incarnation of the instance: once the id belongs
+// to a new instance (deleted and created again), the old token is refused;
+// updates keep the incarnation, and so the token.
+TEST_F(Ec2FlavourTest, ATokenIsBoundToTheInstancesIncarnation) {
+  instance_.options.http_tokens = Tokens::kRequired;
+  instance_.managed.incarnation = 41;
+  const std::string token = PutToken();
+  const Headers with_token = {{std::string(kToken), token}};
+  EXPECT_EQ(Get("/latest/meta-data/instance-id", with_token).response.status, 200);
+  instance_.name = "renamed";  // an update: same incarnation
+  EXPECT_EQ(Get("/latest/meta-data/instance-id", with_token).response.status, 200);
+
+  instance_.managed.incarnation = 57;  // the id's next life
+  Result r = Get("/latest/meta-data/instance-id", with_token);
+  EXPECT_EQ(r.response.status, 401);
+  EXPECT_EQ(CounterValue("imds_token_rejected_total", "reason=\"bad_seal\""), 1u);
+  EXPECT_EQ(Get("/latest/meta-data/instance-id", {{std::string(kToken), PutToken()}})
+                .response.status,
+            200);
 }
 
 TEST_F(Ec2FlavourTest, RequiredModeStillIssuesTokens) {
