@@ -284,6 +284,21 @@ void AdminApi::Handle(const Request& request, Response& out) {
   if (!status.ok()) Refuse(request, status, out);
 }
 
+bool AdminApi::Admit(const Request& head, Response& out) {
+  if (head.path == "/v1/instances:import" || head.path == "/v1/import") return true;
+  auto length = head.Header("Content-Length");
+  if (!length) return true;  // chunked: judged once read, against the same limit
+  uint64_t bytes = 0;
+  auto [end, ec] = std::from_chars(length->data(), length->data() + length->size(), bytes);
+  if (ec != std::errc() || end != length->data() + length->size()) return true;
+  Status s = WithinRecordBytes(static_cast<size_t>(std::min<uint64_t>(bytes, SIZE_MAX)));
+  if (s.ok()) return true;
+  requests_total_.Inc();
+  Refuse(head, s, out);
+  out.close = true;
+  return false;
+}
+
 void AdminApi::ShapeRefusal(int status, std::string_view message, Response& out) {
   boost::json::object error;
   error["code"] = status == 413 || status == 431 ? "payload_too_large" : "invalid_argument";

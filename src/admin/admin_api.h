@@ -110,6 +110,10 @@ class AdminApi final : public http::Handler {
   // The HTTP core's own refusals (an import over the body limit, a header
   // too large, a malformed request) in the API's JSON error shape.
   void ShapeRefusal(int status, std::string_view message, common::Response& out) override;
+  // On the header: a body announced larger than its route takes (one
+  // record's limit everywhere but the import) is refused 413 before a byte
+  // of it is read.
+  bool Admit(const common::Request& head, common::Response& out) override;
 
  private:
   // Route handlers. Each returns OK after filling `out` with a success

@@ -98,3 +98,20 @@ def test_a_full_disk_is_reported_and_deletes_free_it(make_server, workdir):
             assert "released the" in server.log() and "room again" in server.log()
         finally:
             server.stop()
+
+
+def test_a_record_body_over_its_limit_is_refused_before_it_is_read(server):
+    """A PUT announcing 50 MiB gets its 413 on the header alone: nothing of
+    the body is sent, and the answer comes (read_reply would time out if the
+    server waited for the body)."""
+    reply = unix_raw(server.admin_path,
+                     b"PUT /v1/instances/i-big HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Type: application/json\r\n"
+                     b"Content-Length: 52428800\r\n\r\n{\"id\":")
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413"), reply[:300]
+    assert b"Connection: close" in head, head
+    error = json.loads(body)["error"]
+    assert error["code"] == "payload_too_large", error
+    assert "52428800 bytes" in error["message"], error
+    assert server.admin("GET", "/v1/instances/i-big").status == 404
