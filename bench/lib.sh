@@ -5,6 +5,13 @@
 
 BENCH_PIDS=()                     # PIDs of the servers this run started
 
+# serve's per-instance request limits. These benchmarks drive one instance
+# (the demo's, or a few probes) far past any guest's rate, so the limits are
+# off unless LIMIT_ARGS says otherwise, e.g. to measure the limiter's cost on
+# every request without refusing any:
+#   LIMIT_ARGS="--instance-rate-limit 1000000 --instance-rate-burst 1000000"
+read -r -a LIMIT_ARGS <<<"${LIMIT_ARGS:---instance-rate-limit 0 --instance-max-in-flight 0}"
+
 die() {
   echo "$(basename "$0"): $*" >&2
   exit 1
@@ -52,7 +59,7 @@ resolve_binary() {
 # port. Sets IMDS_PID, IMDS_ADDR (host:port) and IMDS_ADMIN (unix socket path).
 start_openimds() {
   IMDS_ADMIN=$TMP/admin.sock
-  taskset -c "$SERVER_CPU" "$OPENIMDS_BINARY" serve --demo --threads 1 \
+  taskset -c "$SERVER_CPU" "$OPENIMDS_BINARY" serve --demo --threads 1 "${LIMIT_ARGS[@]}" \
     --store "sqlite:$TMP/db" --admin "unix:$IMDS_ADMIN" --listen 127.0.0.1:0 \
     --ready-file "$TMP/ready.json" --log-level warn >"$TMP/openimds.log" 2>&1 &
   IMDS_PID=$!

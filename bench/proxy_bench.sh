@@ -48,7 +48,7 @@ chmod 600 "$TMP/proxy.keys"
 
 # The server: the demo instance answers 127.0.0.1 in network "default", both
 # directly and through the proxy (which signs network=default, source=127.0.0.1).
-taskset -c "$SERVER_CPU" "$OPENIMDS_BINARY" serve --demo --threads 1 \
+taskset -c "$SERVER_CPU" "$OPENIMDS_BINARY" serve --demo --threads 1 "${LIMIT_ARGS[@]}" \
   --store "sqlite:$TMP/db" --admin "unix:$TMP/admin.sock" \
   --listen 127.0.0.1:0 --listen 127.0.0.1:0,mode=proxy \
   --listen "unix:$TMP/proxied.sock,mode=proxy" \

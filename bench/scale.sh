@@ -128,7 +128,8 @@ listen_args() {
 start_serve() {
   rm -f "$WORK/ready.json"
   listen_args
-  "${server_pin[@]}" "$OPENIMDS_BINARY" serve --threads "$THREADS" --store "sqlite:$WORK/store.db" \
+  "${server_pin[@]}" "$OPENIMDS_BINARY" serve --threads "$THREADS" "${LIMIT_ARGS[@]}" \
+    --store "sqlite:$WORK/store.db" \
     --admin "unix:$ADMIN" "${LISTEN[@]}" --ready-file "$WORK/ready.json" --log-level warn \
     >>"$WORK/serve.log" 2>&1 &
   SERVE_PID=$!

@@ -254,6 +254,28 @@ void RegisterServeCommand(CLI::App& app, ServeOptions& o) {
                     "same store (writes through this process are seen at once).")
       ->capture_default_str()
       ->check(CLI::Range(10, 60000));
+  serve->add_option("--instance-rate-limit", o.instance_limits.requests_per_second,
+                    "Requests per second one instance may sustain, unless its record's "
+                    "limits.requests_per_second says otherwise; 0 = no rate limit. Over it: "
+                    "429 with Retry-After.")
+      ->capture_default_str()
+      ->check(CLI::Range(0, model::kMaxRequestLimit));
+  serve->add_option("--instance-rate-burst", o.instance_limits.burst,
+                    "Requests one instance may make at once on top of the rate (a booting "
+                    "guest's crawl), unless its record's limits.burst says otherwise.")
+      ->capture_default_str()
+      ->check(CLI::Range(1, model::kMaxRequestLimit));
+  serve->add_option("--instance-max-in-flight", o.instance_limits.max_in_flight,
+                    "Requests of one instance served at once (parked ones included), unless "
+                    "its record's limits.max_in_flight says otherwise; 0 = no limit.")
+      ->capture_default_str()
+      ->check(CLI::Range(0, model::kMaxRequestLimit));
+  serve->add_option("--instance-refusal-delay-ms", o.instance_refusal_delay_ms,
+                    "Hold a 429 back this long before sending it on direct listeners, so a "
+                    "guest that ignores Retry-After waits too; never on mode=proxy listeners "
+                    "(their connections carry many guests); 0 = answer at once.")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 60000));
   RegisterEc2ServeFlags(*serve, o.ec2);
   RegisterOpenStackServeFlags(*serve, o.openstack);
   AddIdentityFlags(*serve, o.identity);
@@ -391,7 +413,13 @@ int RunServe(const ServeOptions& o) {
       Ec2FlavourOptions(o.ec2), (*ec2)->tokens(), clock, metrics, (*ec2)->signer(),
       (*ec2)->credentials()));
   identity::Resolver resolver;
-  service::MetadataService metadata(resolver, catalog, flavours, &(*ec2)->tokens(), metrics);
+  // One limiter for every guest listener: an instance has one budget whether
+  // it comes directly or through a proxy.
+  service::InstanceLimiter::Options limiter_options = o.instance_limits;
+  limiter_options.refusal_delay = std::chrono::milliseconds(o.instance_refusal_delay_ms);
+  service::InstanceLimiter limiter(limiter_options, clock, metrics);
+  service::MetadataService metadata(resolver, catalog, flavours, &(*ec2)->tokens(), metrics,
+                                    &limiter);
   // Listeners that face proxies get their own service with a proxy-mode resolver.
   auto proxy_resolver = BuildProxyResolver(o.identity, clock, metrics);
   if (!proxy_resolver.ok()) {
@@ -407,7 +435,7 @@ int RunServe(const ServeOptions& o) {
   }
   std::optional<service::MetadataService> proxied;
   if (proxy_resolver->has_value()) {
-    proxied.emplace(**proxy_resolver, catalog, flavours, &(*ec2)->tokens(), metrics);
+    proxied.emplace(**proxy_resolver, catalog, flavours, &(*ec2)->tokens(), metrics, &limiter);
   }
 
   admin::AdminApi::Options admin_options;

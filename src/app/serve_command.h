@@ -9,6 +9,7 @@
 
 #include "app/ec2_setup.h"  // Ec2ServeOptions
 #include "app/openstack_setup.h"  // OpenStackServeOptions: vendordata
+#include "service/instance_limiter.h"  // per-instance request limits
 
 namespace openimds::app {
 
@@ -38,6 +39,12 @@ struct ServeOptions {
   // 65,536) and from one source address on a direct listener.
   int64_t max_connections = 0;
   int64_t max_connections_per_source = 256;
+  // Server-wide defaults of the per-instance request limits (--instance-rate-limit,
+  // --instance-rate-burst, --instance-max-in-flight); records override them.
+  service::InstanceLimiter::Options instance_limits;
+  // --instance-refusal-delay-ms, copied into instance_limits.refusal_delay.
+  int instance_refusal_delay_ms =
+      static_cast<int>(service::InstanceLimiter::Options{}.refusal_delay.count());
   IdentityFlags identity;  // for mode=proxy listeners
   Ec2ServeOptions ec2;  // EC2 flags: --identity-keys, --credential-source-command, ...
   OpenStackServeOptions openstack;  // --vendordata-* flags

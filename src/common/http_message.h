@@ -64,7 +64,9 @@ class Deferred {
   virtual ~Deferred() = default;
   // Calls `ready` exactly once, on any thread, once the result is available;
   // at once (inside this call) if it already is. `ready` must be cheap and
-  // must not block (it typically posts to an executor).
+  // must not block (it typically posts to an executor). A Deferred whose
+  // answer is due only once MaxWait() has passed (an answer held back on
+  // purpose) may never call it: the caller's wait ends at MaxWait() anyway.
   virtual void OnReady(std::function<void()> ready) = 0;
   // The longest the caller should wait before calling the handler again.
   virtual std::chrono::milliseconds MaxWait() const = 0;

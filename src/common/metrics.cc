@@ -45,6 +45,12 @@ void MetricsRegistry::AddGauge(std::string_view name, std::string_view help,
   gauges_.push_back(GaugeEntry{std::string(name), std::string(help), std::move(read)});
 }
 
+void MetricsRegistry::AddCounterFamily(std::string_view name, std::string_view help,
+                                       std::function<Series()> read) {
+  std::lock_guard<std::mutex> lock(mu_);
+  families_.push_back(FamilyEntry{std::string(name), std::string(help), std::move(read)});
+}
+
 uint64_t MetricsRegistry::CounterValue(std::string_view name, std::string_view labels) const {
   std::lock_guard<std::mutex> lock(mu_);
   for (const auto& e : counters_) {
@@ -65,6 +71,15 @@ std::string MetricsRegistry::RenderPrometheus() const {
       out += name;
       if (!e->labels.empty()) out += "{" + e->labels + "}";
       out += " " + std::to_string(e->counter.Value()) + "\n";
+    }
+  }
+  for (const auto& f : families_) {
+    out += "# HELP " + f.name + " " + f.help + "\n";
+    out += "# TYPE " + f.name + " counter\n";
+    for (const auto& [labels, value] : f.read()) {
+      out += f.name;
+      if (!labels.empty()) out += "{" + labels + "}";
+      out += " " + std::to_string(value) + "\n";
     }
   }
   for (const auto& g : gauges_) {

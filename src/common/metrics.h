@@ -7,6 +7,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace openimds::common {
@@ -39,6 +40,16 @@ class MetricsRegistry {
   // A value read at scrape time (e.g. instances in the catalog).
   void AddGauge(std::string_view name, std::string_view help, std::function<double()> read);
 
+  // A counter family whose series are read at scrape time: `read` returns
+  // (labels, value) pairs, labels written as for GetCounter. For a view that
+  // must stay bounded whatever the label space (one row per instance for a
+  // few instances out of a million); `read` decides which rows exist. It is
+  // called with the registry's mutex held, so it must not call back into the
+  // registry.
+  using Series = std::vector<std::pair<std::string, uint64_t>>;
+  void AddCounterFamily(std::string_view name, std::string_view help,
+                        std::function<Series()> read);
+
   // All metrics, grouped by name, with HELP and TYPE lines.
   std::string RenderPrometheus() const;
 
@@ -56,7 +67,12 @@ class MetricsRegistry {
   };
   mutable std::mutex mu_;
   std::deque<CounterEntry> counters_;  // guarded by mu_; deque keeps references stable
+  struct FamilyEntry {
+    std::string name, help;
+    std::function<Series()> read;
+  };
   std::vector<GaugeEntry> gauges_;     // guarded by mu_
+  std::vector<FamilyEntry> families_;  // guarded by mu_
 };
 
 }  // namespace openimds::common

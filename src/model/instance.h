@@ -84,6 +84,18 @@ struct MetadataOptions {
   friend bool operator==(const MetadataOptions&, const MetadataOptions&) = default;
 };
 
+// How much of a server's time one instance may take (docs/instance.md
+// "limits"). An unset field takes the server's default (`serve
+// --instance-rate-limit`, `--instance-rate-burst`, `--instance-max-in-flight`);
+// 0 turns that limit off for this instance. Enforced by service::MetadataService.
+struct RequestLimits {
+  std::optional<int> requests_per_second;  // sustained rate, 0..kMaxRequestLimit
+  std::optional<int> burst;                // admitted at once when rested, 1..kMaxRequestLimit
+  std::optional<int> max_in_flight;        // requests served at once, 0..kMaxRequestLimit
+  friend bool operator==(const RequestLimits&, const RequestLimits&) = default;
+};
+inline constexpr int kMaxRequestLimit = 1'000'000;
+
 
 // What the store says about a record rather than what a client wrote: set by
 // the store on every read, never part of the record's JSON (an admin client
@@ -136,6 +148,8 @@ struct Instance {
   Box<GuestConfig> guest;
   // Flavours (Flavour::Name()) this instance may be served by; empty = all.
   StrList flavours;
+  // Per-instance request limits; one pointer while the record sets none.
+  Box<RequestLimits> limits;
 
   // The fields only the EC2 flavour renders (ec2_fields.h); one pointer
   // while a record sets none of them.

@@ -36,6 +36,8 @@ using namespace json_reader;  // NOLINT: the reader toolkit shared with network_
 void CanonicaliseEc2Fields(Instance& in);
 Status CheckNicEc2Fields(const Path& at, const Nic& nic);
 Status ValidateEc2Fields(const Instance& in);
+// Request limits ("limits"): defined after the metadata options reader.
+Status ValidateLimits(const Instance& in);
 
 
 // ---------------------------------------------------------------------------
@@ -503,6 +505,7 @@ Status ValidateImpl(const Instance& in, CheckMode mode) {
     return Err("/metadata_options/hop_limit",
                std::to_string(in.options.hop_limit) + " not in 1..64");
   }
+  if (Status s = ValidateLimits(in); !s.ok()) return s;
   // Guest configuration fields: network_config_json.cc.
   if (Status s = ValidateGuestConfig(in); !s.ok()) return s;
   // EC2 fidelity fields.
@@ -702,6 +705,53 @@ auto Options(MetadataOptions& out) {
         required ? MetadataOptions::HttpTokens::kRequired : MetadataOptions::HttpTokens::kOptional;
     return Status::Ok();
   };
+}
+
+// "limits": each member optional; what is absent keeps the server's default.
+auto Limits(Box<RequestLimits>& out) {
+  return [&out](const json::value& v, const Path& at) {
+    RequestLimits limits;
+    auto optional_int = [](std::optional<int>& field) {
+      return [&field](const json::value& x, const Path& p) {
+        int n = 0;
+        if (Status s = IntValue(x, p, n); !s.ok()) return s;
+        field = n;
+        return Status::Ok();
+      };
+    };
+    auto rate = optional_int(limits.requests_per_second);
+    auto burst = optional_int(limits.burst);
+    auto in_flight = optional_int(limits.max_in_flight);
+    if (Status s = ReadObject(v, at,
+                              {
+                                  {"requests_per_second", rate},
+                                  {"burst", burst},
+                                  {"max_in_flight", in_flight},
+                              });
+        !s.ok()) {
+      return s;
+    }
+    out.Set(std::move(limits));  // nothing set: no allocation
+    return Status::Ok();
+  };
+}
+
+Status ValidateLimits(const Instance& in) {
+  const RequestLimits& l = *in.limits;
+  const std::string max = std::to_string(kMaxRequestLimit);
+  if (l.requests_per_second &&
+      (*l.requests_per_second < 0 || *l.requests_per_second > kMaxRequestLimit)) {
+    return Err("/limits/requests_per_second",
+               std::to_string(*l.requests_per_second) + " not in 0.." + max + " (0: no limit)");
+  }
+  if (l.burst && (*l.burst < 1 || *l.burst > kMaxRequestLimit)) {
+    return Err("/limits/burst", std::to_string(*l.burst) + " not in 1.." + max);
+  }
+  if (l.max_in_flight && (*l.max_in_flight < 0 || *l.max_in_flight > kMaxRequestLimit)) {
+    return Err("/limits/max_in_flight",
+               std::to_string(*l.max_in_flight) + " not in 0.." + max + " (0: no limit)");
+  }
+  return Status::Ok();
 }
 
 // ---------------------------------------------------------------------------
@@ -1249,6 +1299,7 @@ common::Result<Instance> FromJson(const json::value& v, const ParseOptions& pars
                             {"iam", Iam(in.iam)},
                             {"block_devices", StringMapReader(in.block_devices)},
                             {"metadata_options", Options(in.options)},
+                            {"limits", Limits(in.limits)},
                             // Guest configuration fields.
                             {"network_config",
                              [&in](const json::value& x, const Path& at) {
@@ -1374,6 +1425,14 @@ json::value ToJson(const Instance& in) {
   options["hop_limit"] = in.options.hop_limit;
   options["instance_metadata_tags"] = in.options.tags_enabled ? "enabled" : "disabled";
   o["metadata_options"] = std::move(options);
+  if (*in.limits != RequestLimits{}) {
+    const RequestLimits& l = *in.limits;
+    json::object limits;
+    if (l.requests_per_second) limits["requests_per_second"] = *l.requests_per_second;
+    if (l.burst) limits["burst"] = *l.burst;
+    if (l.max_in_flight) limits["max_in_flight"] = *l.max_in_flight;
+    o["limits"] = std::move(limits);
+  }
   GuestConfigToJson(in, o);  // guest configuration fields
   Ec2FieldsToJson(in, o);    // EC2 fidelity fields
   return o;
@@ -1603,6 +1662,19 @@ std::string ToJsonText(const Instance& in) {
   w.Key("instance_metadata_tags");
   w.String(in.options.tags_enabled ? "enabled" : "disabled");
   w.EndObject();
+  if (*in.limits != RequestLimits{}) {
+    const RequestLimits& l = *in.limits;
+    w.Key("limits");
+    w.BeginObject();
+    for (const auto& [key, value] : {std::pair{"requests_per_second", l.requests_per_second},
+                                     std::pair{"burst", l.burst},
+                                     std::pair{"max_in_flight", l.max_in_flight}}) {
+      if (!value) continue;
+      w.Key(key);
+      w.Int(*value);
+    }
+    w.EndObject();
+  }
   GuestConfigToJsonText(in, w);  // guest configuration fields
   Ec2FieldsToText(w, in);        // EC2 fidelity fields
   w.EndObject();

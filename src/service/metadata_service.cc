@@ -1,7 +1,13 @@
 #include "service/metadata_service.h"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <memory>
 #include <optional>
+#include <string>
+#include <utility>
 
 #include "common/log.h"
 
@@ -14,17 +20,70 @@ void NoFlavour(const common::Request& request, common::Response& out) {
   out.body.assign("no metadata flavour serves this path\n");
 }
 
+// A flavour's Deferred with the in-flight slot of the request it parks: the
+// slot is given back when the http core lets go of the Deferred, after the
+// second call, or whenever the parked request ends otherwise (connection
+// gone, server stopping). A long-poll that parks for minutes could hand its
+// slot back here instead and take one from a separate per-instance budget of
+// parked watches, so that waiting guests do not crowd out ordinary requests.
+class HeldDeferred final : public common::Deferred {
+ public:
+  HeldDeferred(std::shared_ptr<common::Deferred> inner, InstanceLimiter::Slot slot)
+      : inner_(std::move(inner)), slot_(std::move(slot)) {}
+  void OnReady(std::function<void()> ready) override { inner_->OnReady(std::move(ready)); }
+  std::chrono::milliseconds MaxWait() const override { return inner_->MaxWait(); }
+  const std::shared_ptr<common::Deferred>& inner() const { return inner_; }
+
+ private:
+  std::shared_ptr<common::Deferred> inner_;
+  InstanceLimiter::Slot slot_;
+};
+
+// A refusal held back before it is sent (InstanceLimiter::Options::
+// refusal_delay): never ready early, so the http core answers the second call
+// once MaxWait() has passed; that call renders the 429 decided here.
+class HeldRefusal final : public common::Deferred {
+ public:
+  HeldRefusal(std::chrono::milliseconds delay, const flavour::Flavour& flavour,
+              InstanceLimiter::Reason reason, int64_t retry_after_s, InstanceLimiter& limiter)
+      : delay_(delay),
+        flavour_(flavour),
+        reason_(reason),
+        retry_after_s_(retry_after_s),
+        hold_(limiter) {}
+  void OnReady(std::function<void()> ready) override { (void)ready; }  // due at MaxWait only
+  std::chrono::milliseconds MaxWait() const override { return delay_; }
+
+  const flavour::Flavour& flavour() const { return flavour_; }
+  InstanceLimiter::Reason reason() const { return reason_; }
+  int64_t retry_after_s() const { return retry_after_s_; }
+
+ private:
+  const std::chrono::milliseconds delay_;
+  const flavour::Flavour& flavour_;
+  const InstanceLimiter::Reason reason_;
+  const int64_t retry_after_s_;
+  InstanceLimiter::Hold hold_;
+};
+
 }  // namespace
 
 MetadataService::MetadataService(const identity::Resolver& resolver,
                                  const catalog::Catalog& catalog,
                                  const flavour::Registry& flavours,
                                  const auth::TokenAuthority* tokens,
-                                 common::MetricsRegistry& metrics)
+                                 common::MetricsRegistry& metrics, InstanceLimiter* limiter)
     : resolver_(resolver),
       catalog_(catalog),
       flavours_(flavours),
       tokens_(tokens),
+      limiter_(limiter),
+      over_rate_(common::ResourceExhausted(
+          "too many requests from this instance: retry after the number of seconds in "
+          "Retry-After")),
+      over_in_flight_(common::ResourceExhausted(
+          "too many requests from this instance at once: retry after the number of seconds "
+          "in Retry-After")),
       no_flavour_(metrics.GetCounter("metadata_rejected_total",
                                      "Guest requests refused before a flavour rendered them.",
                                      "reason=\"no_flavour\"")),
@@ -87,7 +146,63 @@ bool MetadataService::AllowedByMetadataOptions(const model::Instance& instance,
   return false;
 }
 
+bool MetadataService::AdmittedByLimits(const model::Instance& instance,
+                                       const flavour::Flavour& flavour,
+                                       const common::Request& request, common::Response& out,
+                                       InstanceLimiter::Slot& slot) {
+  // A resumed request was admitted by its first call, whose slot it still holds.
+  if (limiter_ == nullptr || request.resumed) return true;
+  InstanceLimiter::Decision d = limiter_->Admit(instance.id, limiter_->Effective(*instance.limits));
+  if (d.admitted) {
+    slot = std::move(d.slot);
+    return true;
+  }
+  // Counted and summarised in the log by the limiter: no line per refusal.
+  // Held back first where the connection is this guest's alone: a guest
+  // that ignores 429 then waits too, instead of taking the thread.
+  const auto delay = limiter_->options().refusal_delay;
+  if (delay.count() > 0 && !resolver_.proxy_mode()) {
+    out.deferred =
+        std::make_shared<HeldRefusal>(delay, flavour, d.reason, d.retry_after_s, *limiter_);
+    return false;
+  }
+  RenderRefusal(flavour, d.reason, d.retry_after_s, request, out);
+  return false;
+}
+
+void MetadataService::RenderRefusal(const flavour::Flavour& flavour, InstanceLimiter::Reason reason,
+                                    int64_t retry_after_s, const common::Request& request,
+                                    common::Response& out) const {
+  flavour.RenderError(reason == InstanceLimiter::Reason::kRate ? over_rate_ : over_in_flight_,
+                      request, out);
+  char seconds[24];
+  const int n =
+      std::snprintf(seconds, sizeof(seconds), "%lld", static_cast<long long>(retry_after_s));
+  out.AddHeader("Retry-After", std::string(seconds, static_cast<size_t>(n)));
+}
+
 void MetadataService::Handle(const common::Request& request, common::Response& out) {
+  // The second call for a request this service parked.
+  if (request.resumed && request.resumed_from != nullptr) {
+    // A refusal held back: sent now, as decided then.
+    if (const auto* refusal = dynamic_cast<const HeldRefusal*>(request.resumed_from.get())) {
+      out.head = request.method == "HEAD";
+      RenderRefusal(refusal->flavour(), refusal->reason(), refusal->retry_after_s(), request, out);
+      return;
+    }
+    // A render parked with its in-flight slot: the flavour gets its own
+    // Deferred back, as if the service were not there.
+    if (const auto* held = dynamic_cast<const HeldDeferred*>(request.resumed_from.get())) {
+      common::Request unwrapped = request;  // a copy on this rare path only
+      unwrapped.resumed_from = held->inner();
+      HandleRequest(unwrapped, out);
+      return;
+    }
+  }
+  HandleRequest(request, out);
+}
+
+void MetadataService::HandleRequest(const common::Request& request, common::Response& out) {
   // One catalog reader per I/O thread: one atomic load per request while the
   // catalog does not change. Keyed by catalog so tests with several servers
   // in one process stay correct.
@@ -132,6 +247,8 @@ void MetadataService::Handle(const common::Request& request, common::Response& o
     return;
   }
   const model::Instance* instance = *found;
+  InstanceLimiter::Slot slot;  // given back when this call returns, unless parked below
+  if (!AdmittedByLimits(*instance, *flavour, request, out, slot)) return;
   // Per-instance flavour pinning: an image that expects only some dialects
   // is not shown the others (an empty list means every flavour).
   if (!instance->flavours.empty() &&
@@ -147,6 +264,10 @@ void MetadataService::Handle(const common::Request& request, common::Response& o
   }
   if (!AllowedByMetadataOptions(*instance, *flavour, request, out)) return;
   (void)flavour->Render(*instance, request, out);
+  if (out.deferred && slot.held()) {
+    // Parked: the request stays in flight until the http core is done with it.
+    out.deferred = std::make_shared<HeldDeferred>(std::move(out.deferred), std::move(slot));
+  }
   // A proxied caller is not at the other end of this socket: the hop limit
   // travels to the proxy as a header instead.
   identity::Resolver::AdaptResponse(*who, out);

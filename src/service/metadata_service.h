@@ -6,6 +6,7 @@
 #include "flavour/flavour.h"
 #include "http/handler.h"
 #include "identity/resolver.h"
+#include "service/instance_limiter.h"
 
 namespace openimds::service {
 
@@ -22,13 +23,26 @@ namespace openimds::service {
 // /latest/api/token) on every flavour's paths, else 401, unless the flavour
 // requires an anti-SSRF header of its own. Each refusal is counted in
 // metadata_rejected_total{reason=...} and logged (rate-limited).
+//
+// First of all, once the instance is known, its request limits
+// (InstanceLimiter: rate and burst, requests in flight; the record's "limits"
+// over the server's defaults) for every flavour, method and listener mode:
+// over a limit, 429 in the flavour's error format with Retry-After, counted
+// by the limiter and not logged per request; on direct-mode listeners the
+// 429 is held back for InstanceLimiter::Options::refusal_delay first (the
+// request parks as a Deferred; no thread waits). An admitted request holds its
+// in-flight slot until Handle returns, or, when the flavour defers its
+// answer, until the http core has called Handle again for it (the slot rides
+// in the Deferred; the second call is not charged again).
 class MetadataService final : public http::Handler {
  public:
   // `tokens` verifies IMDSv2 tokens for instances that require them; null:
   // no token is valid, so such instances get 401 on those flavours.
+  // `limiter`: per-instance limits, shared by every service of a server so an
+  // instance has one budget whichever listener it comes through; null: none.
   MetadataService(const identity::Resolver& resolver, const catalog::Catalog& catalog,
                   const flavour::Registry& flavours, const auth::TokenAuthority* tokens,
-                  common::MetricsRegistry& metrics);
+                  common::MetricsRegistry& metrics, InstanceLimiter* limiter = nullptr);
 
   void Handle(const common::Request& request, common::Response& out) override;
 
@@ -41,6 +55,17 @@ class MetadataService final : public http::Handler {
  private:
   const identity::Resolver& resolver_;
   const catalog::Catalog& catalog_;
+  // Handle for a request, once unwrapped from the service's own Deferred.
+  void HandleRequest(const common::Request& request, common::Response& out);
+  // The instance's request limits: admitted (its slot in `slot`), or the 429
+  // already rendered into `out`.
+  bool AdmittedByLimits(const model::Instance& instance, const flavour::Flavour& flavour,
+                        const common::Request& request, common::Response& out,
+                        InstanceLimiter::Slot& slot);
+  // The 429 for a refusal: the flavour's error format and Retry-After.
+  void RenderRefusal(const flavour::Flavour& flavour, InstanceLimiter::Reason reason,
+                     int64_t retry_after_s, const common::Request& request,
+                     common::Response& out) const;
   // The record's metadata options for a flavour that does not apply them
   // itself: OK, or the refusal already rendered into `out`.
   bool AllowedByMetadataOptions(const model::Instance& instance, const flavour::Flavour& flavour,
@@ -48,6 +73,10 @@ class MetadataService final : public http::Handler {
 
   const flavour::Registry& flavours_;
   const auth::TokenAuthority* tokens_;
+  InstanceLimiter* limiter_;
+  // What a refused guest reads, made once (no allocation per refusal).
+  const common::Status over_rate_;
+  const common::Status over_in_flight_;
   common::Counter& no_flavour_;
   common::Counter& unknown_caller_;
   common::Counter& unidentified_;

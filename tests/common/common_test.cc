@@ -120,6 +120,22 @@ TEST(MetricsTest, CountersAndPrometheusText) {
   EXPECT_EQ(m.CounterValue("absent"), 0u);
 }
 
+TEST(MetricsTest, CounterFamilyRowsAreReadAtScrapeTime) {
+  MetricsRegistry m;
+  MetricsRegistry::Series rows;
+  m.AddCounterFamily("f_total", "A bounded view.", [&rows] { return rows; });
+  std::string text = m.RenderPrometheus();
+  EXPECT_NE(text.find("# HELP f_total A bounded view.\n# TYPE f_total counter\n"),
+            std::string::npos)
+      << text;
+  EXPECT_EQ(text.find("f_total{"), std::string::npos) << text;
+  rows = {{"instance=\"i-1\"", 7}, {"instance=\"i-2\"", 1}};
+  text = m.RenderPrometheus();
+  EXPECT_NE(text.find("f_total{instance=\"i-1\"} 7\nf_total{instance=\"i-2\"} 1\n"),
+            std::string::npos)
+      << text;
+}
+
 TEST(RequestTest, HeaderLookupIsCaseInsensitive) {
   Request r;
   std::vector<HeaderField> h{{"X-Aws-Ec2-Metadata-Token", "t1"}, {"x-forwarded-for", "1.2.3.4"}};

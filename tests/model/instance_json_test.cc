@@ -85,6 +85,8 @@ Instance Rich() {
   in.options.http_endpoint_enabled = false;
   in.options.hop_limit = 64;
   in.options.tags_enabled = true;
+  in.limits.mut().requests_per_second = 20;
+  in.limits.mut().max_in_flight = 0;  // 0 (no limit) is set, not absent
   return in;
 }
 
@@ -370,7 +372,18 @@ INSTANTIATE_TEST_SUITE_P(
         ErrorCase{R"({"id":"i-1","metadata_options":{"hop_limit":0}})",
                   "/metadata_options/hop_limit: 0 not in 1..64"},
         ErrorCase{R"({"id":"i-1","metadata_options":{"hop_limit":65}})",
-                  "/metadata_options/hop_limit: 65 not in 1..64"}));
+                  "/metadata_options/hop_limit: 65 not in 1..64"},
+        // Request limits.
+        ErrorCase{R"({"id":"i-1","limits":[]})", "/limits: expected object"},
+        ErrorCase{R"({"id":"i-1","limits":{"rate":1}})", "/limits/rate: unknown field"},
+        ErrorCase{R"({"id":"i-1","limits":{"burst":"10"}})", "/limits/burst: expected integer"},
+        ErrorCase{R"({"id":"i-1","limits":{"requests_per_second":-1}})",
+                  "/limits/requests_per_second: -1 not in 0..1000000"},
+        ErrorCase{R"({"id":"i-1","limits":{"requests_per_second":1000001}})",
+                  "/limits/requests_per_second: 1000001 not in 0..1000000"},
+        ErrorCase{R"({"id":"i-1","limits":{"burst":0}})", "/limits/burst: 0 not in 1..1000000"},
+        ErrorCase{R"({"id":"i-1","limits":{"max_in_flight":-3}})",
+                  "/limits/max_in_flight: -3 not in 0..1000000"}));
 
 TEST(InstanceJsonTest, SyntaxErrorNamesTheOffset) {
   auto in = FromJsonText(R"({"id":"i-1",})");
@@ -531,6 +544,31 @@ TEST(InstanceJsonTest, SizesAreNotValidated) {
   auto back = FromJsonText(ToJsonText(in));
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ(*back, in);
+}
+
+TEST(InstanceJsonTest, RequestLimitsKeepOnlyTheFieldsSet) {
+  // Each field is its own override: what is absent keeps the server's default.
+  auto in = FromJsonText(R"({"id":"i-1","limits":{"burst":7}})");
+  ASSERT_TRUE(in.ok()) << in.status().ToString();
+  EXPECT_EQ(in->limits->burst, 7);
+  EXPECT_FALSE(in->limits->requests_per_second.has_value());
+  EXPECT_FALSE(in->limits->max_in_flight.has_value());
+  EXPECT_EQ(boost::json::serialize(ToJson(*in).at("limits")), R"({"burst":7})");
+  EXPECT_EQ(ToJsonText(*in), boost::json::serialize(ToJson(*in)));
+
+  // An empty object sets nothing: no allocation, and nothing written back.
+  auto empty = FromJsonText(R"({"id":"i-1","limits":{}})");
+  ASSERT_TRUE(empty.ok()) << empty.status().ToString();
+  EXPECT_FALSE(empty->limits.has_value());
+  EXPECT_FALSE(ToJson(*empty).as_object().contains("limits"));
+
+  // The bounds are inclusive, and 0 means "no limit" for the rate and in-flight.
+  auto bounds = FromJsonText(
+      R"({"id":"i-1","limits":{"requests_per_second":0,"burst":1000000,"max_in_flight":1000000}})");
+  ASSERT_TRUE(bounds.ok()) << bounds.status().ToString();
+  EXPECT_EQ(bounds->limits->requests_per_second, 0);
+  EXPECT_EQ(bounds->limits->burst, 1000000);
+  EXPECT_EQ(bounds->limits->max_in_flight, 1000000);
 }
 
 TEST(InstanceJsonTest, TagKeysAreFreeWhileTagsAreNotServed) {

@@ -95,6 +95,9 @@ Instance Everything() {
   in.options.http_endpoint_enabled = false;
   in.options.hop_limit = 70;
   in.options.tags_enabled = true;
+  in.limits.mut().requests_per_second = 0;
+  in.limits.mut().burst = 12;
+  in.limits.mut().max_in_flight = 3;
   Link phys;
   phys.name = "eth0";
   phys.kind = Link::Kind::kPhysical;
