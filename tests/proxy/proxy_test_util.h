@@ -74,9 +74,14 @@ class RecordingHandler : public http::Handler {
     std::lock_guard<std::mutex> lock(mu_);
     return seen_;
   }
+  // The last request a guest caused: the proxy's own health checks, which
+  // may arrive at any moment, are skipped.
   Seen last() const {
     std::lock_guard<std::mutex> lock(mu_);
-    return seen_.empty() ? Seen{} : seen_.back();
+    for (auto it = seen_.rbegin(); it != seen_.rend(); ++it) {
+      if (it->target != "/healthz") return *it;
+    }
+    return Seen{};
   }
   size_t count() const {
     std::lock_guard<std::mutex> lock(mu_);
