@@ -55,6 +55,10 @@ constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 // How much to ask the kernel for per read. Guest requests are ~200 bytes; a
 // pipelined burst or an admin import fills several reads.
 constexpr size_t kReadChunk = 16 * 1024;
+// After a refusal that leaves request bytes unread: how long, and how many
+// bytes at most, the connection is drained before it closes.
+constexpr auto kLingerTime = std::chrono::seconds(2);
+constexpr size_t kLingerBytes = 64 * 1024 * 1024;
 // Body bytes reserved when a Content-Length announces them; a larger body
 // grows the buffer as it arrives.
 constexpr size_t kReserveBody = 1024 * 1024;
@@ -770,6 +774,7 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, Endpoint peer, Listen
 
   HopLimitGuard ttl;
   uint32_t served = 0;
+  bool linger = false;  // drain the peer before closing (see below)
   // Sends what `out` holds under the write deadline and empties it; false if
   // the write failed. For the flushes of coalesced responses (before a read
   // that would wait, a 100-continue, a deferral or a hop-limit change); the
@@ -1028,11 +1033,28 @@ asio::awaitable<void> Server::Impl::Session(Socket socket, Endpoint peer, Listen
       if constexpr (!kTls) wrote = SendNow(native_fd(), rest, cork);
       if (wrote && !rest.empty()) wrote = co_await finish_write(rest);
       out.clear();
+      // Refused before the request was read to its end (on its header, or
+      // over a limit): the peer may still be sending. Closing now would
+      // answer its next bytes with a reset, which can destroy the refusal
+      // in its receive buffer before it reads it; so send the FIN, then read
+      // and discard (never buffer) until the peer closes or kLingerTime
+      // passes (the reaper ends it), as nginx's lingering close does.
+      if (wrote && (refused_at_head || perr) && !kTls) linger = true;
       if (!wrote || !keep_alive) break;
     }
-    // No shutdown(SHUT_WR) before the close below: it sent the FIN close()
-    // sends anyway (nothing here lingers to drain the peer), one syscall per
-    // connection for nothing.
+    if (linger && adopt()) {
+      ::shutdown(native_fd(), SHUT_WR);
+      idle = true;  // the reaper ends it at the deadline without calling it a timeout
+      deadline = Clock::now() + kLingerTime;
+      size_t drained = 0;
+      while (drained < kLingerBytes) {
+        auto [lec, n] = co_await socket.async_read_some(buffer.prepare(kReadChunk), kTuple);
+        if (lec) break;
+        drained += n;  // not committed: the bytes are dropped
+      }
+    }
+    // Otherwise no shutdown(SHUT_WR) before the close below: it sent the FIN
+    // close() sends anyway, one syscall per connection for nothing.
   } catch (const std::exception& e) {
     // An exception escaping a detached coroutine would abort the process.
     common::LogError("http", std::string("connection failed: ") + e.what());
