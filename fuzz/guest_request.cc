@@ -297,7 +297,8 @@ struct Caller {
 
 void CheckResponse(const World& w, const Caller& caller, const WireRequest& wire,
                    const common::Response& out, const std::string& echo) {
-  const std::string where = std::string(caller.proxy ? "proxy" : "direct") + " caller " +
+  const std::string where = std::string(caller.proxy ? "proxy caller" : "direct caller ") +
+                            std::string(caller.network) + (caller.proxy ? "" : "/") +
                             std::string(caller.peer) + ", " + Printable(wire.method) + " " +
                             Printable(wire.target) + " -> " + std::to_string(out.status);
   FUZZ_CHECK(out.status >= 100 && out.status <= 599, where);
