@@ -7,7 +7,8 @@
 #   test    build + GoogleTest/Benchmark + the Python suite (pytest, botocore,
 #           cloud-init as a library) + curl
 #   tools   iproute2, nftables, nginx-light, wrk (netns tests, benchmarks)
-#   all     every set above (the default)
+#   fuzz    clang and its libFuzzer/sanitizer runtimes (scripts/fuzz.sh)
+#   all     build, test and tools (the default; CI needs no clang)
 set -euo pipefail
 
 BUILD_PKGS=(
@@ -21,9 +22,10 @@ TEST_PKGS=(
   python3-nova  # the reference renderer for tools/nova_conformance.py (a library only)
 )
 TOOLS_PKGS=(iproute2 nftables nginx-light wrk)
+FUZZ_PKGS=(clang-14 libclang-rt-14-dev)
 
 usage() {
-  sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 sets=("$@")
@@ -34,6 +36,7 @@ for set in "${sets[@]}"; do
     build) wanted+=("${BUILD_PKGS[@]}") ;;
     test) wanted+=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}") ;;
     tools) wanted+=("${TOOLS_PKGS[@]}") ;;
+    fuzz) wanted+=("${FUZZ_PKGS[@]}") ;;
     all) wanted+=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}" "${TOOLS_PKGS[@]}") ;;
     -h | --help) usage; exit 0 ;;
     *) echo "install-deps.sh: unknown set '$set'" >&2; usage >&2; exit 2 ;;

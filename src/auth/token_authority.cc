@@ -151,8 +151,10 @@ struct VerifiedTokens {
   const VerifiedToken* Find(uint64_t ring_id, std::string_view token, std::string_view id,
                             int64_t incarnation) const {
     for (const VerifiedToken& e : entries) {
+      // An empty id may be a view with no storage: memcmp/memcpy are not
+      // called with a null pointer, even for zero bytes (undefined).
       if (e.ring_id == ring_id && e.incarnation == incarnation && e.id_len == id.size() &&
-          std::memcmp(e.instance_id.data(), id.data(), id.size()) == 0 &&
+          (id.empty() || std::memcmp(e.instance_id.data(), id.data(), id.size()) == 0) &&
           CRYPTO_memcmp(e.token.data(), token.data(), e.token.size()) == 0) {
         return &e;
       }
@@ -167,7 +169,7 @@ struct VerifiedTokens {
     e.expiry = expiry;
     e.incarnation = incarnation;
     e.id_len = id.size();
-    std::memcpy(e.instance_id.data(), id.data(), id.size());
+    if (!id.empty()) std::memcpy(e.instance_id.data(), id.data(), id.size());
     std::memcpy(e.token.data(), token.data(), e.token.size());
   }
 };

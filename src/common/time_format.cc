@@ -77,7 +77,17 @@ std::optional<TimePoint> ParseRfc3339(std::string_view s) {
   std::tm check{};
   gmtime_r(&tt, &check);
   if (check.tm_mday != d && se != 60) return std::nullopt;
-  return std::chrono::system_clock::from_time_t(tt - offset_s);
+  // A TimePoint counts nanoseconds in 64 bits, 1677-09-21T00:12:44Z to
+  // 2262-04-11T23:47:16Z in whole seconds. Converting a time outside that
+  // would overflow (undefined behaviour; in practice some other date), so it
+  // is refused like any other text that names no representable time.
+  constexpr std::time_t kMinSeconds =
+      std::chrono::duration_cast<std::chrono::seconds>(TimePoint::duration::min()).count();
+  constexpr std::time_t kMaxSeconds =
+      std::chrono::duration_cast<std::chrono::seconds>(TimePoint::duration::max()).count();
+  const std::time_t seconds = tt - offset_s;
+  if (seconds < kMinSeconds || seconds > kMaxSeconds) return std::nullopt;
+  return std::chrono::system_clock::from_time_t(seconds);
 }
 
 std::string FormatEc2EventTime(TimePoint t) {

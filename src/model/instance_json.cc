@@ -546,18 +546,21 @@ constexpr int kMaxYear = 2261;
 auto Time(TimePoint& out) {
   return [&out](const json::value& v, const Path& at) {
     if (!v.is_string()) return Err(at, "expected string");
-    auto t = common::ParseRfc3339(v.get_string());
-    if (!t) return Err(at, "not an RFC 3339 time (want 2026-11-25T13:00:00Z form)");
-    // A TimePoint counts nanoseconds in 64 bits (years 1677..2262); beyond
-    // that ParseRfc3339's conversion wraps around to some other date.
-    // ParseRfc3339 accepted it, so it starts with four digits.
     const std::string_view text = v.get_string();
-    const int year = (text[0] - '0') * 1000 + (text[1] - '0') * 100 + (text[2] - '0') * 10 +
-                     (text[3] - '0');
-    if (year < kMinYear || year > kMaxYear) {
-      return Err(at, "year " + std::to_string(year) + " not in " + std::to_string(kMinYear) + ".." +
-                         std::to_string(kMaxYear));
+    // A TimePoint counts nanoseconds in 64 bits (years 1677..2262), and
+    // ParseRfc3339 refuses what it cannot hold; whole years inside that are
+    // the rule, checked first so the message says what is wrong.
+    if (text.size() >= 4 && std::all_of(text.begin(), text.begin() + 4,
+                                        [](char c) { return c >= '0' && c <= '9'; })) {
+      const int year = (text[0] - '0') * 1000 + (text[1] - '0') * 100 + (text[2] - '0') * 10 +
+                       (text[3] - '0');
+      if (year < kMinYear || year > kMaxYear) {
+        return Err(at, "year " + std::to_string(year) + " not in " + std::to_string(kMinYear) +
+                           ".." + std::to_string(kMaxYear));
+      }
     }
+    auto t = common::ParseRfc3339(text);
+    if (!t) return Err(at, "not an RFC 3339 time (want 2026-11-25T13:00:00Z form)");
     out = *t;
     return Status::Ok();
   };

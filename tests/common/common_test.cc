@@ -86,6 +86,22 @@ TEST(TimeFormatTest, Rfc3339) {
   EXPECT_EQ(FormatEc2EventTime(*ParseRfc3339("2019-01-01T09:00:43Z")), "1 Jan 2019 09:00:43 GMT");
 }
 
+// A TimePoint holds 1677-09-21T00:12:44Z .. 2262-04-11T23:47:16Z (nanoseconds
+// in 64 bits). A well-formed time outside is refused, not converted with an
+// overflow into some other date.
+TEST(TimeFormatTest, Rfc3339OutsideTheClockIsRefused) {
+  for (const char* edge : {"2262-04-11T23:47:16Z", "1677-09-21T00:12:44Z"}) {
+    auto t = ParseRfc3339(edge);
+    ASSERT_TRUE(t) << edge;
+    EXPECT_EQ(FormatRfc3339(*t), edge);
+  }
+  for (const char* far : {"2262-04-11T23:47:17Z", "1677-09-21T00:12:43Z", "4052-11-30T09:00:00Z",
+                          "9999-12-31T23:59:59Z", "0000-01-01T00:00:00Z",
+                          "2262-04-11T23:47:16-00:01", "1677-09-21T00:12:44+00:01"}) {
+    EXPECT_FALSE(ParseRfc3339(far)) << far;
+  }
+}
+
 TEST(StatusTest, HttpMapping) {
   EXPECT_EQ(HttpStatusFor(Code::kOk), 200);
   EXPECT_EQ(HttpStatusFor(Code::kNotFound), 404);
