@@ -56,6 +56,9 @@ cmake --build "$BUILD_DIR" -j "$JOBS" --target "fuzz_$TARGET"
 
 mkdir -p "$WORK_DIR/corpus" "$WORK_DIR/findings"
 log="$WORK_DIR/fuzz.log"
+# Findings of earlier runs stay; only this run's count.
+started="$WORK_DIR/.started"
+touch "$started"
 dict=()
 [[ -f "fuzz/$TARGET.dict" ]] && dict=(-dict="fuzz/$TARGET.dict")
 
@@ -73,10 +76,10 @@ executions=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
 per_second=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
 echo "fuzz.sh: $TARGET: ${executions:-?} executions (${per_second:-?}/s)," \
   "$(find "$WORK_DIR/corpus" -type f | wc -l) inputs in the scratch corpus"
-findings=$(find "$WORK_DIR/findings" -type f | wc -l)
+findings=$(find "$WORK_DIR/findings" -type f -newer "$started" | wc -l)
 if [[ $status -ne 0 || $findings -ne 0 ]]; then
   echo "fuzz.sh: $TARGET: libFuzzer exited $status; findings:" >&2
-  find "$WORK_DIR/findings" -type f >&2
+  find "$WORK_DIR/findings" -type f -newer "$started" >&2
   grep -m1 -A30 -E '^==[0-9]+==|invariant broken|runtime error' "$log" >&2 || tail -30 "$log" >&2
   exit 1
 fi
