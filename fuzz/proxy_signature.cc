@@ -221,8 +221,10 @@ void CheckKeyFile(World& w, std::string_view text, const Fields& f) {
       }
       marked.push_back('\n');
     }
+    // (Unless the input spells the marker itself, say as an id: the fuzzer
+    // learns it from the comparisons below.)
     auto again = auth::ParseSigningKeys(marked);
-    if (!again.ok()) {
+    if (!again.ok() && text.find(kSecretMarker) == std::string_view::npos) {
       FUZZ_CHECK(again.status().message().find(kSecretMarker) == std::string::npos,
                  "a key file error shows a secret: " + again.status().ToString());
     }
