@@ -75,11 +75,12 @@ struct IamRole {
 };
 
 // Per-instance metadata options, as EC2's ModifyInstanceMetadataOptions.
+// Four bytes: it sits in the padding after Instance::launch_index.
 struct MetadataOptions {
-  enum class HttpTokens { kOptional, kRequired };
+  enum class HttpTokens : uint8_t { kOptional, kRequired };
   HttpTokens http_tokens = HttpTokens::kOptional;
   bool http_endpoint_enabled = true;
-  int hop_limit = 1;  // 1..64: IP TTL of the token PUT response
+  uint8_t hop_limit = 1;  // 1..64: IP TTL of the token PUT response
   bool tags_enabled = false;  // tags/instance/ in the EC2 tree
   friend bool operator==(const MetadataOptions&, const MetadataOptions&) = default;
 };
@@ -129,6 +130,7 @@ struct Instance {
   Str kernel_id;
   Str ramdisk_id;
   int launch_index = 0;
+  MetadataOptions options;
   Str reservation_id;
   Str region;
   Str availability_zone;
@@ -141,7 +143,6 @@ struct Instance {
   StringMap tags;
   std::optional<IamRole> iam;
   StringMap block_devices;  // "ami" -> "/dev/xvda", "ebs1" -> "sdb"
-  MetadataOptions options;
 
   // What the guest configures on its interfaces and devices, rendered by the
   // OpenStack flavour (network_config.h); one pointer while unset.

@@ -503,7 +503,7 @@ Status ValidateImpl(const Instance& in, CheckMode mode) {
 
   if (in.options.hop_limit < 1 || in.options.hop_limit > 64) {
     return Err("/metadata_options/hop_limit",
-               std::to_string(in.options.hop_limit) + " not in 1..64");
+               std::to_string(int{in.options.hop_limit}) + " not in 1..64");
   }
   if (Status s = ValidateLimits(in); !s.ok()) return s;
   // Guest configuration fields: network_config_json.cc.
@@ -693,12 +693,13 @@ auto Iam(std::optional<IamRole>& out) {
 auto Options(MetadataOptions& out) {
   return [&out](const json::value& v, const Path& at) {
     bool required = out.http_tokens == MetadataOptions::HttpTokens::kRequired;
+    int hop_limit = out.hop_limit;
     if (Status s = ReadObject(
             v, at,
             {
                 {"http_tokens", Choice(required, "required", "optional")},
                 {"http_endpoint", Choice(out.http_endpoint_enabled, "enabled", "disabled")},
-                {"hop_limit", Int(out.hop_limit)},
+                {"hop_limit", Int(hop_limit)},
                 {"instance_metadata_tags", Choice(out.tags_enabled, "enabled", "disabled")},
             });
         !s.ok()) {
@@ -706,6 +707,11 @@ auto Options(MetadataOptions& out) {
     }
     out.http_tokens =
         required ? MetadataOptions::HttpTokens::kRequired : MetadataOptions::HttpTokens::kOptional;
+    // Checked here as well as in Validate: the field is one byte.
+    if (hop_limit < 1 || hop_limit > 64) {
+      return Err("/metadata_options/hop_limit", std::to_string(hop_limit) + " not in 1..64");
+    }
+    out.hop_limit = static_cast<uint8_t>(hop_limit);
     return Status::Ok();
   };
 }
@@ -1425,7 +1431,7 @@ json::value ToJson(const Instance& in) {
   options["http_tokens"] =
       in.options.http_tokens == MetadataOptions::HttpTokens::kRequired ? "required" : "optional";
   options["http_endpoint"] = in.options.http_endpoint_enabled ? "enabled" : "disabled";
-  options["hop_limit"] = in.options.hop_limit;
+  options["hop_limit"] = int{in.options.hop_limit};
   options["instance_metadata_tags"] = in.options.tags_enabled ? "enabled" : "disabled";
   o["metadata_options"] = std::move(options);
   if (*in.limits != RequestLimits{}) {

@@ -392,7 +392,7 @@ Status Ec2Flavour::IssueToken(const model::Instance& instance, const Request& re
   out.AddHeader("X-Aws-Ec2-Metadata-Token-Ttl-Seconds", std::string(digits, end));
   // The token must not travel past the hop limit (ec2.md §2.4); 1..64 is the
   // model's range, clamped here so a bad record cannot produce TTL 0.
-  out.ip_ttl = std::clamp(instance.options.hop_limit, 1, 64);
+  out.ip_ttl = std::clamp(int{instance.options.hop_limit}, 1, 64);
   tokens_issued_.Inc();
   return Status::Ok();
 }
