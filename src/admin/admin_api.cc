@@ -1,12 +1,14 @@
 #include "admin/admin_api.h"
 
 #include <algorithm>
+#include <atomic>
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/stream_parser.hpp>
 #include <cctype>
 #include <charconv>
+#include <chrono>
 #include <map>
 #include <memory>
 #include <optional>
@@ -18,6 +20,7 @@
 #include "admin/url_parts.h"
 #include "common/ip_address.h"
 #include "common/log.h"
+#include "common/parallel_for.h"
 #include "model/instance_json.h"
 
 namespace openimds::admin {
@@ -228,6 +231,7 @@ class PendingWrite final : public common::Deferred {
   std::shared_ptr<model::Instance> written;
   std::string id;
   size_t count = 0;
+  std::vector<int> lines;  // import: the body's line number of each mutation
 
  private:
   mutable std::mutex mu_;
@@ -428,6 +432,11 @@ Status AdminApi::GetInstance(const Request& request, std::string_view id, Respon
 void AdminApi::Submit(store::Write write, std::shared_ptr<PendingWrite> pending, Response& out,
                       std::function<void(const store::WriteOutcome&)> after_commit) {
   out.deferred = pending;
+  SubmitPending(std::move(write), std::move(pending), std::move(after_commit));
+}
+
+void AdminApi::SubmitPending(store::Write write, std::shared_ptr<PendingWrite> pending,
+                             std::function<void(const store::WriteOutcome&)> after_commit) {
   writes_.Submit(std::move(write), [this, pending, after_commit = std::move(after_commit)](
                                        store::WriteOutcome outcome) {
     if (after_commit) after_commit(outcome);
@@ -745,6 +754,12 @@ Status AdminApi::ListInstances(const Request& request, Response& out) {
 
 Status AdminApi::Import(const Request& request, Response& out) {
   if (request.resumed) return FinishImport(request, out);
+  Status s = StartImport(request, out);
+  if (!s.ok()) StopStream(request);
+  return s;
+}
+
+Status AdminApi::StartImport(const Request& request, Response& out) {
   if (Status s = NoQuery(request); !s.ok()) return s;
   if (request.body.size() > options_.max_import_bytes) {
     return Status(Code::kPayloadTooLarge, "import body is " + std::to_string(request.body.size()) +
@@ -753,24 +768,60 @@ Status AdminApi::Import(const Request& request, Response& out) {
                                               " (split the file and import the parts one by one)");
   }
 
-  std::vector<model::Instance> instances;
-  std::vector<int> lines;  // line number of instances[i]
-  std::unordered_map<std::string, int> line_of_id;
-  // (network, address) -> index into `instances`
-  std::map<std::pair<std::string, std::string>, size_t> claimed;
+  // The lines, then their records parsed on a few threads (the JSON is most
+  // of an import's cost), then checked in order: the first bad line reported
+  // is the first in the file, whichever thread parsed it.
+  struct Line {
+    int number;
+    std::string_view text;
+    common::Result<model::Instance> parsed = common::Internal("not parsed");
+    std::optional<model::Limit> exceeded;  // the limit `parsed` was refused for
+  };
+  std::vector<Line> body_lines;
   std::string_view rest = request.body;
   for (int line_number = 1; !rest.empty(); ++line_number) {
     const size_t newline = rest.find('\n');
     std::string_view line = rest.substr(0, newline);
     rest = newline == std::string_view::npos ? std::string_view() : rest.substr(newline + 1);
     if (IsBlank(line)) continue;
+    body_lines.push_back(Line{line_number, line, common::Internal("not parsed"), std::nullopt});
+  }
+  common::ParallelFor(
+      body_lines.size(), options_.import_parse_threads,
+      [&](size_t i) {
+        Line& line = body_lines[i];
+        if (Status s = model::CheckRecordBytes(line.text.size(), options_.limits); !s.ok()) {
+          line.parsed = std::move(s);
+          line.exceeded = model::Limit::kRecordBytes;
+          return;
+        }
+        line.parsed = model::FromJsonText(line.text);
+        model::Limit exceeded = model::Limit::kRecordBytes;
+        if (!line.parsed.ok()) {
+          line.parsed = common::InvalidArgument(line.parsed.status().message());
+        } else if (Status s = model::CheckLimits(*line.parsed, options_.limits, &exceeded);
+                   !s.ok()) {
+          line.parsed = std::move(s);
+          line.exceeded = exceeded;
+        }
+      },
+      /*min_n=*/64, /*chunk=*/16);
+
+  std::vector<model::Instance> instances;
+  std::vector<int> lines;  // line number of instances[i]
+  instances.reserve(body_lines.size());
+  lines.reserve(body_lines.size());
+  std::unordered_map<std::string, int> line_of_id;
+  // (network, address) -> index into `instances`
+  std::map<std::pair<std::string, std::string>, size_t> claimed;
+  for (Line& line : body_lines) {
+    const int line_number = line.number;
     const std::string where = "line " + std::to_string(line_number) + ": ";
-    if (Status s = WithinRecordBytes(line.size()); !s.ok()) {
-      return Status(s.code(), where + s.message());
+    if (!line.parsed.ok()) {
+      if (line.exceeded) limit_refusals_[static_cast<size_t>(*line.exceeded)]->Inc();
+      return Status(line.parsed.status().code(), where + line.parsed.status().message());
     }
-    auto instance = model::FromJsonText(line);
-    if (!instance.ok()) return common::InvalidArgument(where + instance.status().message());
-    if (Status s = WithinLimits(*instance); !s.ok()) return Status(s.code(), where + s.message());
+    auto& instance = line.parsed;
     auto [it, inserted] = line_of_id.emplace(instance->id, line_number);
     if (!inserted) {
       return common::InvalidArgument(where + "/id: " + Quote(instance->id) +
@@ -791,10 +842,20 @@ Status AdminApi::Import(const Request& request, Response& out) {
   }
   if (instances.empty()) return common::InvalidArgument("import: the body holds no instances");
 
-  // Clashes with instances the import does not replace, reported by line
-  // (the store would refuse them too, but could only name an index).
+  // Clashes with instances the import does not replace, reported by line.
+  // Not for a later part of a stream: the catalog may not show the parts
+  // before it yet (an address one of them gives up would look taken). The
+  // store judges every part against the committed state in any case, and
+  // FinishImport turns its refusal's index into the line.
+  const auto stream = request.Header("X-OpenIMDS-Import-Stream");
+  const auto part = request.Header("X-OpenIMDS-Import-Part");
+  if (stream.has_value() != part.has_value()) {
+    return common::InvalidArgument(
+        "X-OpenIMDS-Import-Stream and X-OpenIMDS-Import-Part go together");
+  }
+  const bool later_part = part && *part != "1";
   auto snapshot = catalog_.Current();
-  for (size_t i = 0; i < instances.size(); ++i) {
+  for (size_t i = 0; i < instances.size() && !later_part; ++i) {
     for (const auto& address : model::CallerAddresses(instances[i])) {
       auto ip = common::IpAddress::Parse(address);
       if (!ip) continue;
@@ -809,6 +870,7 @@ Status AdminApi::Import(const Request& request, Response& out) {
   // One Write: the whole import commits or nothing does.
   auto pending = std::make_shared<PendingWrite>();
   pending->count = instances.size();
+  pending->lines = std::move(lines);
   store::Write write;
   write.mutations.reserve(instances.size());
   for (model::Instance& in : instances) {
@@ -820,13 +882,232 @@ Status AdminApi::Import(const Request& request, Response& out) {
     };
     write.mutations.push_back(std::move(m));
   }
+  if (stream) return SubmitStreamPart(*stream, *part, std::move(write), std::move(pending), out);
   Submit(std::move(write), std::move(pending), out);
   return Status::Ok();
 }
 
+// Parts of a batched import. The CLI sends a large file as numbered parts on
+// a few connections at once, so one part is parsed while the one before it
+// commits; the parts must still commit in order (a later line wins, an
+// address one part gives up may be taken by the next) and none may commit
+// after one was refused (the CLI reports "everything before the refused
+// part is committed"). A part waits, parked, for every earlier one to commit.
+struct AdminApi::ImportStream {
+  using Clock = std::chrono::steady_clock;
+  struct Parked {
+    store::Write write;
+    std::shared_ptr<PendingWrite> pending;
+  };
+  int64_t submitted = 0;    // the last part handed to the write queue
+  bool in_flight = false;   // whether that part still waits for its commit
+  int64_t refused = 0;      // the first part refused; no later part is applied
+  std::map<int64_t, Parked> parked;
+  Clock::time_point touched = Clock::now();
+};
+
+namespace {
+
+// Streams at once, how far ahead of the last part handed to the store a part
+// may be, parts parked in all (each holds up to a whole parsed import body),
+// and how long an idle stream (no part in flight or parked) is remembered. A
+// part waiting for one that never comes is dropped when its wait ends
+// (PendingWrite::MaxWait).
+constexpr size_t kMaxImportStreams = 16;
+constexpr int64_t kMaxPartsAhead = 4;
+constexpr size_t kMaxParkedParts = 8;
+constexpr auto kStreamIdle = std::chrono::minutes(10);
+
+bool ValidStreamName(std::string_view name) {
+  return !name.empty() && name.size() <= 64 &&
+         std::all_of(name.begin(), name.end(), [](char c) {
+           return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
+         });
+}
+
+// A parked part "not applied" because an earlier one was refused (or timed
+// out while parked).
+void RefuseParked(PendingWrite& pending, int64_t refused) {
+  pending.outcome.status = common::Conflict("this part of the import was not applied: part " +
+                                            std::to_string(refused) + " was refused");
+  pending.MarkReady();
+}
+
+}  // namespace
+
+Status AdminApi::SubmitStreamPart(std::string_view stream_name, std::string_view part_text,
+                                  store::Write write, std::shared_ptr<PendingWrite> pending,
+                                  Response& out) {
+  if (!ValidStreamName(stream_name)) {
+    return common::InvalidArgument(
+        "X-OpenIMDS-Import-Stream must be 1 to 64 letters, digits, '-' or '_'");
+  }
+  int64_t part = 0;
+  auto [end, ec] = std::from_chars(part_text.data(), part_text.data() + part_text.size(), part);
+  if (ec != std::errc() || end != part_text.data() + part_text.size() || part < 1) {
+    return common::InvalidArgument("X-OpenIMDS-Import-Part must be a number from 1");
+  }
+  std::vector<std::function<void()>> later;
+  {
+    std::lock_guard lock(streams_mu_);
+    const auto now = ImportStream::Clock::now();
+    std::erase_if(streams_, [&](const auto& entry) {
+      const ImportStream& s = *entry.second;
+      return !s.in_flight && s.parked.empty() && now - s.touched > kStreamIdle;
+    });
+    auto it = streams_.find(std::string(stream_name));
+    if (it == streams_.end()) {
+      // Any part may come first: the parts travel on different connections.
+      if (streams_.size() >= kMaxImportStreams) {
+        return common::ResourceExhausted(std::to_string(streams_.size()) +
+                                         " import streams are in progress; retry when one "
+                                         "finishes");
+      }
+      it = streams_.emplace(std::string(stream_name), std::make_shared<ImportStream>()).first;
+    }
+    std::shared_ptr<ImportStream> stream = it->second;
+    stream->touched = now;
+    if (stream->refused != 0) {
+      return common::Conflict("part " + std::to_string(part) +
+                              " of this import was not applied: part " +
+                              std::to_string(stream->refused) + " was refused");
+    }
+    if (part <= stream->submitted || stream->parked.count(part) != 0) {
+      return common::Conflict("part " + std::to_string(part) + " of import stream " +
+                              Quote(stream_name) + " was already sent");
+    }
+    size_t parked_everywhere = 0;
+    for (const auto& [name, other] : streams_) parked_everywhere += other->parked.size();
+    if (parked_everywhere >= kMaxParkedParts) {
+      return common::ResourceExhausted(std::to_string(parked_everywhere) +
+                                       " import parts are waiting for earlier ones; retry when "
+                                       "they have committed");
+    }
+    if (part > stream->submitted + kMaxPartsAhead) {
+      return common::ResourceExhausted(
+          "part " + std::to_string(part) + " is too far ahead: part " +
+          std::to_string(stream->submitted + 1) + " has not committed yet (at most " +
+          std::to_string(kMaxPartsAhead) + " parts may be sent ahead)");
+    }
+    out.deferred = pending;
+    stream->parked.emplace(part, ImportStream::Parked{std::move(write), std::move(pending)});
+    AdvanceStream(stream, later);
+  }
+  for (auto& fn : later) fn();
+  return Status::Ok();
+}
+
+void AdminApi::StopStream(const Request& request) {
+  auto name = request.Header("X-OpenIMDS-Import-Stream");
+  auto part_text = request.Header("X-OpenIMDS-Import-Part");
+  if (!name || !part_text || !ValidStreamName(*name)) return;
+  int64_t part = 0;
+  auto [end, ec] = std::from_chars(part_text->data(), part_text->data() + part_text->size(), part);
+  if (ec != std::errc() || end != part_text->data() + part_text->size() || part < 1) return;
+  std::vector<std::shared_ptr<PendingWrite>> refused;
+  int64_t first = 0;
+  {
+    std::lock_guard lock(streams_mu_);
+    auto it = streams_.find(std::string(*name));
+    if (it == streams_.end()) {
+      // Part 1 refused before its stream began: the parts after it must
+      // hear why they are not applied, not that the stream is unknown.
+      if (part != 1 || streams_.size() >= kMaxImportStreams) return;
+      it = streams_.emplace(std::string(*name), std::make_shared<ImportStream>()).first;
+    }
+    ImportStream& stream = *it->second;
+    stream.touched = ImportStream::Clock::now();
+    if (stream.refused == 0 || part < stream.refused) stream.refused = part;
+    first = stream.refused;
+    for (auto& [n, p] : stream.parked) refused.push_back(p.pending);
+    stream.parked.clear();
+  }
+  for (auto& p : refused) RefuseParked(*p, first);
+}
+
+void AdminApi::ForgetParkedPart(const Request& request) {
+  auto pending = std::dynamic_pointer_cast<const PendingWrite>(request.resumed_from);
+  auto name = request.Header("X-OpenIMDS-Import-Stream");
+  if (!pending || pending->ready() || !name) return;
+  // Timed out while parked: it must not commit later, behind the client's
+  // back, and nothing after it may either.
+  std::vector<std::shared_ptr<PendingWrite>> refused;
+  int64_t forgotten = 0;
+  {
+    std::lock_guard lock(streams_mu_);
+    auto it = streams_.find(std::string(*name));
+    if (it == streams_.end()) return;
+    ImportStream& stream = *it->second;
+    for (auto p = stream.parked.begin(); p != stream.parked.end(); ++p) {
+      if (p->second.pending == pending) {
+        forgotten = p->first;
+        break;
+      }
+    }
+    if (forgotten == 0) return;  // already handed to the write queue
+    stream.refused = forgotten;
+    for (auto& [part, p] : stream.parked) {
+      if (part != forgotten) refused.push_back(p.pending);
+    }
+    stream.parked.clear();
+  }
+  for (auto& p : refused) RefuseParked(*p, forgotten);
+}
+
+void AdminApi::AdvanceStream(const std::shared_ptr<ImportStream>& stream,
+                             std::vector<std::function<void()>>& later) {
+  if (stream->in_flight || stream->refused != 0) return;
+  auto next = stream->parked.find(stream->submitted + 1);
+  if (next == stream->parked.end()) return;
+  const int64_t part = next->first;
+  auto parked = std::make_shared<ImportStream::Parked>(std::move(next->second));
+  stream->parked.erase(next);
+  stream->submitted = part;
+  stream->in_flight = true;
+  later.push_back([this, stream, part, parked] {
+    SubmitPending(std::move(parked->write), parked->pending,
+                  [this, stream, part](const store::WriteOutcome& outcome) {
+                    std::vector<std::function<void()>> after;
+                    {
+                      std::lock_guard lock(streams_mu_);
+                      stream->in_flight = false;
+                      stream->touched = ImportStream::Clock::now();
+                      if (!outcome.status.ok()) {
+                        stream->refused = part;
+                        for (auto& [later_part, p] : stream->parked) {
+                          (void)later_part;
+                          after.push_back(
+                              [pending = p.pending, part] { RefuseParked(*pending, part); });
+                        }
+                        stream->parked.clear();
+                      } else {
+                        AdvanceStream(stream, after);
+                      }
+                    }
+                    for (auto& fn : after) fn();
+                  });
+  });
+}
+
 Status AdminApi::FinishImport(const Request& request, Response& out) {
   auto done = Finished(request);
-  if (!done.ok()) return Status(done.status().code(), "import: " + done.status().message());
+  if (!done.ok()) ForgetParkedPart(request);
+  if (!done.ok()) {
+    // The store names a refused mutation "instance I (ID): ..."; the client
+    // knows it by its line.
+    std::string message = done.status().message();
+    auto pending = std::dynamic_pointer_cast<const PendingWrite>(request.resumed_from);
+    size_t index = 0;
+    const char* digits = message.data() + 9;
+    if (pending && message.starts_with("instance ")) {
+      auto [end, ec] = std::from_chars(digits, message.data() + message.size(), index);
+      if (ec == std::errc() && end != digits && index < pending->lines.size() &&
+          std::string_view(end, message.data() + message.size()).starts_with(" (")) {
+        message = "line " + std::to_string(pending->lines[index]) + std::string(end);
+      }
+    }
+    return Status(done.status().code(), "import: " + message);
+  }
   const auto& mutations = (*done)->outcome.mutations;
   if (mutations.size() != (*done)->count || mutations.empty()) {
     return common::Internal("import: the store returned " + std::to_string(mutations.size()) +
@@ -925,13 +1206,29 @@ Status AdminApi::Render(const Request& request, std::string_view id, Response& o
 size_t ReportInstancesOverLimits(const catalog::Catalog& catalog,
                                  const model::RecordLimits& limits,
                                  common::MetricsRegistry& metrics) {
-  size_t over = 0;
+  // On every core: at a million instances this walk is a good part of the
+  // start-up (each record is a few cache misses away).
+  auto snapshot = catalog.Current();
+  std::vector<const model::Instance*> all;
+  all.reserve(snapshot->size());
+  snapshot->ForEach([&](const catalog::Entry& e) { all.push_back(e.instance.get()); });
+  std::atomic<size_t> over_count{0};
+  std::atomic<size_t> first_index{SIZE_MAX};
+  common::ParallelFor(all.size(), std::max(1u, std::thread::hardware_concurrency()),
+                      [&](size_t i) {
+                        if (model::CheckLimits(*all[i], limits).ok()) return;
+                        over_count.fetch_add(1, std::memory_order_relaxed);
+                        size_t seen = first_index.load(std::memory_order_relaxed);
+                        while (i < seen && !first_index.compare_exchange_weak(seen, i)) {
+                        }
+                      },
+                      /*min_n=*/4096, /*chunk=*/1024);
+  const size_t over = over_count.load();
   std::string first;
-  catalog.Current()->ForEach([&](const catalog::Entry& e) {
-    Status s = model::CheckLimits(*e.instance, limits);
-    if (s.ok()) return;
-    if (over++ == 0) first = "instance " + e.instance->id + ": " + s.message();
-  });
+  if (over > 0) {
+    const model::Instance& in = *all[first_index.load()];
+    first = "instance " + in.id + ": " + model::CheckLimits(in, limits).message();
+  }
   metrics.AddGauge("admin_instances_over_limits_at_start",
                    "Stored instances over a record limit when the server started (served as "
                    "stored; a write to one must bring it within the limits).",

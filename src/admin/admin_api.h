@@ -1,12 +1,17 @@
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <vector>
 
 #include "catalog/catalog.h"
 #include "common/http_message.h"
@@ -94,6 +99,9 @@ class AdminApi final : public http::Handler {
 
     // What a record written through this API may hold (413 beyond).
     model::RecordLimits limits;
+
+    // Threads that parse an import's lines (the admin thread included).
+    unsigned import_parse_threads = std::max(1u, std::thread::hardware_concurrency());
   };
 
   // Every reference is borrowed and must outlive this object. `writes`
@@ -133,6 +141,7 @@ class AdminApi final : public http::Handler {
                           common::Response& out);
   common::Status ListInstances(const common::Request& request, common::Response& out);
   common::Status Import(const common::Request& request, common::Response& out);
+  common::Status StartImport(const common::Request& request, common::Response& out);
   common::Status FinishImport(const common::Request& request, common::Response& out);
   common::Status Render(const common::Request& request, std::string_view id, common::Response& out);
 
@@ -141,6 +150,26 @@ class AdminApi final : public http::Handler {
   // before the answer is released (clean-up that must follow a commit).
   void Submit(store::Write write, std::shared_ptr<PendingWrite> pending, common::Response& out,
               std::function<void(const store::WriteOutcome&)> after_commit = {});
+  // Queues `write` for `pending` without a response at hand (a parked part of
+  // an import stream, released later on the write queue's thread).
+  void SubmitPending(store::Write write, std::shared_ptr<PendingWrite> pending,
+                     std::function<void(const store::WriteOutcome&)> after_commit);
+  // An import part sent with X-OpenIMDS-Import-Stream / -Part: parked until
+  // every earlier part of its stream has committed, refused if one was refused.
+  common::Status SubmitStreamPart(std::string_view stream, std::string_view part,
+                                  store::Write write, std::shared_ptr<PendingWrite> pending,
+                                  common::Response& out);
+  // With streams_mu_ held: hands the stream's next part to the write queue
+  // when its turn has come; the calls to make after unlocking go to `later`.
+  struct ImportStream;
+  // On a resumed import part that timed out while parked: takes it (and the
+  // parts after it) out of its stream, so it never commits afterwards.
+  void ForgetParkedPart(const common::Request& request);
+  // A part refused before it reached the write queue: no later part of its
+  // stream is applied (parked ones are refused now).
+  void StopStream(const common::Request& request);
+  void AdvanceStream(const std::shared_ptr<ImportStream>& stream,
+                     std::vector<std::function<void()>>& later);
   // On the resumed call: the finished write's outcome, or Unavailable when
   // the write did not finish within the deferral bound.
   common::Result<std::shared_ptr<const PendingWrite>> Finished(const common::Request& request);
@@ -164,6 +193,9 @@ class AdminApi final : public http::Handler {
   common::Counter& requests_total_;
   common::Counter& writes_total_;
   common::Counter& imported_total_;
+  // Import streams by the client's name for them.
+  std::mutex streams_mu_;
+  std::unordered_map<std::string, std::shared_ptr<ImportStream>> streams_;  // guarded
   // admin_requests_rejected_total{reason=CodeName(code)}, indexed by Code.
   std::array<common::Counter*, 13> rejected_{};
   // admin_record_limit_refusals_total{limit=LimitInfo::name}, indexed by Limit.

@@ -13,6 +13,7 @@
 #include <iostream>
 #include <iterator>
 #include <memory>
+#include <random>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -281,6 +282,18 @@ std::string Mebibytes(uint64_t bytes) {
 // (admin::AdminApi::Options::max_import_bytes).
 constexpr size_t kMaxImportBatchBytes = 64 * 1024 * 1024;
 
+// A name for one run's import stream: 16 random hex digits.
+std::string RandomStreamName() {
+  std::random_device random;
+  std::string name;
+  for (int i = 0; i < 4; ++i) {
+    char part[5];
+    std::snprintf(part, sizeof(part), "%04x", static_cast<unsigned>(random() & 0xffff));
+    name += part;
+  }
+  return name;
+}
+
 int RunImportBatches(State& s) {
   std::ifstream file;
   std::istream* in = &s.in();
@@ -362,13 +375,21 @@ int RunImportBatches(State& s) {
       s.err() << "\rimport: " << committed << " instances committed" << std::flush;
     }
   };
+  // The batches are numbered parts of one import stream: the server commits
+  // them in order, one after the other, and none after a refused one, though
+  // two are in flight (one parsed while the other commits).
+  const std::string stream = RandomStreamName();
+  int64_t part = 0;
   auto launch = [&](int64_t first_line, int64_t last_line, int64_t count, std::string body) {
     auto shared = std::make_shared<const std::string>(std::move(body));
     Batch batch{first_line, last_line, count, {}};
-    batch.reply = std::async(std::launch::async, [options, headers, shared]() {
+    Headers part_headers = headers;
+    part_headers.emplace_back("X-OpenIMDS-Import-Stream", stream);
+    part_headers.emplace_back("X-OpenIMDS-Import-Part", std::to_string(++part));
+    batch.reply = std::async(std::launch::async, [options, part_headers, shared]() {
       auto client = AdminClient::Create(options);
       if (!client.ok()) return common::Result<AdminReply>(client.status());
-      return client->Call("POST", "/v1/instances:import", headers, *shared, {});
+      return client->Call("POST", "/v1/instances:import", part_headers, *shared, {});
     });
     flight.push_back(std::move(batch));
   };

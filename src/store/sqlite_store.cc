@@ -24,6 +24,8 @@
 #include <sqlite3.h>
 
 #include "common/log.h"
+#include "common/parallel_for.h"
+#include "common/thread_priority.h"
 #include "model/instance_json.h"
 
 namespace openimds::store {
@@ -540,7 +542,6 @@ struct ApplyOptions {
 struct Committed {
   std::string id;
   int64_t revision = 0;
-  size_t json_hash = 0;  // of the row's json: a row edited behind our back is parsed
   std::shared_ptr<const model::Instance> instance;
 };
 
@@ -553,30 +554,6 @@ struct Step {
   bool changed = false;
   Status refusal;  // from normalizing and validating `next`
 };
-
-// Below this many mutations a Write is prepared on the calling thread alone:
-// starting threads would cost more than it saves.
-constexpr size_t kParallelPrepareMin = 256;
-
-// Runs fn(i) for every i in [0, n), on up to `threads` threads (the calling
-// one included) when n is large enough to be worth it.
-void ForEachIndex(size_t n, unsigned threads, const std::function<void(size_t)>& fn) {
-  if (threads <= 1 || n < kParallelPrepareMin) {
-    for (size_t i = 0; i < n; ++i) fn(i);
-    return;
-  }
-  std::atomic<size_t> next{0};
-  auto work = [&] {
-    constexpr size_t kChunk = 32;
-    for (size_t begin; (begin = next.fetch_add(kChunk)) < n;) {
-      for (size_t i = begin; i < std::min(n, begin + kChunk); ++i) fn(i);
-    }
-  };
-  std::vector<std::thread> helpers;
-  for (unsigned t = 1; t < threads; ++t) helpers.emplace_back(work);
-  work();
-  for (auto& t : helpers) t.join();
-}
 
 // Runs `write` inside the caller's savepoint. A refusal of this Write goes to
 // `outcome.status` (the caller then rolls the savepoint back and restores
@@ -644,7 +621,7 @@ Status ApplyWrite(SqliteDb& db, Write& write, const ApplyOptions& opt, Counters&
   }
 
   // (1b) The pure part, on several threads for a large Write.
-  ForEachIndex(mutated, opt.threads, [&](size_t i) {
+  common::ParallelFor(mutated, opt.threads, [&](size_t i) {
     Step& step = steps[i];
     if (!step.next) {
       step.changed = step.current.has_value();
@@ -757,7 +734,6 @@ Status ApplyWrite(SqliteDb& db, Write& write, const ApplyOptions& opt, Counters&
     out.changed = true;
     if (step.next) {
       committed.push_back(Committed{write.mutations[i].id, revision,
-                                    std::hash<std::string_view>()(step.json),
                                     std::make_shared<const model::Instance>(std::move(*step.next))});
     }
   }
@@ -892,6 +868,77 @@ class ParsePool {
 
 }  // namespace
 
+// Woken by db_'s WAL hook after a commit leaves kStartFrames or more frames in
+// the WAL; runs PASSIVE checkpoints (they never wait for, nor block, a writer
+// or a reader) until the WAL is copied back. Should it fall far behind (a
+// reader pinning old frames), the committing thread checkpoints itself past
+// kInlineFrames, as SQLite would, so the WAL stays bounded.
+class SqliteStore::Checkpointer {
+ public:
+  static constexpr int kStartFrames = 1000;    // SQLite's default autocheckpoint
+  static constexpr int kInlineFrames = 262144;  // 1 GiB of 4 KiB pages
+
+  Checkpointer(std::unique_ptr<SqliteDb> db, sqlite3* writer)
+      : db_(std::move(db)), writer_(writer), thread_([this] {
+          common::LowerCurrentThreadPriority();
+          Run();
+        }) {
+    sqlite3_wal_hook(writer_, &Checkpointer::Hook, this);
+  }
+  ~Checkpointer() {
+    sqlite3_wal_hook(writer_, nullptr, nullptr);
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+  }
+
+ private:
+  // On the committing thread, with its connection (writer_) in use.
+  static int Hook(void* self, sqlite3* db, const char* schema, int frames) {
+    auto* c = static_cast<Checkpointer*>(self);
+    if (frames >= kInlineFrames) {
+      sqlite3_wal_checkpoint_v2(db, schema, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    } else if (frames >= kStartFrames) {
+      {
+        std::lock_guard lock(c->mu_);
+        c->pending_ = true;
+      }
+      c->cv_.notify_one();
+    }
+    return SQLITE_OK;
+  }
+
+  void Run() {
+    for (;;) {
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [this] { return stop_ || pending_; });
+        if (stop_) return;
+        pending_ = false;
+      }
+      int log = 0;
+      int copied = 0;
+      const int rc =
+          sqlite3_wal_checkpoint_v2(db_->get(), nullptr, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
+      if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY) {
+        common::LogRefusal(kLogComponent, std::string("WAL checkpoint failed: ") +
+                                              sqlite3_errstr(rc) + " (retried after the next commit)");
+      }
+    }
+  }
+
+  std::unique_ptr<SqliteDb> db_;
+  sqlite3* const writer_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool pending_ = false;  // guarded by mu_
+  bool stop_ = false;     // guarded by mu_
+  std::thread thread_;
+};
+
 Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(Options options) {
   const std::string what = "open " + options.path;
   if (options.path.empty()) return common::InvalidArgument("store path is empty");
@@ -922,6 +969,13 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(Options options) {
   if (Status s = db->Exec("PRAGMA cache_size = -32768", what); !s.ok()) return s;
   if (Status s = Migrate(*db, options); !s.ok()) return s;
   auto store = std::unique_ptr<SqliteStore>(new SqliteStore(std::move(options), std::move(db)));
+  if (auto v = store->db_->QueryInt("PRAGMA data_version", what); v.ok()) store->data_version_ = *v;
+  if (!store->options_.read_only) {
+    auto checkpoints = Connect(store->options_, what);
+    if (!checkpoints.ok()) return checkpoints.status();
+    store->checkpointer_ =
+        std::make_unique<Checkpointer>(std::move(*checkpoints), store->db_->get());
+  }
   if (!store->options_.read_only && store->options_.reserve_bytes > 0) {
     struct stat st {};
     const bool present = ::stat(store->ReservePath().c_str(), &st) == 0 &&
@@ -939,7 +993,10 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(Options options) {
 SqliteStore::SqliteStore(Options options, std::unique_ptr<SqliteDb> db)
     : options_(std::move(options)), db_(std::move(db)) {}
 
-SqliteStore::~SqliteStore() = default;
+SqliteStore::~SqliteStore() {
+  // Before db_ closes: the hook points at the checkpointer.
+  checkpointer_.reset();
+}
 
 Result<int64_t> SqliteStore::Put(const model::Instance& instance, Precondition pre) {
   if (Status s = CheckPreconditionArgument(pre); !s.ok()) return s;
@@ -1262,7 +1319,7 @@ Result<std::vector<WriteOutcome>> SqliteStore::CommitOnce(std::vector<Write>& wr
     if (recent_.size() + committed.size() > kRecentMax) recent_.clear();
     for (Committed& c : committed) {
       recent_.insert_or_assign(std::move(c.id),
-                               Recent{c.revision, c.json_hash, std::move(c.instance)});
+                               Recent{c.revision, std::move(c.instance)});
     }
   }
   // Outside the mutex: the listener may wake a reader that calls the store.
@@ -1309,6 +1366,14 @@ Result<ChangePage> SqliteStore::ChangesSince(int64_t since, size_t max_changes) 
     return resync(std::move(reason));
   }
   if (since == *latest) return page;
+  // Another connection committed since this one last looked: whatever it
+  // wrote, the records kept from this process's own writes may be stale.
+  auto data_version = db_->QueryInt("PRAGMA data_version", what);
+  if (!data_version.ok()) return data_version.status();
+  if (*data_version != data_version_) {
+    recent_.clear();
+    data_version_ = *data_version;
+  }
 
   // Rows in revision order; an id changed several times in the page is folded
   // into one entry carrying its last revision. The rows must be exactly
@@ -1354,25 +1419,41 @@ Result<ChangePage> SqliteStore::ChangesSince(int64_t since, size_t max_changes) 
   page.through = expected - 1;
 
   for (Change& change : page.changes) {
-    auto stmt =
-        db_->Prepare("SELECT revision, json, incarnation FROM instances WHERE id = ?1", what);
-    if (!stmt.ok()) return stmt.status();
-    stmt->Bind(1, change.id);
-    auto row = stmt->Step(what);
-    if (!row.ok()) return row.status();
-    if (!*row) continue;  // deleted
-    const int64_t revision = stmt->Int64(0);
-    std::string json = stmt->Text(1);
-    const int64_t incarnation = stmt->Int64(2);
+    // The row's head first: for a write of this process the record is at
+    // hand, and its json (kilobytes, on overflow pages) is not read at all.
+    int64_t revision = 0;
+    int64_t incarnation = 0;
+    {
+      auto head = db_->Prepare("SELECT revision, incarnation FROM instances WHERE id = ?1", what);
+      if (!head.ok()) return head.status();
+      head->Bind(1, change.id);
+      auto row = head->Step(what);
+      if (!row.ok()) return row.status();
+      if (!*row) {
+        recent_.erase(change.id);
+        continue;  // deleted
+      }
+      revision = head->Int64(0);
+      incarnation = head->Int64(1);
+    }
     if (auto mine = recent_.find(change.id); mine != recent_.end()) {
-      const bool current = mine->second.revision == revision &&
-                           mine->second.json_hash == std::hash<std::string_view>()(json);
+      const bool current = mine->second.revision == revision;
       if (current) {
         change.instance = std::move(mine->second.instance);
         change.instance_revision = revision;
       }
       recent_.erase(mine);
       if (current) continue;
+    }
+    std::string json;
+    {
+      auto body = db_->Prepare("SELECT json FROM instances WHERE id = ?1", what);
+      if (!body.ok()) return body.status();
+      body->Bind(1, change.id);
+      auto row = body->Step(what);
+      if (!row.ok()) return row.status();
+      if (!*row) continue;  // cannot happen inside this read transaction
+      json = body->Text(0);
     }
     auto stored = ParseStored(change.id, revision, json, incarnation);
     if (!stored.ok()) return resync(stored.status().message());
@@ -1396,7 +1477,9 @@ Result<int64_t> SqliteStore::Scan(const std::function<Status(SharedInstance&&)>&
   auto latest = ReadMeta(db, "revision", what);
   if (!latest.ok()) return latest.status();
   auto rows =
-      db.Prepare("SELECT id, revision, json, incarnation FROM instances ORDER BY id", what);
+      // In the table's own order: rows come off the file sequentially, not
+      // through the id index (about twice as fast on a large store).
+      db.Prepare("SELECT id, revision, json, incarnation FROM instances", what);
   if (!rows.ok()) return rows.status();
 
   // Declared before the pool, so the pool (and its threads) is gone first.

@@ -219,16 +219,26 @@ class SqliteStore final : public Store {
   // What this object committed lately, by id: the record and its revision.
   // ChangesSince hands these out instead of parsing the row again (the
   // follower of this process reads back every write it made); an entry is
-  // used only while the row still has that revision and bytes, and taken out
+  // used only while the row still has the revision this process gave it and
+  // no other connection has committed since (data_version_), and taken out
   // when used.
   // Bounded: cleared when it grows past kRecentMax (then rows are parsed).
   static constexpr size_t kRecentMax = 200000;
   struct Recent {
     int64_t revision = 0;
-    size_t json_hash = 0;  // of the row as written: a row edited since is parsed
     std::shared_ptr<const model::Instance> instance;
   };
   std::unordered_map<std::string, Recent> recent_;  // guarded by mu_
+  // Checkpoints the WAL into the database file on a thread of its own, with
+  // its own connection, so a commit pays for its WAL frames and not for
+  // copying earlier ones back (SQLite's automatic checkpoint runs inside the
+  // committing call). Null for a read-only store.
+  class Checkpointer;
+  std::unique_ptr<Checkpointer> checkpointer_;
+  // PRAGMA data_version as last seen on db_: it changes when any other
+  // connection (another process, the sqlite3 shell) commits, and then
+  // recent_ is dropped, since a row may have been rewritten behind it.
+  int64_t data_version_ = -1;  // guarded by mu_
 };
 
 }  // namespace openimds::store

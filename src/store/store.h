@@ -184,11 +184,12 @@ class Store {
   // resync_required, never as a silently partial page.
   virtual common::Result<ChangePage> ChangesSince(int64_t since, size_t max_changes) = 0;
 
-  // Streams every instance, ordered by id, to `sink` on the calling thread,
-  // all from one consistent read; returns the revision that read reflects
-  // (follow the feed from there). Records may be parsed (and allocated as
-  // shared records, ready for a catalog) on several threads internally. Stops and returns sink's error if sink fails. Internal when a
-  // stored record does not parse (the message names its id).
+  // Streams every instance, in no particular order, to `sink` on the calling
+  // thread, all from one consistent read; returns the revision that read
+  // reflects (follow the feed from there). Records may be parsed (and
+  // allocated as shared records, ready for a catalog) on several threads
+  // internally. Stops and returns sink's error if sink fails. Internal when
+  // a stored record does not parse (the message names its id).
   virtual common::Result<int64_t> Scan(
       const std::function<common::Status(SharedInstance&&)>& sink) = 0;
 

@@ -36,40 +36,60 @@ struct Call {
   Headers headers;
 };
 
-common::Response Do(AdminApi& api, const Call& call) {
+// A call the handler may have deferred: the request (viewing `call`'s bytes)
+// and the first answer.
+struct Started {
+  std::unique_ptr<Call> call;
   common::Request request;
-  request.method = call.method;
-  request.target = call.target;
-  const size_t q = call.target.find('?');
-  request.path = std::string_view(call.target).substr(0, q);
-  if (q != std::string::npos) request.query = std::string_view(call.target).substr(q + 1);
-  for (const auto& [name, value] : call.headers) request.headers.push_back({name, value});
-  request.body = call.body;
   common::Response out;
-  api.Handle(request, out);
+};
+
+std::unique_ptr<Started> Start(AdminApi& api, const Call& call) {
+  auto started = std::make_unique<Started>();
+  started->call = std::make_unique<Call>(call);
+  const Call& c = *started->call;
+  common::Request& request = started->request;
+  request.method = c.method;
+  request.target = c.target;
+  const size_t q = c.target.find('?');
+  request.path = std::string_view(c.target).substr(0, q);
+  if (q != std::string::npos) request.query = std::string_view(c.target).substr(q + 1);
+  for (const auto& [name, value] : c.headers) request.headers.push_back({name, value});
+  request.body = c.body;
+  api.Handle(request, started->out);
+  return started;
+}
+
+common::Response Finish(AdminApi& api, Started& started) {
+  common::Response& out = started.out;
   if (out.deferred) {
     // What the http core does with a deferred write: wait until it is
     // ready, then call the handler again with the Deferred.
     std::shared_ptr<common::Deferred> pending = std::move(out.deferred);
-    std::mutex mu;
-    std::condition_variable cv;
-    bool ready = false;
-    pending->OnReady([&] {
-      std::lock_guard<std::mutex> lock(mu);
-      ready = true;
-      cv.notify_all();
+    auto mu = std::make_shared<std::mutex>();
+    auto cv = std::make_shared<std::condition_variable>();
+    auto ready = std::make_shared<bool>(false);
+    pending->OnReady([mu, cv, ready] {
+      std::lock_guard<std::mutex> lock(*mu);
+      *ready = true;
+      cv->notify_all();
     });
     {
-      std::unique_lock<std::mutex> lock(mu);
-      EXPECT_TRUE(cv.wait_for(lock, pending->MaxWait(), [&] { return ready; }));
+      std::unique_lock<std::mutex> lock(*mu);
+      EXPECT_TRUE(cv->wait_for(lock, pending->MaxWait(), [&] { return *ready; }));
     }
     out.Clear();
-    request.resumed = true;
-    request.resumed_from = pending;
-    api.Handle(request, out);
+    started.request.resumed = true;
+    started.request.resumed_from = pending;
+    api.Handle(started.request, out);
     EXPECT_FALSE(out.deferred) << "deferred twice";
   }
   return out;
+}
+
+common::Response Do(AdminApi& api, const Call& call) {
+  auto started = Start(api, call);
+  return Finish(api, *started);
 }
 
 std::optional<std::string> HeaderOf(const common::Response& r, std::string_view name) {
@@ -551,6 +571,105 @@ TEST_F(AdminApiTest, ImportOverTheLimitIs413) {
   EXPECT_EQ(ErrorCode(r), "payload_too_large");
   EXPECT_TRUE(store_->List()->empty());
   EXPECT_EQ(Import(InstanceJson("a", "n", "10.0.0.1")).status, 200);  // 64 bytes fit
+}
+
+// The CLI's batched import: numbered parts of one stream, several in flight.
+Call StreamPart(const std::string& stream, int part, std::string body) {
+  return {"POST", "/v1/instances:import", std::move(body),
+          {{"X-OpenIMDS-Import-Stream", stream},
+           {"X-OpenIMDS-Import-Part", std::to_string(part)}}};
+}
+
+TEST_F(AdminApiTest, ImportStreamCommitsPartsInOrder) {
+  // Part 2 arrives first: it waits for part 1, then wins over it.
+  auto second = Start(*api_, StreamPart("s1", 2, InstanceJson("a", "n", "10.0.0.2")));
+  ASSERT_TRUE(second->out.deferred) << second->out.body;
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_TRUE(store_->List()->empty()) << "part 2 committed before part 1";
+
+  common::Response first =
+      Do(*api_, StreamPart("s1", 1,
+                           InstanceJson("a", "n", "10.0.0.1") + "\n" +
+                               InstanceJson("b", "n", "10.0.0.9", "02:00:00:00:00:02")));
+  ASSERT_EQ(first.status, 200) << first.body;
+  common::Response r = Finish(*api_, *second);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(CatalogHolder("n", "10.0.0.2"), "a");
+  EXPECT_EQ(CatalogHolder("n", "10.0.0.1"), "");
+
+  // Part 3 takes the address part 2 gave up, even if this node's catalog
+  // were still behind: the store judges it.
+  r = Do(*api_, StreamPart("s1", 3, InstanceJson("c", "n", "10.0.0.1", "02:00:00:00:00:03")));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(CatalogHolder("n", "10.0.0.1"), "c");
+  EXPECT_EQ(store_->List()->size(), 3u);
+
+  // A part sent twice is refused, and so is everything after it.
+  r = Do(*api_, StreamPart("s1", 3, InstanceJson("d", "n", "10.0.0.4")));
+  EXPECT_EQ(r.status, 409) << r.body;
+  EXPECT_NE(ErrorMessage(r).find("already sent"), std::string::npos) << r.body;
+  r = Do(*api_, StreamPart("s1", 4, InstanceJson("d", "n", "10.0.0.4")));
+  EXPECT_EQ(r.status, 409) << r.body;
+  EXPECT_NE(ErrorMessage(r).find("not applied"), std::string::npos) << r.body;
+  EXPECT_EQ(store_->List()->size(), 3u);
+}
+
+TEST_F(AdminApiTest, ImportStreamAppliesNothingAfterARefusedPart) {
+  ASSERT_EQ(Put("old", InstanceJson("old", "n", "10.0.0.9")).status, 201);
+  // Refused by the store (a later part skips the catalog's check): the
+  // message names the line, and the part after it is not applied.
+  auto third = Start(*api_, StreamPart("s2", 3, InstanceJson("z", "n", "10.0.0.3")));
+  ASSERT_TRUE(third->out.deferred) << third->out.body;
+  common::Response r = Do(*api_, StreamPart("s2", 1, InstanceJson("a", "n", "10.0.0.1")));
+  ASSERT_EQ(r.status, 200) << r.body;
+  r = Do(*api_, StreamPart("s2", 2,
+                           InstanceJson("b", "n", "10.0.0.2") + "\n\n" +
+                               InstanceJson("c", "n", "10.0.0.9", "02:00:00:00:00:03")));
+  EXPECT_EQ(r.status, 409) << r.body;
+  EXPECT_NE(ErrorMessage(r).find("line 3 (c)"), std::string::npos) << r.body;
+  EXPECT_NE(ErrorMessage(r).find("old"), std::string::npos) << r.body;
+  r = Finish(*api_, *third);
+  EXPECT_EQ(r.status, 409) << r.body;
+  EXPECT_NE(ErrorMessage(r).find("part 2 was refused"), std::string::npos) << r.body;
+  auto listed = store_->List();
+  ASSERT_EQ(listed->size(), 2u);  // old and a
+  EXPECT_FALSE(store_->Get("z").ok());
+
+  // Part 1 refused before it reached the store (bad JSON): part 2 hears why.
+  r = Do(*api_, StreamPart("s3", 1, "{"));
+  EXPECT_EQ(r.status, 400) << r.body;
+  r = Do(*api_, StreamPart("s3", 2, InstanceJson("y", "n", "10.0.0.5")));
+  EXPECT_EQ(r.status, 409) << r.body;
+  EXPECT_NE(ErrorMessage(r).find("part 1 was refused"), std::string::npos) << r.body;
+  EXPECT_FALSE(store_->Get("y").ok());
+}
+
+TEST_F(AdminApiTest, ImportStreamHeaderRefusals) {
+  const std::string body = InstanceJson("a", "n", "10.0.0.1");
+  struct Case {
+    Headers headers;
+    int status;
+    const char* message;
+  };
+  const Case cases[] = {
+      {{{"X-OpenIMDS-Import-Stream", "s"}}, 400, "go together"},
+      {{{"X-OpenIMDS-Import-Part", "1"}}, 400, "go together"},
+      {{{"X-OpenIMDS-Import-Stream", "a/b"}, {"X-OpenIMDS-Import-Part", "1"}}, 400, "letters"},
+      {{{"X-OpenIMDS-Import-Stream", "s"}, {"X-OpenIMDS-Import-Part", "0"}}, 400, "number"},
+      {{{"X-OpenIMDS-Import-Stream", "s"}, {"X-OpenIMDS-Import-Part", "x"}}, 400, "number"},
+  };
+  for (const auto& c : cases) {
+    common::Response r = Do(*api_, {"POST", "/v1/instances:import", body, c.headers});
+    EXPECT_EQ(r.status, c.status) << r.body;
+    EXPECT_NE(ErrorMessage(r).find(c.message), std::string::npos) << r.body;
+  }
+  EXPECT_TRUE(store_->List()->empty());
+  // Too far ahead of the last committed part.
+  ASSERT_EQ(Do(*api_, StreamPart("s4", 1, body)).status, 200);
+  common::Response r = Do(*api_, StreamPart("s4", 10, InstanceJson("b", "n", "10.0.0.2")));
+  EXPECT_EQ(r.status, 429) << r.body;
+  EXPECT_NE(ErrorMessage(r).find("too far ahead"), std::string::npos) << r.body;
+  EXPECT_EQ(store_->List()->size(), 1u);
 }
 
 TEST_F(AdminApiTest, ListFilters) {
