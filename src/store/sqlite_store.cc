@@ -876,7 +876,7 @@ class ParsePool {
 class SqliteStore::Checkpointer {
  public:
   static constexpr int kStartFrames = 1000;    // SQLite's default autocheckpoint
-  static constexpr int kInlineFrames = 262144;  // 1 GiB of 4 KiB pages
+  static constexpr int kInlineFrames = 32768;  // 128 MiB of 4 KiB pages
 
   Checkpointer(std::unique_ptr<SqliteDb> db, sqlite3* writer)
       : db_(std::move(db)), writer_(writer), thread_([this] {
