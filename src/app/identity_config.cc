@@ -1,37 +1,12 @@
 #include "app/identity_config.h"
 
-#include <sys/stat.h>
-
-#include <cerrno>
-#include <cstring>
-#include <fstream>
-#include <iterator>
-
 #include "common/log.h"
+#include "common/secret_file.h"
 
 namespace openimds::app {
 
-common::Result<std::string> ReadSecretFileStrict(const std::string& path) {
-  struct stat st {};
-  if (stat(path.c_str(), &st) != 0) {
-    return common::InvalidArgument("cannot read " + path + ": " + std::strerror(errno));
-  }
-  if ((st.st_mode & 077) != 0) {
-    char mode[8];
-    std::snprintf(mode, sizeof(mode), "%03o", static_cast<unsigned>(st.st_mode & 0777));
-    return common::PermissionDenied(path + " is readable by group or others (mode " + mode +
-                                    "); chmod 600 it: it holds a secret");
-  }
-  std::ifstream in(path);
-  if (!in) return common::InvalidArgument("cannot read " + path);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
-  if (text.empty()) return common::InvalidArgument(path + " is empty");
-  return text;
-}
-
 common::Result<std::vector<auth::SigningKey>> ReadKeyFile(const std::string& path) {
-  auto text = ReadSecretFileStrict(path);
+  auto text = common::ReadSecretFile(path);
   if (!text.ok()) return text.status();
   auto keys = auth::ParseSigningKeys(*text);
   if (!keys.ok()) return common::InvalidArgument(path + ": " + keys.status().message());
@@ -41,7 +16,7 @@ common::Result<std::vector<auth::SigningKey>> ReadKeyFile(const std::string& pat
 namespace {
 
 // The secrets the flags name, read and checked (see ReadKeyFile and
-// ReadSecretFileStrict); errors name the file.
+// common::ReadSecretFile); errors name the file.
 struct IdentitySecrets {
   std::vector<auth::SigningKey> proxy_keys;
   std::string neutron_shared_secret;
@@ -55,12 +30,8 @@ common::Result<IdentitySecrets> ReadIdentitySecrets(const IdentityFlags& f) {
     out.proxy_keys = std::move(keys).value();
   }
   if (!f.neutron_secret_file.empty()) {
-    auto secret = ReadSecretFileStrict(f.neutron_secret_file);
+    auto secret = common::ReadSecretFile(f.neutron_secret_file);
     if (!secret.ok()) return secret.status();
-    if (secret->size() < auth::kMinSecretBytes) {
-      common::LogWarn("serve", "the Neutron shared secret in " + f.neutron_secret_file +
-                                   " is shorter than 16 characters; use a long random one");
-    }
     out.neutron_shared_secret = std::move(secret).value();
   }
   return out;

@@ -13,13 +13,9 @@
 
 namespace openimds::app {
 
-// Reads a file that holds a secret. PermissionDenied if group or others may
-// read it (mode & 077), InvalidArgument if it cannot be read or is empty.
-// Trailing newlines are removed. The secret never appears in a message.
-common::Result<std::string> ReadSecretFileStrict(const std::string& path);
-
 // Reads a key file: one "KEY_ID SECRET" per line, '#' comments; the first
-// key signs (auth::ParseSigningKeys). Same mode rule as above.
+// key signs (auth::ParseSigningKeys). The file obeys the rules of
+// common::ReadSecretFile (mode 0600, owner, size) and fails with its errors.
 common::Result<std::vector<auth::SigningKey>> ReadKeyFile(const std::string& path);
 
 // The `openimds serve` flags for listeners that face proxies and

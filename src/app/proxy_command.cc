@@ -246,7 +246,12 @@ int RunProxy(const ProxyCommandOptions& o) {
   auto keys = LoadProxyKeys(o, chain, clock);
   if (!keys.ok()) {
     common::LogError("proxy", keys.status().message());
-    return kExitFailed;
+    // A key file to fix (missing, mode, owner, content) is a usage error, as in serve.
+    const common::Code code = keys.status().code();
+    return code == common::Code::kInvalidArgument || code == common::Code::kPermissionDenied ||
+                   code == common::Code::kNotFound
+               ? kExitUsage
+               : kExitFailed;
   }
   // Replaced together on SIGHUP; the I/O threads read them lock-free.
   auth::SignerHolder signer(keys->signer);

@@ -2,7 +2,6 @@
 
 #include <pthread.h>
 #include <signal.h>
-#include <sys/stat.h>
 
 #include <algorithm>
 #include <boost/json.hpp>
@@ -18,6 +17,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/secret_file.h"
 #include "common/time_format.h"
 #include "feed/follower.h"
 #include "flavour/ec2/ec2_flavour.h"
@@ -117,27 +117,6 @@ common::Result<GuestListener> ParseListen(const std::string& spec) {
   }
   if (l.endpoint.empty()) return common::InvalidArgument("--listen needs ADDRESS:PORT");
   return l;
-}
-
-common::Result<std::string> ReadSecretFile(const std::string& path) {
-  struct stat st {};
-  if (stat(path.c_str(), &st) != 0) {
-    return common::InvalidArgument("cannot read " + path + ": " + std::strerror(errno));
-  }
-  if ((st.st_mode & 077) != 0) {
-    return common::PermissionDenied(path + " is readable by group or others (mode " +
-                                    std::to_string(st.st_mode & 0777) +
-                                    "); chmod 600 it: it holds a secret");
-  }
-  std::ifstream in(path);
-  std::string token((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) {
-    token.pop_back();
-  }
-  if (token.size() < 16) {
-    return common::InvalidArgument(path + " holds fewer than 16 characters; use a long random token");
-  }
-  return token;
 }
 
 // Blocks SIGINT/SIGTERM/SIGHUP in every thread and waits for them on one
@@ -374,8 +353,10 @@ int RunServe(const ServeOptions& o) {
   auto ec2 = Ec2Runtime::Create(o.ec2, **store, catalog, follower, clock, metrics);
   if (!ec2.ok()) {
     common::LogError("serve", ec2.status().message());
-    return ec2.status().code() == common::Code::kInvalidArgument ||
-                   ec2.status().code() == common::Code::kPermissionDenied
+    // Bad flags or key files (missing, mode, owner, content) are usage errors.
+    const common::Code code = ec2.status().code();
+    return code == common::Code::kInvalidArgument || code == common::Code::kPermissionDenied ||
+                   code == common::Code::kNotFound
                ? 2
                : 1;
   }
@@ -459,7 +440,7 @@ int RunServe(const ServeOptions& o) {
                                     ") needs --admin-token-file; use unix:/path otherwise");
       return 2;
     }
-    auto token = ReadSecretFile(o.admin_token_file);
+    auto token = http::ReadBearerTokenFile(o.admin_token_file);
     if (!token.ok()) {
       common::LogError("serve", token.status().message());
       return 2;
@@ -479,7 +460,7 @@ int RunServe(const ServeOptions& o) {
     }
     if (!o.admin_tls_key.empty()) {
       // OpenSSL reads the key; the mode rule of every other secret holds.
-      if (auto key = ReadSecretFileStrict(o.admin_tls_key); !key.ok()) {
+      if (auto key = common::ReadSecretFile(o.admin_tls_key); !key.ok()) {
         common::LogError("serve", "--admin-tls-key: " + key.status().message());
         return 2;
       }
