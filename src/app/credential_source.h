@@ -133,22 +133,4 @@ common::Result<model::Credentials> ParseCredentialProcessOutput(std::string_view
                                                                 common::TimePoint now,
                                                                 std::chrono::seconds min_validity);
 
-// The outcome of running a command.
-struct CommandResult {
-  int exit_status = -1;  // the exit code, or -1 if it did not exit normally
-  bool timed_out = false;
-  bool output_too_large = false;
-  std::string stdout_text;
-  std::string stderr_first_line;  // for log lines; at most 200 bytes
-};
-
-// Runs `argv` (argv[0] looked up in PATH when it has no '/') with the
-// current environment plus `extra_env` ("NAME=value"), stdin from /dev/null,
-// no inherited file descriptors beyond 0-2, default signal mask and
-// dispositions. Kills it after `timeout`. Internal when it cannot be started.
-common::Result<CommandResult> RunCommand(const std::vector<std::string>& argv,
-                                         const std::vector<std::string>& extra_env,
-                                         std::chrono::milliseconds timeout,
-                                         size_t max_output_bytes);
-
 }  // namespace openimds::app
