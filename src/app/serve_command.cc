@@ -1,14 +1,9 @@
 #include "app/serve_command.h"
 
-#include <pthread.h>
-#include <signal.h>
-
 #include <algorithm>
 #include <boost/json.hpp>
 #include <filesystem>
-#include <fstream>
 #include <functional>
-#include <thread>
 
 #include "admin/admin_api.h"
 #include "app/ec2_setup.h"
@@ -17,7 +12,9 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/ready_file.h"
 #include "common/secret_file.h"
+#include "common/signal_watcher.h"
 #include "common/time_format.h"
 #include "feed/follower.h"
 #include "flavour/ec2/ec2_flavour.h"
@@ -118,56 +115,6 @@ common::Result<GuestListener> ParseListen(const std::string& spec) {
   if (l.endpoint.empty()) return common::InvalidArgument("--listen needs ADDRESS:PORT");
   return l;
 }
-
-// Blocks SIGINT/SIGTERM/SIGHUP in every thread and waits for them on one
-// thread: SIGINT/SIGTERM start the server's two-phase shutdown, SIGHUP calls
-// `on_reload` (re-read key files) on this thread, off the I/O threads.
-class SignalWatcher {
- public:
-  SignalWatcher() {
-    sigemptyset(&set_);
-    sigaddset(&set_, SIGINT);
-    sigaddset(&set_, SIGTERM);
-    sigaddset(&set_, SIGHUP);   // reload; until Start() it stays pending, not fatal
-    sigaddset(&set_, SIGUSR2);  // used only to wake the watcher at exit
-    pthread_sigmask(SIG_BLOCK, &set_, nullptr);
-  }
-  void Start(http::Server& server, std::function<void()> on_reload) {
-    thread_ = std::thread([this, &server, on_reload = std::move(on_reload)] {
-      while (true) {
-        int sig = 0;
-        sigwait(&set_, &sig);
-        if (sig == SIGUSR2) return;  // our own wake-up at exit
-        if (sig == SIGHUP) {
-          if (on_reload) {
-            on_reload();
-          } else {
-            common::LogInfo("serve", "received SIGHUP; no key files to reload");
-          }
-          continue;
-        }
-        common::LogInfo("serve", std::string("received ") +
-                                     (sig == SIGINT ? "SIGINT" : "SIGTERM") +
-                                     ", draining connections");
-        server.Shutdown();
-        return;
-      }
-    });
-  }
-  // Wakes and joins the watcher; a reload in progress finishes first. Call it
-  // before what `on_reload` uses goes away. Idempotent.
-  void Stop() {
-    if (thread_.joinable()) {
-      pthread_kill(thread_.native_handle(), SIGUSR2);
-      thread_.join();
-    }
-  }
-  ~SignalWatcher() { Stop(); }
-
- private:
-  sigset_t set_;
-  std::thread thread_;
-};
 
 }  // namespace
 
@@ -274,7 +221,7 @@ int RunServe(const ServeOptions& o) {
     return 2;
   }
   common::SetLogLevel(level);
-  SignalWatcher signals;  // before any thread starts, so all inherit the mask
+  common::SignalWatcher signals("serve");  // before any thread starts: all inherit its mask
 
   if (o.store.rfind("sqlite:", 0) != 0) {
     common::LogError("serve", "--store must be sqlite:PATH (got '" + o.store + "')");
@@ -557,12 +504,11 @@ int RunServe(const ServeOptions& o) {
   common::LogInfo("serve", "admin API on " + bound.back() + "; " +
                                std::to_string(catalog.Current()->size()) + " instances loaded");
   if (!o.ready_file.empty()) {
-    const std::string tmp = o.ready_file + ".tmp";
-    {
-      std::ofstream f(tmp);
-      f << boost::json::serialize(ready) << "\n";
+    if (common::Status s = common::WriteReadyFile(o.ready_file, boost::json::serialize(ready) + "\n");
+        !s.ok()) {
+      common::LogError("serve", s.message());
+      return 1;
     }
-    std::filesystem::rename(tmp, o.ready_file, fs_ec);
   }
   (*ec2)->Start();  // token key rotation, credential source
   (*openstack_rt)->Start();  // vendordata prefetch
@@ -587,7 +533,7 @@ int RunServe(const ServeOptions& o) {
       common::LogInfo("serve", "SIGHUP: reloaded; now accepting " + *done);
     };
   }
-  signals.Start(server, std::move(reload));
+  signals.Start({.stop = [&server] { server.Shutdown(); }, .reload = std::move(reload)});
   server.Run();
   signals.Stop();  // before the resolver and the server it uses go away
   follower.Stop();
