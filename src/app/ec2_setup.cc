@@ -61,6 +61,19 @@ common::Result<std::unique_ptr<auth::DocumentSigner>> LoadSigner(const std::stri
   return signer;
 }
 
+// The EC2 flavour's view of the credential source: the flavour declares
+// the interface, the credentials module does not know flavours.
+class Ec2Credentials final : public flavour::ec2::CredentialProvider {
+ public:
+  explicit Ec2Credentials(const credentials::CredentialSource& source) : source_(source) {}
+  std::shared_ptr<const model::Credentials> Find(const model::Instance& instance) const override {
+    return source_.Find(instance);
+  }
+
+ private:
+  const credentials::CredentialSource& source_;
+};
+
 }  // namespace
 
 void RegisterEc2ServeFlags(CLI::App& serve, Ec2ServeOptions& o) {
@@ -137,9 +150,11 @@ common::Result<std::unique_ptr<Ec2Runtime>> Ec2Runtime::Create(const Ec2ServeOpt
                     "identity documents are signed with the keys in " + options.identity_keys_dir);
   }
   if (!options.credential_source_command.empty()) {
-    CredentialSource::Options co;
+    credentials::CredentialSource::Options co;
     co.command = options.credential_source_command;
-    rt->credentials_ = std::make_unique<CredentialSource>(co, catalog, clock, metrics);
+    rt->credentials_ =
+        std::make_unique<credentials::CredentialSource>(co, catalog, clock, metrics);
+    rt->ec2_credentials_ = std::make_unique<Ec2Credentials>(*rt->credentials_);
     rt->follower_ = &follower;
     common::LogInfo(kComponent, "role credentials without a fresh pushed set come from " +
                                     options.credential_source_command);
@@ -157,7 +172,7 @@ common::Status Ec2Runtime::RefreshKeys() {
 void Ec2Runtime::Start() {
   if (credentials_) {
     // Instances that gain, change or lose a role reach the source at once.
-    CredentialSource* source = credentials_.get();
+    credentials::CredentialSource* source = credentials_.get();
     follower_->Subscribe(
         [source](const std::vector<feed::Applied>& changes) { source->Changed(changes); });
     credentials_->Start();
@@ -191,6 +206,7 @@ Ec2Runtime::~Ec2Runtime() {
   }
   wake_.notify_all();
   if (rotation_.joinable()) rotation_.join();
+  ec2_credentials_.reset();
   credentials_.reset();  // stops its thread before the authority and signer go
 }
 

@@ -9,7 +9,6 @@
 #include <optional>
 #include <thread>
 
-#include "app/identity_config.h"
 #include "auth/request_signer.h"
 #include "auth/signer_holder.h"
 #include "common/clock.h"
@@ -19,6 +18,7 @@
 #include "common/signal_watcher.h"
 #include "http/connection_gate.h"
 #include "http/server.h"
+#include "identity/identity_config.h"
 #include "proxy/proxy_server.h"
 
 namespace openimds::app {
@@ -83,7 +83,7 @@ struct ProxyKeys {
 // Errors name the file and the reason, never a secret.
 common::Result<ProxyKeys> LoadProxyKeys(const ProxyCommandOptions& o, bool chain,
                                         const common::Clock& clock) {
-  auto keys = ReadKeyFile(o.key_file);
+  auto keys = identity::ReadKeyFile(o.key_file);
   if (!keys.ok()) return keys.status();
   auth::RequestSigner::Options so;
   so.replay_window = std::chrono::seconds(o.replay_window_seconds);
@@ -96,7 +96,7 @@ common::Result<ProxyKeys> LoadProxyKeys(const ProxyCommandOptions& o, bool chain
   out.signer = std::make_shared<const auth::RequestSigner>(std::move(signer).value());
   if (chain) {
     const std::string& file = o.trust_key_file.empty() ? o.key_file : o.trust_key_file;
-    auto trust_keys = o.trust_key_file.empty() ? keys : ReadKeyFile(o.trust_key_file);
+    auto trust_keys = o.trust_key_file.empty() ? keys : identity::ReadKeyFile(o.trust_key_file);
     if (!trust_keys.ok()) return trust_keys.status();
     auto v = auth::RequestSigner::Create(*trust_keys, so, clock);
     if (!v.ok()) return common::Status(v.status().code(), file + ": " + v.status().message());

@@ -116,6 +116,26 @@ common::Result<GuestListener> ParseListen(const std::string& spec) {
   return l;
 }
 
+// The flags of identity::ProxyIdentityConfig.
+void AddIdentityFlags(CLI::App& serve, identity::ProxyIdentityConfig& f) {
+  serve.add_option("--trusted-proxy", f.trusted_proxies,
+                   "CIDR of peers (openimds proxies, neutron-metadata-agents) whose identity "
+                   "headers mode=proxy listeners accept; repeatable.");
+  serve.add_option("--proxy-keys-file", f.proxy_keys_file,
+                   "File (mode 0600) of 'KEY_ID SECRET' lines: the keys whose proxy signatures "
+                   "are accepted. List the new key next to the old one to rotate.");
+  serve
+      .add_option("--proxy-replay-window", f.replay_window_seconds,
+                  "Seconds a signed proxy request stays valid either side of now.")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3600));
+  serve.add_option("--neutron-secret-file", f.neutron_secret_file,
+                   "File (mode 0600) holding neutron's metadata_proxy_shared_secret: accept "
+                   "X-Instance-ID/X-Tenant-ID/X-Instance-ID-Signature on mode=proxy listeners.");
+  serve.add_flag("!--no-trust-unix-socket", f.trust_unix_socket,
+                 "Do not trust mode=proxy listeners on unix sockets by their file mode alone.");
+}
+
 }  // namespace
 
 // Connections the admin listener takes at once, and the descriptors kept
@@ -349,7 +369,7 @@ int RunServe(const ServeOptions& o) {
   service::MetadataService metadata(resolver, catalog, flavours, &(*ec2)->tokens(), metrics,
                                     &limiter);
   // Listeners that face proxies get their own service with a proxy-mode resolver.
-  auto proxy_resolver = BuildProxyResolver(o.identity, clock, metrics);
+  auto proxy_resolver = identity::BuildProxyResolver(o.identity, clock, metrics);
   if (!proxy_resolver.ok()) {
     common::LogError("serve", proxy_resolver.status().message());
     return 2;
@@ -522,7 +542,7 @@ int RunServe(const ServeOptions& o) {
     common::Counter* reload_error = &metrics.GetCounter(kReload, kReloadHelp, "result=\"error\"");
     identity::Resolver* r = &**proxy_resolver;
     reload = [&o, r, reload_ok, reload_error] {
-      auto done = ReloadProxyResolver(o.identity, *r);
+      auto done = identity::ReloadProxyResolver(o.identity, *r);
       if (!done.ok()) {
         reload_error->Inc();
         common::LogError("serve", "SIGHUP: key reload failed, keeping the keys in use: " +

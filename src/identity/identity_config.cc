@@ -1,9 +1,9 @@
-#include "app/identity_config.h"
+#include "identity/identity_config.h"
 
 #include "common/log.h"
 #include "common/secret_file.h"
 
-namespace openimds::app {
+namespace openimds::identity {
 
 common::Result<std::vector<auth::SigningKey>> ReadKeyFile(const std::string& path) {
   auto text = common::ReadSecretFile(path);
@@ -22,7 +22,7 @@ struct IdentitySecrets {
   std::string neutron_shared_secret;
 };
 
-common::Result<IdentitySecrets> ReadIdentitySecrets(const IdentityFlags& f) {
+common::Result<IdentitySecrets> ReadIdentitySecrets(const ProxyIdentityConfig& f) {
   IdentitySecrets out;
   if (!f.proxy_keys_file.empty()) {
     auto keys = ReadKeyFile(f.proxy_keys_file);
@@ -39,35 +39,16 @@ common::Result<IdentitySecrets> ReadIdentitySecrets(const IdentityFlags& f) {
 
 }  // namespace
 
-void AddIdentityFlags(CLI::App& serve, IdentityFlags& f) {
-  serve.add_option("--trusted-proxy", f.trusted_proxies,
-                   "CIDR of peers (openimds proxies, neutron-metadata-agents) whose identity "
-                   "headers mode=proxy listeners accept; repeatable.");
-  serve.add_option("--proxy-keys-file", f.proxy_keys_file,
-                   "File (mode 0600) of 'KEY_ID SECRET' lines: the keys whose proxy signatures "
-                   "are accepted. List the new key next to the old one to rotate.");
-  serve
-      .add_option("--proxy-replay-window", f.replay_window_seconds,
-                  "Seconds a signed proxy request stays valid either side of now.")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 3600));
-  serve.add_option("--neutron-secret-file", f.neutron_secret_file,
-                   "File (mode 0600) holding neutron's metadata_proxy_shared_secret: accept "
-                   "X-Instance-ID/X-Tenant-ID/X-Instance-ID-Signature on mode=proxy listeners.");
-  serve.add_flag("!--no-trust-unix-socket", f.trust_unix_socket,
-                 "Do not trust mode=proxy listeners on unix sockets by their file mode alone.");
-}
-
-common::Result<std::optional<identity::Resolver>> BuildProxyResolver(
-    const IdentityFlags& f, const common::Clock& clock, common::MetricsRegistry& metrics) {
+common::Result<std::optional<Resolver>> BuildProxyResolver(
+    const ProxyIdentityConfig& f, const common::Clock& clock, common::MetricsRegistry& metrics) {
   if (f.proxy_keys_file.empty() && f.neutron_secret_file.empty()) {
     if (!f.trusted_proxies.empty()) {
       return common::InvalidArgument(
           "--trusted-proxy needs --proxy-keys-file or --neutron-secret-file");
     }
-    return std::optional<identity::Resolver>();
+    return std::optional<Resolver>();
   }
-  identity::Resolver::Options o;
+  Resolver::Options o;
   for (const auto& text : f.trusted_proxies) {
     auto cidr = common::Cidr::Parse(text, /*allow_host_bits=*/false);
     if (!cidr) {
@@ -86,17 +67,13 @@ common::Result<std::optional<identity::Resolver>> BuildProxyResolver(
   if (!secrets.ok()) return secrets.status();
   o.proxy_keys = std::move(secrets->proxy_keys);
   o.neutron_shared_secret = std::move(secrets->neutron_shared_secret);
-  auto resolver = identity::Resolver::Create(std::move(o), clock, metrics);
+  auto resolver = Resolver::Create(std::move(o), clock, metrics);
   if (!resolver.ok()) return resolver.status();
-  return std::optional<identity::Resolver>(std::move(resolver).value());
+  return std::optional<Resolver>(std::move(resolver).value());
 }
 
-}  // namespace openimds::app
-
-namespace openimds::app {
-
-common::Result<std::string> ReloadProxyResolver(const IdentityFlags& f,
-                                                identity::Resolver& resolver) {
+common::Result<std::string> ReloadProxyResolver(const ProxyIdentityConfig& f,
+                                                Resolver& resolver) {
   auto secrets = ReadIdentitySecrets(f);
   if (!secrets.ok()) return secrets.status();
   std::string summary;
@@ -123,4 +100,4 @@ common::Result<std::string> ReloadProxyResolver(const IdentityFlags& f,
   return summary;
 }
 
-}  // namespace openimds::app
+}  // namespace openimds::identity

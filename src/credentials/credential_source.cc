@@ -1,4 +1,4 @@
-#include "app/credential_source.h"
+#include "credentials/credential_source.h"
 
 #include <algorithm>
 #include <boost/json.hpp>
@@ -7,7 +7,7 @@
 #include "common/subprocess.h"
 #include "common/time_format.h"
 
-namespace openimds::app {
+namespace openimds::credentials {
 namespace {
 
 using common::Result;
@@ -253,4 +253,4 @@ void CredentialSource::RefreshOnce() {
   }
 }
 
-}  // namespace openimds::app
+}  // namespace openimds::credentials
