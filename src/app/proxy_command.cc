@@ -306,8 +306,8 @@ int RunProxy(const ProxyCommandOptions& o) {
     ready["guest"] = std::move(guests);
     ready["metrics"] = metrics_server ? metrics_server->BoundEndpoints().front() : "";
     ready["pid"] = static_cast<int64_t>(getpid());
-    if (common::Status s = common::WriteReadyFile(o.ready_file, boost::json::serialize(ready) + "\n");
-        !s.ok()) {
+    const std::string text = boost::json::serialize(ready) + "\n";
+    if (common::Status s = common::WriteReadyFile(o.ready_file, text); !s.ok()) {
       common::LogError("proxy", s.message());
       if (metrics_server) metrics_server->Shutdown();
       if (metrics_thread.joinable()) metrics_thread.join();

@@ -524,8 +524,8 @@ int RunServe(const ServeOptions& o) {
   common::LogInfo("serve", "admin API on " + bound.back() + "; " +
                                std::to_string(catalog.Current()->size()) + " instances loaded");
   if (!o.ready_file.empty()) {
-    if (common::Status s = common::WriteReadyFile(o.ready_file, boost::json::serialize(ready) + "\n");
-        !s.ok()) {
+    const std::string text = boost::json::serialize(ready) + "\n";
+    if (common::Status s = common::WriteReadyFile(o.ready_file, text); !s.ok()) {
       common::LogError("serve", s.message());
       return 1;
     }

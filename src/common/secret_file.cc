@@ -55,7 +55,8 @@ Result<std::string> ReadSecretFile(const std::string& path) {
   if ((st.st_mode & 077) != 0) {
     return PermissionDenied(what + " has mode " + Octal(st.st_mode) +
                             ": group or others may access it, and it holds a secret; run "
-                            "`chmod 600 " + path + "`");
+                            "`chmod 600 " +
+                            path + "`");
   }
   const uid_t me = ::geteuid();
   if (st.st_uid != me && st.st_uid != 0) {
@@ -89,10 +90,9 @@ Result<std::string> ReadSecretFile(const std::string& path) {
   while (begin < end && IsSpace(content[begin])) ++begin;
   while (end > begin && IsSpace(content[end - 1])) --end;
   if (end - begin < kMinSecretFileBytes) {
-    return InvalidArgument(what + " holds " + std::to_string(end - begin) +
-                           " bytes; a secret needs at least " +
-                           std::to_string(kMinSecretFileBytes) +
-                           " (use a long random one: `openssl rand -hex 32`)");
+    return InvalidArgument(
+        what + " holds " + std::to_string(end - begin) + " bytes; a secret needs at least " +
+        std::to_string(kMinSecretFileBytes) + " (use a long random one: `openssl rand -hex 32`)");
   }
   return content.substr(begin, end - begin);
 }

@@ -35,13 +35,13 @@ struct SubprocessOptions {
 
 // What became of the child.
 struct SubprocessResult {
-  int exit_code = -1;        // its exit status, or -1 when a signal ended it
-  int term_signal = 0;       // the signal that ended it (SIGKILL after a timeout), or 0
-  bool timed_out = false;    // killed at the timeout
+  int exit_code = -1;             // its exit status, or -1 when a signal ended it
+  int term_signal = 0;            // the signal that ended it (SIGKILL after a timeout), or 0
+  bool timed_out = false;         // killed at the timeout
   bool stdout_overflow = false;   // killed for writing more than max_stdout_bytes
   bool stderr_truncated = false;  // wrote more than max_stderr_bytes (not killed for it)
-  std::string stdout_text;   // at most max_stdout_bytes
-  std::string stderr_text;   // at most max_stderr_bytes
+  std::string stdout_text;        // at most max_stdout_bytes
+  std::string stderr_text;        // at most max_stderr_bytes
 };
 
 // Runs a child process and waits for it: the one place that starts

@@ -136,11 +136,10 @@ Result<model::Credentials> CredentialSource::Fetch(const model::Instance& instan
   common::SubprocessOptions run_options;
   run_options.argv = {options_.command, instance.id, instance.iam->name};
   run_options.env = common::CurrentEnvironment();
-  for (std::string var : {"OPENIMDS_INSTANCE_ID=" + instance.id,
-                          "OPENIMDS_ROLE=" + instance.iam->name,
-                          "OPENIMDS_ACCOUNT_ID=" + instance.account_id,
-                          "OPENIMDS_REGION=" + instance.region,
-                          "OPENIMDS_INSTANCE_PROFILE_ARN=" + instance.iam->instance_profile_arn}) {
+  for (std::string var :
+       {"OPENIMDS_INSTANCE_ID=" + instance.id, "OPENIMDS_ROLE=" + instance.iam->name,
+        "OPENIMDS_ACCOUNT_ID=" + instance.account_id, "OPENIMDS_REGION=" + instance.region,
+        "OPENIMDS_INSTANCE_PROFILE_ARN=" + instance.iam->instance_profile_arn}) {
     run_options.env.push_back(std::move(var));
   }
   run_options.timeout = options_.timeout;

@@ -12,11 +12,11 @@
 #include <vector>
 
 #include "catalog/catalog.h"
-#include "feed/follower.h"
 #include "common/clock.h"
 #include "common/metrics.h"
 #include "common/result.h"
 #include "common/time_format.h"
+#include "feed/follower.h"
 #include "model/instance.h"
 
 namespace openimds::credentials {
@@ -126,7 +126,7 @@ class CredentialSource final {
   std::unordered_map<std::string, std::shared_ptr<const model::Instance>> candidates_;
   bool seeded_ = false;   // candidates_ read from the catalog; guarded by mu_
   bool changed_ = false;  // Changed() since the last pass; guarded by mu_
-  bool stop_ = false;                               // guarded by mu_
+  bool stop_ = false;     // guarded by mu_
   std::condition_variable wake_;
   std::thread thread_;
 };

@@ -39,8 +39,9 @@ common::Result<IdentitySecrets> ReadIdentitySecrets(const ProxyIdentityConfig& f
 
 }  // namespace
 
-common::Result<std::optional<Resolver>> BuildProxyResolver(
-    const ProxyIdentityConfig& f, const common::Clock& clock, common::MetricsRegistry& metrics) {
+common::Result<std::optional<Resolver>> BuildProxyResolver(const ProxyIdentityConfig& f,
+                                                           const common::Clock& clock,
+                                                           common::MetricsRegistry& metrics) {
   if (f.proxy_keys_file.empty() && f.neutron_secret_file.empty()) {
     if (!f.trusted_proxies.empty()) {
       return common::InvalidArgument(
@@ -72,8 +73,7 @@ common::Result<std::optional<Resolver>> BuildProxyResolver(
   return std::optional<Resolver>(std::move(resolver).value());
 }
 
-common::Result<std::string> ReloadProxyResolver(const ProxyIdentityConfig& f,
-                                                Resolver& resolver) {
+common::Result<std::string> ReloadProxyResolver(const ProxyIdentityConfig& f, Resolver& resolver) {
   auto secrets = ReadIdentitySecrets(f);
   if (!secrets.ok()) return secrets.status();
   std::string summary;
@@ -85,16 +85,15 @@ common::Result<std::string> ReloadProxyResolver(const ProxyIdentityConfig& f,
     summary += " from " + f.proxy_keys_file;
   }
   if (!f.neutron_secret_file.empty()) {
-    summary += (summary.empty() ? "" : "; ") + std::string("Neutron secret from ") +
-               f.neutron_secret_file;
+    summary +=
+        (summary.empty() ? "" : "; ") + std::string("Neutron secret from ") + f.neutron_secret_file;
   }
-  common::Status set = resolver.SetKeys(std::move(secrets->proxy_keys),
-                                        std::move(secrets->neutron_shared_secret));
+  common::Status set =
+      resolver.SetKeys(std::move(secrets->proxy_keys), std::move(secrets->neutron_shared_secret));
   if (!set.ok()) {
     // ReadKeyFile already checked what RequestSigner checks, so this is rare;
     // the message names a key id at most.
-    const std::string& file =
-        f.proxy_keys_file.empty() ? f.neutron_secret_file : f.proxy_keys_file;
+    const std::string& file = f.proxy_keys_file.empty() ? f.neutron_secret_file : f.proxy_keys_file;
     return common::Status(set.code(), file + ": " + set.message());
   }
   return summary;

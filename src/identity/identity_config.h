@@ -34,8 +34,8 @@ struct ProxyIdentityConfig {
 // PermissionDenied, InvalidArgument) for a file it refuses.
 // `clock` and `metrics` are borrowed by the Resolver.
 common::Result<std::optional<Resolver>> BuildProxyResolver(const ProxyIdentityConfig& config,
-                                                          const common::Clock& clock,
-                                                          common::MetricsRegistry& metrics);
+                                                           const common::Clock& clock,
+                                                           common::MetricsRegistry& metrics);
 
 // SIGHUP: re-reads --proxy-keys-file and --neutron-secret-file and installs
 // them in `resolver` (built by BuildProxyResolver from the same config) while

@@ -201,7 +201,8 @@ TEST(SubprocessTest, SignalMaskAndDispositionsAreReset) {
   sigaddset(&block, SIGINT);
   sigaddset(&block, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &block, &old_mask);
-  struct sigaction ignore {}, old_usr1{}, old_pipe{};
+  struct sigaction ignore {
+  }, old_usr1{}, old_pipe{};
   ignore.sa_handler = SIG_IGN;
   sigaction(SIGUSR1, &ignore, &old_usr1);
   sigaction(SIGPIPE, &ignore, &old_pipe);

@@ -96,8 +96,8 @@ class CredentialSourceTest : public ::testing::Test {
   }
 
   uint64_t Runs(std::string_view result) {
-    return metrics_.GetCounter("credential_source_runs_total", "",
-                               "result=\"" + std::string(result) + "\"")
+    return metrics_
+        .GetCounter("credential_source_runs_total", "", "result=\"" + std::string(result) + "\"")
         .Value();
   }
 
@@ -114,9 +114,9 @@ class CredentialSourceTest : public ::testing::Test {
 
 TEST_F(CredentialSourceTest, RunsTheCommandPerInstanceWithARole) {
   // argv and environment as documented; the output names what the command saw.
-  auto source = Source(Script(
-      R"(printf '{"Version":1,"AccessKeyId":"%s","SecretAccessKey":"s","SessionToken":"%s",)"
-      R"("Expiration":"2099-01-01T00:00:00Z"}' "$1-$2" "$OPENIMDS_ROLE-$OPENIMDS_REGION")"));
+  auto source = Source(
+      Script(R"(printf '{"Version":1,"AccessKeyId":"%s","SecretAccessKey":"s","SessionToken":"%s",)"
+             R"("Expiration":"2099-01-01T00:00:00Z"}' "$1-$2" "$OPENIMDS_ROLE-$OPENIMDS_REGION")"));
   AddInstance("i-1", "role-a");
   AddInstance("i-2", "");
   source->RefreshOnce();

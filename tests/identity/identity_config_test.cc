@@ -41,8 +41,8 @@ class IdentityConfigTest : public ::testing::Test {
 };
 
 TEST_F(IdentityConfigTest, ReadKeyFile) {
-  auto keys = ReadKeyFile(Write("keys", "# rotation\na " + std::string(kSecretA) + "\nb " +
-                                            std::string(kSecretB) + "\n"));
+  auto keys = ReadKeyFile(Write(
+      "keys", "# rotation\na " + std::string(kSecretA) + "\nb " + std::string(kSecretB) + "\n"));
   ASSERT_TRUE(keys.ok()) << keys.status().ToString();
   ASSERT_EQ(keys->size(), 2u);
   EXPECT_EQ((*keys)[0].id, "a");
