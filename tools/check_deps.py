@@ -14,6 +14,7 @@ ALLOWED = {
     "store": {"model", "common"},
     "catalog": {"model", "common"},
     "feed": {"store", "catalog", "model", "common"},
+    "credentials": {"feed", "catalog", "model", "common"},
     "auth": {"common"},
     "identity": {"catalog", "auth", "model", "common"},
     "flavour": {"auth", "model", "common"},

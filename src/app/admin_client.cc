@@ -1,9 +1,6 @@
 #include "app/admin_client.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
 #include <sys/un.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <boost/asio/io_context.hpp>
@@ -27,6 +24,8 @@
 #include <cstring>
 #include <exception>
 
+#include "http/bearer_auth.h"
+
 namespace openimds::app {
 namespace {
 
@@ -44,13 +43,6 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
            return std::tolower(static_cast<unsigned char>(x)) ==
                   std::tolower(static_cast<unsigned char>(y));
          });
-}
-
-std::string_view TrimSpace(std::string_view s) {
-  auto space = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
-  while (!s.empty() && space(s.front())) s.remove_prefix(1);
-  while (!s.empty() && space(s.back())) s.remove_suffix(1);
-  return s;
 }
 
 common::Status BadEndpoint(std::string_view text, std::string_view why) {
@@ -205,60 +197,6 @@ common::Result<AdminEndpoint> AdminEndpoint::Parse(std::string_view text) {
   return endpoint;
 }
 
-common::Result<std::string> ReadTokenFile(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    const int err = errno;
-    std::string message = "token file " + path + ": " + std::strerror(err);
-    if (err == ENOENT) return common::NotFound(message);
-    return common::PermissionDenied(message);
-  }
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    return common::PermissionDenied("token file " + path + ": " + std::strerror(errno));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    return common::InvalidArgument("token file " + path + " is not a regular file");
-  }
-  // Checked on the open descriptor, so the file cannot be swapped in between.
-  if ((st.st_mode & 077) != 0) {
-    char mode[8];
-    std::snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(st.st_mode & 07777));
-    return common::PermissionDenied("token file " + path + " has mode " + mode +
-                                    ": group or others may read it; run `chmod 600 " + path + "`");
-  }
-  // A token is a few dozen bytes; the cap only stops a wrong path from being
-  // read whole.
-  constexpr size_t kMaxTokenFileBytes = 64 * 1024;
-  std::string content;
-  char buf[4096];
-  while (content.size() <= kMaxTokenFileBytes) {
-    const ssize_t n = ::read(fd, buf, sizeof(buf));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return common::PermissionDenied("token file " + path + ": " + std::strerror(errno));
-    }
-    if (n == 0) break;
-    content.append(buf, static_cast<size_t>(n));
-  }
-  if (content.size() > kMaxTokenFileBytes) {
-    return common::InvalidArgument("token file " + path + " is larger than 64 KiB");
-  }
-  const std::string_view token = TrimSpace(content);
-  if (token.empty()) return common::InvalidArgument("token file " + path + " is empty");
-  for (char c : token) {
-    if (c < 0x21 || c > 0x7e) {
-      return common::InvalidArgument("token file " + path +
-                                     ": the token must be one word of printable ASCII");
-    }
-  }
-  return std::string(token);
-}
-
 std::optional<std::string> AdminReply::Header(std::string_view name) const {
   for (const auto& [n, v] : headers) {
     if (EqualsIgnoreCase(n, name)) return v;
@@ -271,7 +209,7 @@ common::Result<AdminClient> AdminClient::Create(Options options) {
   if (!endpoint.ok()) return endpoint.status();
   std::string token;
   if (!options.token_file.empty()) {
-    auto read = ReadTokenFile(options.token_file);
+    auto read = openimds::http::ReadBearerTokenFile(options.token_file);
     if (!read.ok()) return read.status();
     token = std::move(*read);
   }

@@ -32,14 +32,6 @@ struct AdminEndpoint {
   static common::Result<AdminEndpoint> Parse(std::string_view text);
 };
 
-// Reads a bearer token from `path`. The file must be a regular file that
-// neither group nor others may access (mode 0600 or 0400), because anyone who
-// can read it can rewrite every instance: PermissionDenied otherwise, with the
-// chmod that fixes it. Surrounding whitespace (a trailing newline) is dropped.
-// InvalidArgument when empty or when the token has characters that cannot go
-// in an HTTP header; NotFound / PermissionDenied when it cannot be opened.
-common::Result<std::string> ReadTokenFile(const std::string& path);
-
 // One HTTP response as the admin API sent it.
 struct AdminReply {
   int status = 0;
@@ -58,7 +50,7 @@ class AdminClient {
   struct Options {
     // See AdminEndpoint::Parse.
     std::string endpoint = "unix:/run/openimds/admin.sock";
-    // File holding the bearer token (see ReadTokenFile). Empty: no
+    // File holding the bearer token (see http::ReadBearerTokenFile). Empty: no
     // Authorization header (what a unix socket listener expects).
     std::string token_file;
     // https: PEM file of the certificate authorities that may have signed
@@ -82,7 +74,7 @@ class AdminClient {
   using Progress = std::function<void(uint64_t sent, uint64_t total)>;
 
   // Parses the endpoint and reads the token file; the errors of
-  // AdminEndpoint::Parse and ReadTokenFile.
+  // AdminEndpoint::Parse and http::ReadBearerTokenFile.
   static common::Result<AdminClient> Create(Options options);
 
   // Sends one request and returns the response, whatever its status.

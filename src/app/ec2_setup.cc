@@ -1,7 +1,5 @@
 #include "app/ec2_setup.h"
 
-#include <sys/stat.h>
-
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -9,6 +7,7 @@
 #include <iterator>
 
 #include "common/log.h"
+#include "common/secret_file.h"
 
 namespace openimds::app {
 namespace {
@@ -20,17 +19,13 @@ constexpr std::string_view kComponent = "serve";
 // are cached for a few keys only).
 constexpr int kMinKeyPeriodSeconds = 15 * 60;
 
-common::Result<std::string> ReadFile(const std::filesystem::path& path, bool secret) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) {
+// Certificates are public: a plain read. Private keys go through
+// common::ReadSecretFile.
+common::Result<std::string> ReadCertificate(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
     return common::InvalidArgument("cannot read " + path.string() + ": " + std::strerror(errno));
   }
-  if (secret && (st.st_mode & 077) != 0) {
-    return common::PermissionDenied(path.string() +
-                                    " is readable by group or others; chmod 600 it: it holds a "
-                                    "private key");
-  }
-  std::ifstream in(path, std::ios::binary);
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (!in.good() && !in.eof()) return common::InvalidArgument("cannot read " + path.string());
   return text;
@@ -39,9 +34,9 @@ common::Result<std::string> ReadFile(const std::filesystem::path& path, bool sec
 common::Result<std::unique_ptr<auth::DocumentSigner>> LoadSigner(const std::string& dir_text) {
   const std::filesystem::path dir(dir_text);
   auth::DocumentSigner::Options o;
-  auto key = ReadFile(dir / "identity.key", /*secret=*/true);
+  auto key = common::ReadSecretFile(dir / "identity.key");
   if (!key.ok()) return key.status();
-  auto cert = ReadFile(dir / "identity.crt", /*secret=*/false);
+  auto cert = ReadCertificate(dir / "identity.crt");
   if (!cert.ok()) return cert.status();
   o.key_pem = std::move(*key);
   o.certificate_pem = std::move(*cert);
@@ -52,9 +47,9 @@ common::Result<std::unique_ptr<auth::DocumentSigner>> LoadSigner(const std::stri
                                    ": pkcs7.key and pkcs7.crt must both be there or neither");
   }
   if (has_pkcs7_key) {
-    auto pkey = ReadFile(dir / "pkcs7.key", /*secret=*/true);
+    auto pkey = common::ReadSecretFile(dir / "pkcs7.key");
     if (!pkey.ok()) return pkey.status();
-    auto pcert = ReadFile(dir / "pkcs7.crt", /*secret=*/false);
+    auto pcert = ReadCertificate(dir / "pkcs7.crt");
     if (!pcert.ok()) return pcert.status();
     o.pkcs7_key_pem = std::move(*pkey);
     o.pkcs7_certificate_pem = std::move(*pcert);
@@ -65,6 +60,19 @@ common::Result<std::unique_ptr<auth::DocumentSigner>> LoadSigner(const std::stri
   }
   return signer;
 }
+
+// The EC2 flavour's view of the credential source: the flavour declares
+// the interface, the credentials module does not know flavours.
+class Ec2Credentials final : public flavour::ec2::CredentialProvider {
+ public:
+  explicit Ec2Credentials(const credentials::CredentialSource& source) : source_(source) {}
+  std::shared_ptr<const model::Credentials> Find(const model::Instance& instance) const override {
+    return source_.Find(instance);
+  }
+
+ private:
+  const credentials::CredentialSource& source_;
+};
 
 }  // namespace
 
@@ -142,9 +150,11 @@ common::Result<std::unique_ptr<Ec2Runtime>> Ec2Runtime::Create(const Ec2ServeOpt
                     "identity documents are signed with the keys in " + options.identity_keys_dir);
   }
   if (!options.credential_source_command.empty()) {
-    CredentialSource::Options co;
+    credentials::CredentialSource::Options co;
     co.command = options.credential_source_command;
-    rt->credentials_ = std::make_unique<CredentialSource>(co, catalog, clock, metrics);
+    rt->credentials_ =
+        std::make_unique<credentials::CredentialSource>(co, catalog, clock, metrics);
+    rt->ec2_credentials_ = std::make_unique<Ec2Credentials>(*rt->credentials_);
     rt->follower_ = &follower;
     common::LogInfo(kComponent, "role credentials without a fresh pushed set come from " +
                                     options.credential_source_command);
@@ -162,7 +172,7 @@ common::Status Ec2Runtime::RefreshKeys() {
 void Ec2Runtime::Start() {
   if (credentials_) {
     // Instances that gain, change or lose a role reach the source at once.
-    CredentialSource* source = credentials_.get();
+    credentials::CredentialSource* source = credentials_.get();
     follower_->Subscribe(
         [source](const std::vector<feed::Applied>& changes) { source->Changed(changes); });
     credentials_->Start();
@@ -196,6 +206,7 @@ Ec2Runtime::~Ec2Runtime() {
   }
   wake_.notify_all();
   if (rotation_.joinable()) rotation_.join();
+  ec2_credentials_.reset();
   credentials_.reset();  // stops its thread before the authority and signer go
 }
 

@@ -8,7 +8,6 @@
 #include <string>
 #include <thread>
 
-#include "app/credential_source.h"
 #include "auth/document_signer.h"
 #include "auth/token_authority.h"
 #include "catalog/catalog.h"
@@ -16,6 +15,7 @@
 #include "common/clock.h"
 #include "common/metrics.h"
 #include "common/result.h"
+#include "credentials/credential_source.h"
 #include "flavour/ec2/ec2_flavour.h"
 #include "store/store.h"
 
@@ -30,7 +30,7 @@ struct Ec2ServeOptions {
   // rsa2048, and pkcs7 unless) pkcs7.key + pkcs7.crt are there too. Empty:
   // no signed forms are served. `openimds keygen --out DIR` makes a set.
   std::string identity_keys_dir;
-  // --credential-source-command PATH (see CredentialSource).
+  // --credential-source-command PATH (see credentials::CredentialSource).
   std::string credential_source_command;
   // --token-key-period SECONDS: a new token key epoch this often. Keys stay
   // valid for the longest token lifetime (6 h) after they stop issuing.
@@ -76,7 +76,9 @@ class Ec2Runtime {
 
   const auth::TokenAuthority& tokens() const { return *tokens_; }
   const auth::DocumentSigner* signer() const { return signer_.get(); }
-  const flavour::ec2::CredentialProvider* credentials() const { return credentials_.get(); }
+  // The credential source as the EC2 flavour sees it; null without
+  // --credential-source-command.
+  const flavour::ec2::CredentialProvider* credentials() const { return ec2_credentials_.get(); }
 
   // Starts key rotation and the credential source.
   void Start();
@@ -92,7 +94,8 @@ class Ec2Runtime {
   common::Counter& refresh_failures_;
   std::unique_ptr<auth::TokenAuthority> tokens_;
   std::unique_ptr<auth::DocumentSigner> signer_;
-  std::unique_ptr<CredentialSource> credentials_;
+  std::unique_ptr<credentials::CredentialSource> credentials_;
+  std::unique_ptr<flavour::ec2::CredentialProvider> ec2_credentials_;  // reads credentials_
   feed::Follower* follower_ = nullptr;  // set with credentials_
 
   std::mutex mu_;

@@ -1,25 +1,24 @@
 #include "app/proxy_command.h"
 
-#include <pthread.h>
-#include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <boost/json.hpp>
 #include <filesystem>
-#include <fstream>
 #include <memory>
 #include <optional>
 #include <thread>
 
-#include "app/identity_config.h"
 #include "auth/request_signer.h"
 #include "auth/signer_holder.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/ready_file.h"
+#include "common/signal_watcher.h"
 #include "http/connection_gate.h"
 #include "http/server.h"
+#include "identity/identity_config.h"
 #include "proxy/proxy_server.h"
 
 namespace openimds::app {
@@ -84,7 +83,7 @@ struct ProxyKeys {
 // Errors name the file and the reason, never a secret.
 common::Result<ProxyKeys> LoadProxyKeys(const ProxyCommandOptions& o, bool chain,
                                         const common::Clock& clock) {
-  auto keys = ReadKeyFile(o.key_file);
+  auto keys = identity::ReadKeyFile(o.key_file);
   if (!keys.ok()) return keys.status();
   auth::RequestSigner::Options so;
   so.replay_window = std::chrono::seconds(o.replay_window_seconds);
@@ -97,7 +96,7 @@ common::Result<ProxyKeys> LoadProxyKeys(const ProxyCommandOptions& o, bool chain
   out.signer = std::make_shared<const auth::RequestSigner>(std::move(signer).value());
   if (chain) {
     const std::string& file = o.trust_key_file.empty() ? o.key_file : o.trust_key_file;
-    auto trust_keys = o.trust_key_file.empty() ? keys : ReadKeyFile(o.trust_key_file);
+    auto trust_keys = o.trust_key_file.empty() ? keys : identity::ReadKeyFile(o.trust_key_file);
     if (!trust_keys.ok()) return trust_keys.status();
     auto v = auth::RequestSigner::Create(*trust_keys, so, clock);
     if (!v.ok()) return common::Status(v.status().code(), file + ": " + v.status().message());
@@ -188,15 +187,7 @@ int RunProxy(const ProxyCommandOptions& o) {
   }
   common::SetLogLevel(level);
 
-  // Block the stop and reload signals in every thread before any starts; one
-  // thread waits for them.
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGHUP);   // re-read the key files
-  sigaddset(&set, SIGUSR2);  // our own wake-up at exit
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  common::SignalWatcher signals("proxy");  // before any thread starts: all inherit its mask
 
   proxy::ProxyOptions po;
   for (const auto& spec : o.listen) {
@@ -246,7 +237,12 @@ int RunProxy(const ProxyCommandOptions& o) {
   auto keys = LoadProxyKeys(o, chain, clock);
   if (!keys.ok()) {
     common::LogError("proxy", keys.status().message());
-    return kExitFailed;
+    // A key file to fix (missing, mode, owner, content) is a usage error, as in serve.
+    const common::Code code = keys.status().code();
+    return code == common::Code::kInvalidArgument || code == common::Code::kPermissionDenied ||
+                   code == common::Code::kNotFound
+               ? kExitUsage
+               : kExitFailed;
   }
   // Replaced together on SIGHUP; the I/O threads read them lock-free.
   auth::SignerHolder signer(keys->signer);
@@ -310,13 +306,13 @@ int RunProxy(const ProxyCommandOptions& o) {
     ready["guest"] = std::move(guests);
     ready["metrics"] = metrics_server ? metrics_server->BoundEndpoints().front() : "";
     ready["pid"] = static_cast<int64_t>(getpid());
-    const std::string tmp = o.ready_file + ".tmp";
-    {
-      std::ofstream f(tmp);
-      f << boost::json::serialize(ready) << "\n";
+    const std::string text = boost::json::serialize(ready) + "\n";
+    if (common::Status s = common::WriteReadyFile(o.ready_file, text); !s.ok()) {
+      common::LogError("proxy", s.message());
+      if (metrics_server) metrics_server->Shutdown();
+      if (metrics_thread.joinable()) metrics_thread.join();
+      return kExitFailed;
     }
-    std::error_code ec;
-    std::filesystem::rename(tmp, o.ready_file, ec);
   }
 
   // SIGHUP: re-read the key files and swap both signers, or neither (the old
@@ -334,27 +330,16 @@ int RunProxy(const ProxyCommandOptions& o) {
     reload_ok.Inc();
     common::LogInfo("proxy", "SIGHUP: reloaded; now " + fresh->summary);
   };
-  std::thread watcher([&set, &server, &metrics_server, &reload] {
-    while (true) {
-      int sig = 0;
-      sigwait(&set, &sig);
-      if (sig == SIGUSR2) return;
-      if (sig == SIGHUP) {
-        reload();
-        continue;
-      }
-      common::LogInfo("proxy", std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") +
-                                   ", draining connections");
-      server.Shutdown();
-      if (metrics_server) metrics_server->Shutdown();
-      return;
-    }
-  });
+  signals.Start({.stop =
+                     [&server, &metrics_server] {
+                       server.Shutdown();
+                       if (metrics_server) metrics_server->Shutdown();
+                     },
+                 .reload = reload});
   server.Run();
   if (metrics_server) metrics_server->Shutdown();
   if (metrics_thread.joinable()) metrics_thread.join();
-  pthread_kill(watcher.native_handle(), SIGUSR2);
-  watcher.join();
+  signals.Stop();
   common::LogInfo("proxy", "stopped");
   return kExitOk;
 }

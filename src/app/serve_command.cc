@@ -1,15 +1,9 @@
 #include "app/serve_command.h"
 
-#include <pthread.h>
-#include <signal.h>
-#include <sys/stat.h>
-
 #include <algorithm>
 #include <boost/json.hpp>
 #include <filesystem>
-#include <fstream>
 #include <functional>
-#include <thread>
 
 #include "admin/admin_api.h"
 #include "app/ec2_setup.h"
@@ -18,6 +12,9 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/ready_file.h"
+#include "common/secret_file.h"
+#include "common/signal_watcher.h"
 #include "common/time_format.h"
 #include "feed/follower.h"
 #include "flavour/ec2/ec2_flavour.h"
@@ -119,76 +116,25 @@ common::Result<GuestListener> ParseListen(const std::string& spec) {
   return l;
 }
 
-common::Result<std::string> ReadSecretFile(const std::string& path) {
-  struct stat st {};
-  if (stat(path.c_str(), &st) != 0) {
-    return common::InvalidArgument("cannot read " + path + ": " + std::strerror(errno));
-  }
-  if ((st.st_mode & 077) != 0) {
-    return common::PermissionDenied(path + " is readable by group or others (mode " +
-                                    std::to_string(st.st_mode & 0777) +
-                                    "); chmod 600 it: it holds a secret");
-  }
-  std::ifstream in(path);
-  std::string token((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) {
-    token.pop_back();
-  }
-  if (token.size() < 16) {
-    return common::InvalidArgument(path + " holds fewer than 16 characters; use a long random token");
-  }
-  return token;
+// The flags of identity::ProxyIdentityConfig.
+void AddIdentityFlags(CLI::App& serve, identity::ProxyIdentityConfig& f) {
+  serve.add_option("--trusted-proxy", f.trusted_proxies,
+                   "CIDR of peers (openimds proxies, neutron-metadata-agents) whose identity "
+                   "headers mode=proxy listeners accept; repeatable.");
+  serve.add_option("--proxy-keys-file", f.proxy_keys_file,
+                   "File (mode 0600) of 'KEY_ID SECRET' lines: the keys whose proxy signatures "
+                   "are accepted. List the new key next to the old one to rotate.");
+  serve
+      .add_option("--proxy-replay-window", f.replay_window_seconds,
+                  "Seconds a signed proxy request stays valid either side of now.")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3600));
+  serve.add_option("--neutron-secret-file", f.neutron_secret_file,
+                   "File (mode 0600) holding neutron's metadata_proxy_shared_secret: accept "
+                   "X-Instance-ID/X-Tenant-ID/X-Instance-ID-Signature on mode=proxy listeners.");
+  serve.add_flag("!--no-trust-unix-socket", f.trust_unix_socket,
+                 "Do not trust mode=proxy listeners on unix sockets by their file mode alone.");
 }
-
-// Blocks SIGINT/SIGTERM/SIGHUP in every thread and waits for them on one
-// thread: SIGINT/SIGTERM start the server's two-phase shutdown, SIGHUP calls
-// `on_reload` (re-read key files) on this thread, off the I/O threads.
-class SignalWatcher {
- public:
-  SignalWatcher() {
-    sigemptyset(&set_);
-    sigaddset(&set_, SIGINT);
-    sigaddset(&set_, SIGTERM);
-    sigaddset(&set_, SIGHUP);   // reload; until Start() it stays pending, not fatal
-    sigaddset(&set_, SIGUSR2);  // used only to wake the watcher at exit
-    pthread_sigmask(SIG_BLOCK, &set_, nullptr);
-  }
-  void Start(http::Server& server, std::function<void()> on_reload) {
-    thread_ = std::thread([this, &server, on_reload = std::move(on_reload)] {
-      while (true) {
-        int sig = 0;
-        sigwait(&set_, &sig);
-        if (sig == SIGUSR2) return;  // our own wake-up at exit
-        if (sig == SIGHUP) {
-          if (on_reload) {
-            on_reload();
-          } else {
-            common::LogInfo("serve", "received SIGHUP; no key files to reload");
-          }
-          continue;
-        }
-        common::LogInfo("serve", std::string("received ") +
-                                     (sig == SIGINT ? "SIGINT" : "SIGTERM") +
-                                     ", draining connections");
-        server.Shutdown();
-        return;
-      }
-    });
-  }
-  // Wakes and joins the watcher; a reload in progress finishes first. Call it
-  // before what `on_reload` uses goes away. Idempotent.
-  void Stop() {
-    if (thread_.joinable()) {
-      pthread_kill(thread_.native_handle(), SIGUSR2);
-      thread_.join();
-    }
-  }
-  ~SignalWatcher() { Stop(); }
-
- private:
-  sigset_t set_;
-  std::thread thread_;
-};
 
 }  // namespace
 
@@ -295,7 +241,7 @@ int RunServe(const ServeOptions& o) {
     return 2;
   }
   common::SetLogLevel(level);
-  SignalWatcher signals;  // before any thread starts, so all inherit the mask
+  common::SignalWatcher signals("serve");  // before any thread starts: all inherit its mask
 
   if (o.store.rfind("sqlite:", 0) != 0) {
     common::LogError("serve", "--store must be sqlite:PATH (got '" + o.store + "')");
@@ -374,8 +320,10 @@ int RunServe(const ServeOptions& o) {
   auto ec2 = Ec2Runtime::Create(o.ec2, **store, catalog, follower, clock, metrics);
   if (!ec2.ok()) {
     common::LogError("serve", ec2.status().message());
-    return ec2.status().code() == common::Code::kInvalidArgument ||
-                   ec2.status().code() == common::Code::kPermissionDenied
+    // Bad flags or key files (missing, mode, owner, content) are usage errors.
+    const common::Code code = ec2.status().code();
+    return code == common::Code::kInvalidArgument || code == common::Code::kPermissionDenied ||
+                   code == common::Code::kNotFound
                ? 2
                : 1;
   }
@@ -421,7 +369,7 @@ int RunServe(const ServeOptions& o) {
   service::MetadataService metadata(resolver, catalog, flavours, &(*ec2)->tokens(), metrics,
                                     &limiter);
   // Listeners that face proxies get their own service with a proxy-mode resolver.
-  auto proxy_resolver = BuildProxyResolver(o.identity, clock, metrics);
+  auto proxy_resolver = identity::BuildProxyResolver(o.identity, clock, metrics);
   if (!proxy_resolver.ok()) {
     common::LogError("serve", proxy_resolver.status().message());
     return 2;
@@ -459,7 +407,7 @@ int RunServe(const ServeOptions& o) {
                                     ") needs --admin-token-file; use unix:/path otherwise");
       return 2;
     }
-    auto token = ReadSecretFile(o.admin_token_file);
+    auto token = http::ReadBearerTokenFile(o.admin_token_file);
     if (!token.ok()) {
       common::LogError("serve", token.status().message());
       return 2;
@@ -479,7 +427,7 @@ int RunServe(const ServeOptions& o) {
     }
     if (!o.admin_tls_key.empty()) {
       // OpenSSL reads the key; the mode rule of every other secret holds.
-      if (auto key = ReadSecretFileStrict(o.admin_tls_key); !key.ok()) {
+      if (auto key = common::ReadSecretFile(o.admin_tls_key); !key.ok()) {
         common::LogError("serve", "--admin-tls-key: " + key.status().message());
         return 2;
       }
@@ -576,12 +524,11 @@ int RunServe(const ServeOptions& o) {
   common::LogInfo("serve", "admin API on " + bound.back() + "; " +
                                std::to_string(catalog.Current()->size()) + " instances loaded");
   if (!o.ready_file.empty()) {
-    const std::string tmp = o.ready_file + ".tmp";
-    {
-      std::ofstream f(tmp);
-      f << boost::json::serialize(ready) << "\n";
+    const std::string text = boost::json::serialize(ready) + "\n";
+    if (common::Status s = common::WriteReadyFile(o.ready_file, text); !s.ok()) {
+      common::LogError("serve", s.message());
+      return 1;
     }
-    std::filesystem::rename(tmp, o.ready_file, fs_ec);
   }
   (*ec2)->Start();  // token key rotation, credential source
   (*openstack_rt)->Start();  // vendordata prefetch
@@ -595,7 +542,7 @@ int RunServe(const ServeOptions& o) {
     common::Counter* reload_error = &metrics.GetCounter(kReload, kReloadHelp, "result=\"error\"");
     identity::Resolver* r = &**proxy_resolver;
     reload = [&o, r, reload_ok, reload_error] {
-      auto done = ReloadProxyResolver(o.identity, *r);
+      auto done = identity::ReloadProxyResolver(o.identity, *r);
       if (!done.ok()) {
         reload_error->Inc();
         common::LogError("serve", "SIGHUP: key reload failed, keeping the keys in use: " +
@@ -606,7 +553,7 @@ int RunServe(const ServeOptions& o) {
       common::LogInfo("serve", "SIGHUP: reloaded; now accepting " + *done);
     };
   }
-  signals.Start(server, std::move(reload));
+  signals.Start({.stop = [&server] { server.Shutdown(); }, .reload = std::move(reload)});
   server.Run();
   signals.Stop();  // before the resolver and the server it uses go away
   follower.Stop();

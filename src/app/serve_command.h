@@ -5,10 +5,9 @@
 
 #include <CLI/CLI.hpp>
 
-#include "app/identity_config.h"
-
 #include "app/ec2_setup.h"  // Ec2ServeOptions
 #include "app/openstack_setup.h"  // OpenStackServeOptions: vendordata
+#include "identity/identity_config.h"  // ProxyIdentityConfig: mode=proxy listeners
 #include "service/instance_limiter.h"  // per-instance request limits
 
 namespace openimds::app {
@@ -45,7 +44,7 @@ struct ServeOptions {
   // --instance-refusal-delay-ms, copied into instance_limits.refusal_delay.
   int instance_refusal_delay_ms =
       static_cast<int>(service::InstanceLimiter::Options{}.refusal_delay.count());
-  IdentityFlags identity;  // for mode=proxy listeners
+  identity::ProxyIdentityConfig identity;  // for mode=proxy listeners
   Ec2ServeOptions ec2;  // EC2 flags: --identity-keys, --credential-source-command, ...
   OpenStackServeOptions openstack;  // --vendordata-* flags
   bool selected = false;  // set when the subcommand was given

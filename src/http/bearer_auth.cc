@@ -1,8 +1,21 @@
 #include "http/bearer_auth.h"
 
 #include "common/log.h"
+#include "common/secret_file.h"
 
 namespace openimds::http {
+
+common::Result<std::string> ReadBearerTokenFile(const std::string& path) {
+  auto token = common::ReadSecretFile(path);
+  if (!token.ok()) return token.status();
+  for (char c : *token) {
+    if (c < 0x21 || c > 0x7e) {
+      return common::InvalidArgument("secret file " + path +
+                                     ": a bearer token must be one word of printable ASCII");
+    }
+  }
+  return token;
+}
 namespace {
 
 bool ConstantTimeEquals(std::string_view a, std::string_view b) {

@@ -3,9 +3,18 @@
 #include <string>
 
 #include "common/metrics.h"
+#include "common/result.h"
 #include "http/handler.h"
 
 namespace openimds::http {
+
+// Reads the admin API's bearer token from `path`, for `serve
+// --admin-token-file` and the `openimds instance --token-file` client alike:
+// the rules of common::ReadSecretFile (mode 0600 or 0400, owner, size,
+// whitespace, at least 16 bytes) and their errors, then InvalidArgument
+// unless the token is one word of printable ASCII (it travels in an HTTP
+// header). Anyone who can read the file can rewrite every instance.
+common::Result<std::string> ReadBearerTokenFile(const std::string& path);
 
 // Wraps a handler so that only requests with `Authorization: Bearer <token>`
 // reach it (the admin API on TCP). Everything else gets 401 with a

@@ -27,8 +27,9 @@ class CommandRunner {
                                      std::string_view input) = 0;
 };
 
-// The real thing: fork/exec with pipes; a child that outlives `timeout` is
-// killed (by its PID). Thread-compatible.
+// The real thing: common::RunSubprocess with this process's environment; a
+// child that outlives `timeout` is killed with its process group and reaped.
+// Thread-compatible.
 class SystemCommandRunner final : public CommandRunner {
  public:
   explicit SystemCommandRunner(std::chrono::milliseconds timeout = std::chrono::seconds(10))

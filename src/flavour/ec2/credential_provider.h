@@ -7,8 +7,9 @@
 namespace openimds::flavour::ec2 {
 
 // Role credentials that are not in the instance record: app/ supplies them
-// (for example from an operator's credential-source command). The flavour
-// declares what it needs; it never runs commands or reads files itself.
+// (credentials::CredentialSource, an operator's credential-source command).
+// The flavour declares what it needs; it never runs commands or reads files
+// itself.
 class CredentialProvider {
  public:
   virtual ~CredentialProvider() = default;

@@ -1,6 +1,5 @@
 #pragma once
 
-#include <CLI/CLI.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -11,20 +10,17 @@
 #include "common/result.h"
 #include "identity/resolver.h"
 
-namespace openimds::app {
-
-// Reads a file that holds a secret. PermissionDenied if group or others may
-// read it (mode & 077), InvalidArgument if it cannot be read or is empty.
-// Trailing newlines are removed. The secret never appears in a message.
-common::Result<std::string> ReadSecretFileStrict(const std::string& path);
+namespace openimds::identity {
 
 // Reads a key file: one "KEY_ID SECRET" per line, '#' comments; the first
-// key signs (auth::ParseSigningKeys). Same mode rule as above.
+// key signs (auth::ParseSigningKeys). The file obeys the rules of
+// common::ReadSecretFile (mode 0600, owner, size) and fails with its errors.
 common::Result<std::vector<auth::SigningKey>> ReadKeyFile(const std::string& path);
 
-// The `openimds serve` flags for listeners that face proxies and
-// neutron-metadata-agents (listeners given with `mode=proxy`).
-struct IdentityFlags {
+// Who may speak for guests on listeners that face proxies and
+// neutron-metadata-agents (`serve --listen ...,mode=proxy`): the values of
+// serve's flags, which app/ binds to this struct and which messages name.
+struct ProxyIdentityConfig {
   std::vector<std::string> trusted_proxies;  // --trusted-proxy CIDR (repeatable)
   std::string proxy_keys_file;               // --proxy-keys-file PATH
   int replay_window_seconds = 30;            // --proxy-replay-window SECONDS
@@ -32,23 +28,22 @@ struct IdentityFlags {
   bool trust_unix_socket = true;             // --no-trust-unix-socket clears it
 };
 
-// Adds the flags above to `serve`.
-void AddIdentityFlags(CLI::App& serve, IdentityFlags& flags);
-
 // The Resolver for mode=proxy listeners, or nullopt when none of
-// --proxy-keys-file / --neutron-secret-file is given. InvalidArgument (or
-// PermissionDenied for a readable secret file) on bad flags or files.
+// --proxy-keys-file / --neutron-secret-file is given. InvalidArgument on bad
+// flags or file contents; the errors of common::ReadSecretFile (NotFound,
+// PermissionDenied, InvalidArgument) for a file it refuses.
 // `clock` and `metrics` are borrowed by the Resolver.
-common::Result<std::optional<identity::Resolver>> BuildProxyResolver(
-    const IdentityFlags& flags, const common::Clock& clock, common::MetricsRegistry& metrics);
+common::Result<std::optional<Resolver>> BuildProxyResolver(const ProxyIdentityConfig& config,
+                                                           const common::Clock& clock,
+                                                           common::MetricsRegistry& metrics);
 
 // SIGHUP: re-reads --proxy-keys-file and --neutron-secret-file and installs
-// them in `resolver` (built by BuildProxyResolver from the same flags) while
+// them in `resolver` (built by BuildProxyResolver from the same config) while
 // it serves. Any error (unreadable file, mode, syntax, invalid key) leaves
 // the keys in use unchanged; the Status names the file and the reason, never
 // a secret. On success returns a summary for the log ("proxy keys a, b;
 // Neutron secret from PATH"), free of secrets.
-common::Result<std::string> ReloadProxyResolver(const IdentityFlags& flags,
-                                                identity::Resolver& resolver);
+common::Result<std::string> ReloadProxyResolver(const ProxyIdentityConfig& config,
+                                                Resolver& resolver);
 
-}  // namespace openimds::app
+}  // namespace openimds::identity

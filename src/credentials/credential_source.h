@@ -12,25 +12,24 @@
 #include <vector>
 
 #include "catalog/catalog.h"
-#include "feed/follower.h"
 #include "common/clock.h"
 #include "common/metrics.h"
 #include "common/result.h"
 #include "common/time_format.h"
-#include "flavour/ec2/credential_provider.h"
+#include "feed/follower.h"
 #include "model/instance.h"
 
-namespace openimds::app {
+namespace openimds::credentials {
 
 // Role credentials produced by an operator's command (`serve
 // --credential-source-command`), for instances whose record carries an IAM
-// role but no fresh credentials of its own.
+// role but no fresh credentials of its own. Flavours never see this class:
+// app/ hands Find() to each through the interface the flavour declares (EC2:
+// flavour::ec2::CredentialProvider); GCE service accounts and Azure managed
+// identities will take theirs from here too.
 //
-// Why app/: it runs a process, and only app/ touches the outside world
-// (files, flags, environment, processes); the EC2 flavour just consumes the
-// result through flavour::ec2::CredentialProvider.
-//
-// The command is run without a shell as `COMMAND <instance-id> <role-name>`
+// The command is run (common::RunSubprocess: no shell, stdin /dev/null, no
+// inherited descriptors, signals reset) as `COMMAND <instance-id> <role-name>`
 // with the server's environment plus OPENIMDS_INSTANCE_ID, OPENIMDS_ROLE,
 // OPENIMDS_ACCOUNT_ID, OPENIMDS_REGION and OPENIMDS_INSTANCE_PROFILE_ARN, and
 // must print what the AWS CLI's `credential_process` prints:
@@ -56,7 +55,7 @@ namespace openimds::app {
 //
 // Thread-safe: Find may be called from any I/O thread (it takes a mutex
 // around a map lookup; it is called only on credential paths).
-class CredentialSource final : public flavour::ec2::CredentialProvider {
+class CredentialSource final {
  public:
   struct Options {
     // Executable (absolute path, or looked up in PATH). Required.
@@ -66,9 +65,11 @@ class CredentialSource final : public flavour::ec2::CredentialProvider {
     // How often the instances with a role are checked for credentials nearing
     // expiry (changes to instances wake the thread at once).
     std::chrono::milliseconds scan_interval{2000};
-    // A run that takes longer is killed (SIGKILL) and counted as "timeout".
+    // A run that takes longer is killed (SIGKILL, with its process group)
+    // and counted as "timeout".
     std::chrono::milliseconds timeout{10000};
-    // Standard output beyond this is a failed run (credentials are < 4 KiB).
+    // Standard output beyond this kills the command and counts as "invalid"
+    // (credentials are < 4 KiB).
     size_t max_output_bytes = 64 * 1024;
     // Backoff after a failed run: doubles from min to max.
     std::chrono::seconds min_retry{5};
@@ -78,14 +79,18 @@ class CredentialSource final : public flavour::ec2::CredentialProvider {
   // `catalog`, `clock` and `metrics` are borrowed and must outlive this.
   CredentialSource(Options options, const catalog::Catalog& catalog, const common::Clock& clock,
                    common::MetricsRegistry& metrics);
-  ~CredentialSource() override;  // stops the background thread
+  ~CredentialSource();  // stops the background thread
   CredentialSource(const CredentialSource&) = delete;
   CredentialSource& operator=(const CredentialSource&) = delete;
 
   // Starts the background thread; its first pass begins at once.
   void Start();
 
-  std::shared_ptr<const model::Credentials> Find(const model::Instance& instance) const override;
+  // Cached credentials for `instance`'s role, or null when there are none
+  // (yet, or any more: a failed refresh keeps the old ones until they
+  // expire). The caller still checks the expiry against its clock. Never
+  // blocks on I/O.
+  std::shared_ptr<const model::Credentials> Find(const model::Instance& instance) const;
 
   // One pass over the instances with a role: runs the command wherever
   // needed now. The first pass reads them from the catalog. Used by the
@@ -121,7 +126,7 @@ class CredentialSource final : public flavour::ec2::CredentialProvider {
   std::unordered_map<std::string, std::shared_ptr<const model::Instance>> candidates_;
   bool seeded_ = false;   // candidates_ read from the catalog; guarded by mu_
   bool changed_ = false;  // Changed() since the last pass; guarded by mu_
-  bool stop_ = false;                               // guarded by mu_
+  bool stop_ = false;     // guarded by mu_
   std::condition_variable wake_;
   std::thread thread_;
 };
@@ -133,22 +138,4 @@ common::Result<model::Credentials> ParseCredentialProcessOutput(std::string_view
                                                                 common::TimePoint now,
                                                                 std::chrono::seconds min_validity);
 
-// The outcome of running a command.
-struct CommandResult {
-  int exit_status = -1;  // the exit code, or -1 if it did not exit normally
-  bool timed_out = false;
-  bool output_too_large = false;
-  std::string stdout_text;
-  std::string stderr_first_line;  // for log lines; at most 200 bytes
-};
-
-// Runs `argv` (argv[0] looked up in PATH when it has no '/') with the
-// current environment plus `extra_env` ("NAME=value"), stdin from /dev/null,
-// no inherited file descriptors beyond 0-2, default signal mask and
-// dispositions. Kills it after `timeout`. Internal when it cannot be started.
-common::Result<CommandResult> RunCommand(const std::vector<std::string>& argv,
-                                         const std::vector<std::string>& extra_env,
-                                         std::chrono::milliseconds timeout,
-                                         size_t max_output_bytes);
-
-}  // namespace openimds::app
+}  // namespace openimds::credentials

@@ -1,23 +1,13 @@
-#include "app/credential_source.h"
-
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
+#include "credentials/credential_source.h"
 
 #include <algorithm>
 #include <boost/json.hpp>
-#include <cerrno>
-#include <cstring>
 
 #include "common/log.h"
+#include "common/subprocess.h"
 #include "common/time_format.h"
 
-extern char** environ;
-
-namespace openimds::app {
+namespace openimds::credentials {
 namespace {
 
 using common::Result;
@@ -28,28 +18,18 @@ constexpr std::string_view kRunsHelp =
     "Runs of the credential-source command, by result (ok, failed: non-zero exit or not "
     "started, invalid: output refused, timeout)";
 
-// An fd closed when it goes out of scope.
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  ~Fd() { Reset(); }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  void Reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_;
-};
-
 bool HasControl(std::string_view s) {
   return std::any_of(s.begin(), s.end(), [](char c) {
     const auto u = static_cast<unsigned char>(c);
     return u < 0x20 || u == 0x7f;
   });
+}
+
+// The first line of a command's stderr, for a log line: at most 200 bytes,
+// and nothing unprintable (it is the command's text, not ours).
+std::string FirstLine(const std::string& text) {
+  std::string line = text.substr(0, std::min<size_t>(text.find('\n'), 200));
+  return HasControl(line) ? "(unprintable)" : line;
 }
 
 }  // namespace
@@ -96,116 +76,6 @@ Result<model::Credentials> ParseCredentialProcessOutput(std::string_view text,
   }
   c.last_updated = std::chrono::floor<std::chrono::seconds>(now);
   return c;
-}
-
-Result<CommandResult> RunCommand(const std::vector<std::string>& argv,
-                                 const std::vector<std::string>& extra_env,
-                                 std::chrono::milliseconds timeout, size_t max_output_bytes) {
-  if (argv.empty() || argv[0].empty()) return common::InvalidArgument("empty command");
-  int out_fds[2];
-  int err_fds[2];
-  if (pipe2(out_fds, O_CLOEXEC) != 0) return common::Internal("pipe failed");
-  Fd out_read(out_fds[0]), out_write(out_fds[1]);
-  if (pipe2(err_fds, O_CLOEXEC) != 0) return common::Internal("pipe failed");
-  Fd err_read(err_fds[0]), err_write(err_fds[1]);
-
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, out_write.get(), 1);
-  posix_spawn_file_actions_adddup2(&actions, err_write.get(), 2);
-  // Sockets and the store's files are not the command's business (and a
-  // child holding a listening socket would keep the port busy after us).
-  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  // serve blocks SIGINT/SIGTERM in every thread for its signal watcher; the
-  // child must not inherit that mask, nor ignored dispositions.
-  sigset_t none;
-  sigemptyset(&none);
-  posix_spawnattr_setsigmask(&attr, &none);
-  sigset_t defaults;
-  sigemptyset(&defaults);
-  for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2}) sigaddset(&defaults, sig);
-  posix_spawnattr_setsigdefault(&attr, &defaults);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  std::vector<char*> env;
-  for (char** e = environ; e != nullptr && *e != nullptr; ++e) env.push_back(*e);
-  for (const auto& e : extra_env) env.push_back(const_cast<char*>(e.c_str()));
-  env.push_back(nullptr);
-
-  pid_t pid = -1;
-  const int rc = posix_spawnp(&pid, argv[0].c_str(), &actions, &attr, args.data(), env.data());
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) {
-    return common::Internal("cannot start " + argv[0] + ": " + std::strerror(rc));
-  }
-  out_write.Reset();
-  err_write.Reset();
-
-  CommandResult result;
-  std::string err_text;
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  bool out_open = true, err_open = true;
-  while (out_open || err_open) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) {
-      result.timed_out = true;
-      break;
-    }
-    pollfd fds[2] = {{out_open ? out_read.get() : -1, POLLIN, 0},
-                     {err_open ? err_read.get() : -1, POLLIN, 0}};
-    const int n = ::poll(fds, 2, static_cast<int>(std::min<int64_t>(left.count(), 1000)));
-    if (n < 0 && errno != EINTR) break;
-    char buf[4096];
-    if (out_open && (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
-      const ssize_t got = ::read(out_read.get(), buf, sizeof(buf));
-      if (got <= 0) {
-        out_open = false;
-      } else {
-        result.stdout_text.append(buf, static_cast<size_t>(got));
-        if (result.stdout_text.size() > max_output_bytes) {
-          result.output_too_large = true;
-          break;
-        }
-      }
-    }
-    if (err_open && (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
-      const ssize_t got = ::read(err_read.get(), buf, sizeof(buf));
-      if (got <= 0) {
-        err_open = false;
-      } else if (err_text.size() < 4096) {
-        err_text.append(buf, static_cast<size_t>(got));
-      }
-    }
-  }
-  if (result.timed_out || result.output_too_large) ::kill(pid, SIGKILL);
-  // The pipes may close before the process ends (it closed them, or left a
-  // child holding them): the deadline still applies to the process itself.
-  int status = 0;
-  for (;;) {
-    const pid_t r = ::waitpid(pid, &status, WNOHANG);
-    if (r == pid || (r < 0 && errno != EINTR)) break;
-    if (r == 0 && std::chrono::steady_clock::now() >= deadline) {
-      result.timed_out = true;
-      ::kill(pid, SIGKILL);
-      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-      }
-      break;
-    }
-    ::usleep(5000);
-  }
-  result.exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  const size_t eol = err_text.find('\n');
-  result.stderr_first_line = err_text.substr(0, std::min<size_t>(eol, 200));
-  if (HasControl(result.stderr_first_line)) result.stderr_first_line = "(unprintable)";
-  return result;
 }
 
 CredentialSource::CredentialSource(Options options, const catalog::Catalog& catalog,
@@ -263,16 +133,20 @@ bool CredentialSource::NeedsSource(const model::Instance& instance, common::Time
 }
 
 Result<model::Credentials> CredentialSource::Fetch(const model::Instance& instance) {
-  const std::vector<std::string> argv = {options_.command, instance.id, instance.iam->name};
-  const std::vector<std::string> env = {
-      "OPENIMDS_INSTANCE_ID=" + instance.id,
-      "OPENIMDS_ROLE=" + instance.iam->name,
-      "OPENIMDS_ACCOUNT_ID=" + instance.account_id,
-      "OPENIMDS_REGION=" + instance.region,
-      "OPENIMDS_INSTANCE_PROFILE_ARN=" + instance.iam->instance_profile_arn,
-  };
+  common::SubprocessOptions run_options;
+  run_options.argv = {options_.command, instance.id, instance.iam->name};
+  run_options.env = common::CurrentEnvironment();
+  for (std::string var :
+       {"OPENIMDS_INSTANCE_ID=" + instance.id, "OPENIMDS_ROLE=" + instance.iam->name,
+        "OPENIMDS_ACCOUNT_ID=" + instance.account_id, "OPENIMDS_REGION=" + instance.region,
+        "OPENIMDS_INSTANCE_PROFILE_ARN=" + instance.iam->instance_profile_arn}) {
+    run_options.env.push_back(std::move(var));
+  }
+  run_options.timeout = options_.timeout;
+  run_options.max_stdout_bytes = options_.max_output_bytes;
+  run_options.max_stderr_bytes = 4096;  // only its first line is logged
   const std::string who = instance.id + "/" + instance.iam->name;
-  auto run = RunCommand(argv, env, options_.timeout, options_.max_output_bytes);
+  auto run = common::RunSubprocess(run_options);
   if (!run.ok()) {
     runs_failed_.Inc();
     common::LogWarn(kComponent, who + ": " + run.status().message());
@@ -284,18 +158,19 @@ Result<model::Credentials> CredentialSource::Fetch(const model::Instance& instan
                     who + ": killed after " + std::to_string(options_.timeout.count()) + " ms");
     return common::Unavailable("credential source timed out");
   }
-  if (run->output_too_large) {
+  if (run->stdout_overflow) {
     runs_invalid_.Inc();
     common::LogWarn(kComponent, who + ": output longer than " +
                                     std::to_string(options_.max_output_bytes) + " bytes");
     return common::InvalidArgument("credential source output too large");
   }
-  if (run->exit_status != 0) {
+  if (run->exit_code != 0) {
     runs_failed_.Inc();
-    common::LogWarn(
-        kComponent,
-        who + ": exit status " + std::to_string(run->exit_status) +
-            (run->stderr_first_line.empty() ? std::string() : ": " + run->stderr_first_line));
+    const std::string how = run->term_signal != 0
+                                ? "killed by signal " + std::to_string(run->term_signal)
+                                : "exit status " + std::to_string(run->exit_code);
+    const std::string line = FirstLine(run->stderr_text);
+    common::LogWarn(kComponent, who + ": " + how + (line.empty() ? std::string() : ": " + line));
     return common::Unavailable("credential source failed");
   }
   auto creds =
@@ -377,4 +252,4 @@ void CredentialSource::RefreshOnce() {
   }
 }
 
-}  // namespace openimds::app
+}  // namespace openimds::credentials
