@@ -147,9 +147,9 @@ class RequestParser final : private boost::beast::http::basic_parser<true> {
 };
 
 // Whether a refused request was a HEAD (its answer then carries no body).
-// Beast reports the request line only with the whole header, so for a header
-// that never parsed the method is read from `unparsed`, the bytes the parser
-// did not take.
+// Beast reports the request line once all of it has arrived; for one that
+// never did (a request line over the header limit) the method is read from
+// `unparsed`, the bytes the parser did not take.
 bool IsHeadRequest(const ParsedRequest& parsed, std::string_view unparsed);
 
 // The first request in `bytes`, parsed as a session parses a buffer that
