@@ -58,8 +58,12 @@ struct ParsedRequest {
 
   void Clear() {
     arena.clear();
+    // The spans too: a request refused before its request line parsed must
+    // not show the last request's method (IsHeadRequest).
+    method = target = Span();
     fields.clear();
     body.clear();
+    version = 11;
     expect_continue = false;
   }
   Span Append(std::string_view s) {

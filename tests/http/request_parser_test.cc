@@ -314,6 +314,16 @@ TEST(RequestParser, ANewParserClearsTheLastRequest) {
   EXPECT_EQ(out.fields.size(), 0u);
   EXPECT_TRUE(out.body.empty());
   EXPECT_FALSE(out.expect_continue);
+
+  // Nothing of the last request is left to be mistaken for this one's: a
+  // HEAD refused on its request line is still seen as a HEAD.
+  const std::string head = "HEAD /" + Repeat('a', 1000);
+  RequestParser parser(out, kLimits);
+  const size_t n = parser.Feed(head);
+  ASSERT_TRUE(parser.refused());
+  EXPECT_EQ(out.method.length, 0u);
+  EXPECT_EQ(out.target.length, 0u);
+  EXPECT_TRUE(IsHeadRequest(out, std::string_view(head).substr(n)));
 }
 
 }  // namespace
