@@ -1,11 +1,11 @@
 // Fuzz target: the guest request path end to end, without sockets.
 //
 // Raw bytes are framed as the guest listener frames them (guest_wire.h: the
-// server's Beast parser, limits and refusals), up to kMaxPipelined requests
-// back to back as a pipelining client sends them; each request goes to
-// service::MetadataService::Handle (identity -> catalog -> flavour) with
-// the EC2 and OpenStack flavours registered as `openimds serve` registers
-// them, once per caller:
+// server's own http::RequestParser, limits and refusals), up to
+// kMaxPipelined requests back to back as a pipelining client sends them;
+// each request goes to service::MetadataService::Handle (identity ->
+// catalog -> flavour) with the EC2 and OpenStack flavours registered as
+// `openimds serve` registers them, once per caller:
 //   - direct mode, network "default", from the addresses of instances A
 //     (IPv4), B (IPv6), C, and from an address no instance holds;
 //   - direct mode, network "blue", from D (which shares A's IPv4 address);

@@ -10,11 +10,9 @@
 
 namespace openimds::fuzz {
 
-// The guest listener's request framing without a socket: Beast's
-// basic_parser with the callbacks, limits and refusals of the read loop in
-// src/http/server.cc (RequestParser and the loop around it), which keeps
-// them in an anonymous namespace. Keep the two in step: a change to how
-// server.cc frames a request belongs here too.
+// The guest listener's request framing without a socket: the server's own
+// parser (http::ParseRequest, http/request_parser.h) with the listener's
+// limits, its result copied into owned strings that the target may rewrite.
 
 // One request as the session would hand it to its handler (owned copies).
 struct WireRequest {

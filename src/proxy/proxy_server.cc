@@ -16,7 +16,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
-#include <boost/beast/http/error.hpp>
 #include <charconv>
 #include <cstring>
 #include <mutex>
@@ -27,6 +26,7 @@
 #include "common/log.h"
 #include "http/connection_gate.h"
 #include "http/hop_limit.h"
+#include "http/request_parser.h"
 #include "http/wire_format.h"
 #include "proxy/header_policy.h"
 #include "proxy/wire.h"
@@ -35,7 +35,6 @@ namespace openimds::proxy {
 namespace {
 
 namespace asio = boost::asio;
-namespace bhttp = boost::beast::http;
 using tcp = asio::ip::tcp;
 using Clock = Deadlines::Clock;
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
@@ -388,7 +387,7 @@ asio::awaitable<void> ProxyServer::Impl::Session(tcp::socket socket, common::IpA
       });
   const bool from_proxy = !options.trusted_proxies.empty() && TrustedProxy(peer);
 
-  ParsedMessage req;
+  http::ParsedRequest req;
   ParsedMessage upstream_response;  // pipelined exchanges parse here
   asio::steady_timer pipe_timer(w.ctx);
   std::string upstream_request;
@@ -413,7 +412,7 @@ asio::awaitable<void> ProxyServer::Impl::Session(tcp::socket socket, common::IpA
         if (upstream_request.capacity() > kKeepBytes) std::string().swap(upstream_request);
         if (out.capacity() > kKeepBytes) std::string().swap(out);
         if (req.arena.capacity() > kKeepBytes || req.body.capacity() > kKeepBytes) {
-          req = ParsedMessage();
+          req = http::ParsedRequest();
         }
         if (upstream_response.arena.capacity() > kKeepBytes ||
             upstream_response.body.capacity() > kKeepBytes) {
@@ -426,34 +425,21 @@ asio::awaitable<void> ProxyServer::Impl::Session(tcp::socket socket, common::IpA
       deadline->idle = false;
       deadline->at = Clock::now() + limits.header_timeout;
 
-      req.Clear();
-      RequestParser parser(req, limits.max_header_bytes);
-      parser.eager(true);
-      parser.header_limit(static_cast<uint32_t>(limits.max_header_bytes));
-      parser.body_limit(limits.max_body_bytes);
-      boost::system::error_code perr;
+      // The server core's parser, with the guest limits: header bytes (also
+      // bounding chunk extensions and trailers), body bytes, one plain
+      // "chunked" at most, no Content-Length beside it.
+      http::RequestParser parser(
+          req, http::RequestLimits{limits.max_header_bytes, limits.max_body_bytes});
       bool sent_continue = false;
       bool closed = false;
-      while (!parser.is_done()) {
+      while (!parser.done()) {
         if (buffer.size() > 0) {
-          perr = {};
-          size_t n = parser.put(buffer.data(), perr);
+          const auto data = buffer.data();
+          size_t n =
+              parser.Feed(std::string_view(static_cast<const char*>(data.data()), data.size()));
           buffer.consume(n);
-          if (perr == bhttp::error::need_more) {
-            perr = {};
-            // Past the header, bytes stay unconsumed only while the parser
-            // waits for the end of a chunk-size line or of the trailers,
-            // which Beast does not bound: the header limit holds for them.
-            if (parser.is_header_done() && buffer.size() > limits.max_header_bytes) {
-              req.chunk_framing_too_large = true;
-              perr = bhttp::error::header_limit;
-              break;
-            }
-          } else if (perr) {
-            break;
-          }
-          if (parser.is_done()) break;
-          if (parser.is_header_done() && req.expect_continue && !sent_continue) {
+          if (parser.refused() || parser.done()) break;
+          if (parser.header_done() && req.expect_continue && !sent_continue) {
             sent_continue = true;
             static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
             deadline->at = Clock::now() + limits.write_timeout;
@@ -476,37 +462,26 @@ asio::awaitable<void> ProxyServer::Impl::Session(tcp::socket socket, common::IpA
       }
       if (closed) break;
 
-      int version = perr ? 11 : req.version;
-      bool keep_alive = !perr && parser.keep_alive();
+      const bool refused = parser.refused();
+      int version = refused ? 11 : req.version;
+      bool keep_alive = !refused && parser.keep_alive();
       std::optional<int> apply_ttl;
       const auto refuse = [&](common::Counter* counter, int status, std::string_view message) {
         counter->Inc();
         common::LogRefusal("proxy", "refused request from " + peer_text + " on " +
                                         ls.config.endpoint + ": " + std::string(message));
         keep_alive = false;
-        // Beast reports the request line only with the whole header, so a
-        // header over the limit is read for its method here.
-        const bool head =
-            req.method.length > 0
-                ? req.View(req.method) == "HEAD"
-                : std::string_view(static_cast<const char*>(buffer.data().data()), buffer.size())
-                          .substr(0, 5) == "HEAD ";
+        const bool head = http::IsHeadRequest(
+            req, std::string_view(static_cast<const char*>(buffer.data().data()), buffer.size()));
         SimpleResponse(out, version, status, message, false, head);
       };
 
-      if (perr == bhttp::error::header_limit) {
-        refuse(rejected_header_size, 431,
-               std::string(req.chunk_framing_too_large ? "chunk extensions or trailers"
-                                                       : "request header") +
-                   " larger than " + std::to_string(limits.max_header_bytes) + " bytes");
-      } else if (perr == bhttp::error::bad_transfer_encoding) {
-        refuse(rejected_malformed, 400,
-               "unsupported Transfer-Encoding (only \"chunked\" is accepted)");
-      } else if (perr == bhttp::error::body_limit) {
-        refuse(rejected_body_size, 413,
-               "request body larger than " + std::to_string(limits.max_body_bytes) + " bytes");
-      } else if (perr) {
-        refuse(rejected_malformed, 400, "bad request: " + perr.message());
+      if (refused) {
+        const int status = parser.status();
+        refuse(status == 431   ? rejected_header_size
+               : status == 413 ? rejected_body_size
+                               : rejected_malformed,
+               status, parser.message());
       } else {
         ls.requests->Inc();
         const std::string_view method = req.View(req.method);

@@ -6,12 +6,13 @@ shared upstream connections means other guests' answers. Real binaries on
 loopback only."""
 from __future__ import annotations
 
+import re
 import socket
 
 import pytest
 
-from openimds_harness import (Proxy, instance, raw_body, raw_exchange, raw_status, split_endpoint,
-                              write_keys)
+from openimds_harness import (IO_TIMEOUT_S, Proxy, instance, raw_body, raw_exchange, raw_status,
+                              split_endpoint, write_keys)
 
 GUEST = "127.0.0.2"
 OTHER = "127.0.0.3"
@@ -44,6 +45,56 @@ def test_server_refusals_to_head_carry_no_body(server, target, extra):
     assert_bodyless(*head_and_get(host, port, target, extra))
 
 
+def read_until_close(host: str, port: int, data: bytes, source: str = GUEST) -> bytes:
+    """Sends `data` and returns everything the peer sends until it closes."""
+    sock = socket.create_connection((host, port), timeout=IO_TIMEOUT_S,
+                                    source_address=(source, 0))
+    try:
+        sock.sendall(data)
+        chunks = []
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except (ConnectionResetError, socket.timeout):
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        sock.close()
+
+
+def second_answer(reply: bytes) -> bytes:
+    """The second of two answers on one connection (the first has a Content-Length)."""
+    head, _, rest = reply.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?im)^content-length:\s*(\d+)", head).group(1))
+    return rest[length:]
+
+
+# A HEAD whose request line alone is over the header limit: the method is
+# read from the raw bytes, since no request line was parsed.
+LONG_HEAD = b"HEAD /latest/meta-data/" + b"a" * 9000 + b" HTTP/1.1\r\nHost: h\r\n\r\n"
+FIRST_GET = b"GET /latest/meta-data/ HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n"
+
+
+def test_server_refusal_of_a_long_head_line_carries_no_body_after_other_requests(make_server):
+    # One I/O thread: the HEAD's connection reuses the buffers of the GET's,
+    # and the second request of a connection reuses the first's.
+    server = make_server(threads=1)
+    server.put_instance(instance("i-head", GUEST))
+    host, port = server.guest_address()
+    get = raw_exchange(host, port, FIRST_GET.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"),
+                       source=GUEST)
+    assert raw_status(get) == 200 and raw_body(get), get
+    head = raw_exchange(host, port, LONG_HEAD, source=GUEST)
+    assert raw_status(head) == 431, head
+    assert raw_body(head) == b"", head
+    second = second_answer(read_until_close(host, port, FIRST_GET + LONG_HEAD))
+    assert raw_status(second) == 431, second
+    assert raw_body(second) == b"", second
+
+
 @pytest.fixture
 def proxied(binary, workdir, make_server):
     """(server with a mode=proxy listener, proxy in front of it) for one guest."""
@@ -70,6 +121,14 @@ def test_proxy_mode_listener_healthz_head_has_no_body(proxied):
     head, get = head_and_get(host, port, "/healthz", source="127.0.0.1")
     assert raw_status(get) == 200, get
     assert_bodyless(head, get)
+
+
+def test_proxy_refusal_of_a_long_head_line_carries_no_body_after_another_request(proxied):
+    _, proxy = proxied
+    host, port = split_endpoint(proxy.endpoint)
+    second = second_answer(read_until_close(host, port, FIRST_GET + LONG_HEAD))
+    assert raw_status(second) == 431, second
+    assert raw_body(second) == b"", second
 
 
 @pytest.mark.parametrize("target,extra", [
