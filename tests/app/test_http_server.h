@@ -1,8 +1,10 @@
 #pragma once
 
-// A minimal blocking HTTP/1.1 server for client tests: one thread, one
-// connection at a time, one request per connection, handled by a plain
-// function over common::Request/Response (the shape of http::Handler).
+// A minimal blocking HTTP/1.1 server for client tests: a thread per
+// connection, one request per connection, handled by a plain function over
+// common::Request/Response (the shape of http::Handler). As on serve's admin
+// listener, the function is never called twice at once, and a request whose
+// answer is deferred waits without holding up the others.
 // Listens on a unix socket or on 127.0.0.1 port 0; never anywhere else.
 
 #include <atomic>
@@ -22,6 +24,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include "common/http_message.h"
 
@@ -63,6 +66,8 @@ class TestHttpServer {
       s.connect({boost::asio::ip::make_address("127.0.0.1"), port_}, ec);
     }
     thread_.join();
+    std::lock_guard<std::mutex> lock(connections_mu_);
+    for (auto& t : connections_) t.join();
   }
 
   uint16_t port() const { return port_; }
@@ -77,18 +82,28 @@ class TestHttpServer {
 
   template <class Acceptor>
   void Serve(Acceptor& acceptor) {
-    namespace http = boost::beast::http;
     while (true) {
       boost::system::error_code ec;
       typename Acceptor::protocol_type::socket socket(ioc_);
       acceptor.accept(socket, ec);
       if (stopping_) return;
       if (ec) continue;
+      std::lock_guard<std::mutex> lock(connections_mu_);
+      connections_.emplace_back(
+          [this, socket = std::move(socket)]() mutable { Handle(socket); });
+    }
+  }
+
+  template <class Socket>
+  void Handle(Socket& socket) {
+    namespace http = boost::beast::http;
+    boost::system::error_code ec;
+    {
       boost::beast::flat_buffer buffer;
       http::request_parser<http::string_body> parser;
       parser.body_limit(256 * 1024 * 1024);
       http::read(socket, buffer, parser, ec);
-      if (ec) continue;
+      if (ec) return;
       const auto& message = parser.get();
       common::Request request;
       request.method = View(message.method_string());
@@ -101,7 +116,7 @@ class TestHttpServer {
       }
       request.body = message.body();
       common::Response out;
-      fn_(request, out);
+      Call(request, out);
       if (out.deferred) {
         // As the http core does: wait for the Deferred, then call again.
         std::shared_ptr<common::Deferred> pending = std::move(out.deferred);
@@ -119,7 +134,7 @@ class TestHttpServer {
         out.Clear();
         request.resumed = true;
         request.resumed_from = pending;
-        fn_(request, out);
+        Call(request, out);
       }
       ++requests_;
       http::response<http::string_body> response;
@@ -134,7 +149,15 @@ class TestHttpServer {
     }
   }
 
+  void Call(const common::Request& request, common::Response& out) {
+    std::lock_guard<std::mutex> lock(fn_mu_);
+    fn_(request, out);
+  }
+
   HandlerFn fn_;
+  std::mutex fn_mu_;
+  std::mutex connections_mu_;
+  std::vector<std::thread> connections_;  // guarded by connections_mu_
   boost::asio::io_context ioc_;
   std::unique_ptr<Local::acceptor> unix_acceptor_;
   std::unique_ptr<boost::asio::ip::tcp::acceptor> tcp_acceptor_;
