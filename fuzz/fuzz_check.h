@@ -45,4 +45,13 @@ inline std::string Printable(std::string_view s, size_t limit = 400) {
   return out;
 }
 
+// Takes the next line (without its '\n') off the front of `rest`; the targets
+// read their inputs as a few newline-separated fields.
+inline std::string_view NextLine(std::string_view& rest) {
+  const size_t nl = rest.find('\n');
+  std::string_view line = rest.substr(0, nl);
+  rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
+  return line;
+}
+
 }  // namespace openimds::fuzz

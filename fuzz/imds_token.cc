@@ -56,13 +56,6 @@ World& TheWorld() {
   return *world;
 }
 
-std::string_view NextLine(std::string_view& rest) {
-  const size_t nl = rest.find('\n');
-  std::string_view line = rest.substr(0, nl);
-  rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
-  return line;
-}
-
 void CheckRefused(const TokenAuthority& tokens, std::string_view token, std::string_view id) {
   TokenError why = static_cast<TokenError>(-1);
   const common::Status s = tokens.Verify(token, id, /*incarnation=*/1, &why);

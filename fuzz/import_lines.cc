@@ -164,11 +164,7 @@ bool IsBlank(std::string_view line) {
 
 std::vector<std::string_view> Lines(std::string_view body) {
   std::vector<std::string_view> lines;
-  while (!body.empty()) {
-    const size_t nl = body.find('\n');
-    lines.push_back(body.substr(0, nl));
-    body = nl == std::string_view::npos ? std::string_view() : body.substr(nl + 1);
-  }
+  while (!body.empty()) lines.push_back(NextLine(body));
   return lines;
 }
 

@@ -904,6 +904,16 @@ struct AdminApi::ImportStream {
   int64_t refused = 0;      // the first part refused; no later part is applied
   std::map<int64_t, Parked> parked;
   Clock::time_point touched = Clock::now();
+
+  // Part `part` was refused (the earliest refused part counts): takes the
+  // parked parts out; the caller refuses them once streams_mu_ is released.
+  std::vector<std::shared_ptr<PendingWrite>> Stop(int64_t part) {
+    if (refused == 0 || part < refused) refused = part;
+    std::vector<std::shared_ptr<PendingWrite>> out;
+    for (auto& entry : parked) out.push_back(std::move(entry.second.pending));
+    parked.clear();
+    return out;
+  }
 };
 
 namespace {
@@ -925,12 +935,26 @@ bool ValidStreamName(std::string_view name) {
          });
 }
 
-// A parked part "not applied" because an earlier one was refused (or timed
-// out while parked).
-void RefuseParked(PendingWrite& pending, int64_t refused) {
-  pending.outcome.status = common::Conflict("this part of the import was not applied: part " +
-                                            std::to_string(refused) + " was refused");
-  pending.MarkReady();
+// The header's part number (from 1), or nullopt.
+std::optional<int64_t> ParsePart(std::string_view text) {
+  int64_t part = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), part);
+  if (ec != std::errc() || end != text.data() + text.size() || part < 1) return std::nullopt;
+  return part;
+}
+
+Status NotApplied(int64_t refused) {
+  return common::Conflict("this part of the import was not applied: part " +
+                          std::to_string(refused) + " was refused");
+}
+
+// Parts "not applied" because an earlier one was refused (or timed out
+// while parked).
+void RefuseParked(const std::vector<std::shared_ptr<PendingWrite>>& parts, int64_t refused) {
+  for (const auto& pending : parts) {
+    pending->outcome.status = NotApplied(refused);
+    pending->MarkReady();
+  }
 }
 
 }  // namespace
@@ -942,11 +966,9 @@ Status AdminApi::SubmitStreamPart(std::string_view stream_name, std::string_view
     return common::InvalidArgument(
         "X-OpenIMDS-Import-Stream must be 1 to 64 letters, digits, '-' or '_'");
   }
-  int64_t part = 0;
-  auto [end, ec] = std::from_chars(part_text.data(), part_text.data() + part_text.size(), part);
-  if (ec != std::errc() || end != part_text.data() + part_text.size() || part < 1) {
-    return common::InvalidArgument("X-OpenIMDS-Import-Part must be a number from 1");
-  }
+  const std::optional<int64_t> parsed_part = ParsePart(part_text);
+  if (!parsed_part) return common::InvalidArgument("X-OpenIMDS-Import-Part must be a number from 1");
+  const int64_t part = *parsed_part;
   std::vector<std::function<void()>> later;
   {
     std::lock_guard lock(streams_mu_);
@@ -967,11 +989,7 @@ Status AdminApi::SubmitStreamPart(std::string_view stream_name, std::string_view
     }
     std::shared_ptr<ImportStream> stream = it->second;
     stream->touched = now;
-    if (stream->refused != 0) {
-      return common::Conflict("part " + std::to_string(part) +
-                              " of this import was not applied: part " +
-                              std::to_string(stream->refused) + " was refused");
-    }
+    if (stream->refused != 0) return NotApplied(stream->refused);
     if (part <= stream->submitted || stream->parked.count(part) != 0) {
       return common::Conflict("part " + std::to_string(part) + " of import stream " +
                               Quote(stream_name) + " was already sent");
@@ -1001,9 +1019,8 @@ void AdminApi::StopStream(const Request& request) {
   auto name = request.Header("X-OpenIMDS-Import-Stream");
   auto part_text = request.Header("X-OpenIMDS-Import-Part");
   if (!name || !part_text || !ValidStreamName(*name)) return;
-  int64_t part = 0;
-  auto [end, ec] = std::from_chars(part_text->data(), part_text->data() + part_text->size(), part);
-  if (ec != std::errc() || end != part_text->data() + part_text->size() || part < 1) return;
+  const std::optional<int64_t> part = ParsePart(*part_text);
+  if (!part) return;
   std::vector<std::shared_ptr<PendingWrite>> refused;
   int64_t first = 0;
   {
@@ -1012,17 +1029,15 @@ void AdminApi::StopStream(const Request& request) {
     if (it == streams_.end()) {
       // Part 1 refused before its stream began: the parts after it must
       // hear why they are not applied, not that the stream is unknown.
-      if (part != 1 || streams_.size() >= kMaxImportStreams) return;
+      if (*part != 1 || streams_.size() >= kMaxImportStreams) return;
       it = streams_.emplace(std::string(*name), std::make_shared<ImportStream>()).first;
     }
     ImportStream& stream = *it->second;
     stream.touched = ImportStream::Clock::now();
-    if (stream.refused == 0 || part < stream.refused) stream.refused = part;
+    refused = stream.Stop(*part);
     first = stream.refused;
-    for (auto& [n, p] : stream.parked) refused.push_back(p.pending);
-    stream.parked.clear();
   }
-  for (auto& p : refused) RefuseParked(*p, first);
+  RefuseParked(refused, first);
 }
 
 void AdminApi::ForgetParkedPart(const Request& request) {
@@ -1038,20 +1053,14 @@ void AdminApi::ForgetParkedPart(const Request& request) {
     auto it = streams_.find(std::string(*name));
     if (it == streams_.end()) return;
     ImportStream& stream = *it->second;
-    for (auto p = stream.parked.begin(); p != stream.parked.end(); ++p) {
-      if (p->second.pending == pending) {
-        forgotten = p->first;
-        break;
-      }
-    }
-    if (forgotten == 0) return;  // already handed to the write queue
-    stream.refused = forgotten;
-    for (auto& [part, p] : stream.parked) {
-      if (part != forgotten) refused.push_back(p.pending);
-    }
-    stream.parked.clear();
+    auto mine = std::find_if(stream.parked.begin(), stream.parked.end(),
+                             [&](const auto& entry) { return entry.second.pending == pending; });
+    if (mine == stream.parked.end()) return;  // already handed to the write queue
+    forgotten = mine->first;
+    stream.parked.erase(mine);  // answered 503 by its own handler
+    refused = stream.Stop(forgotten);
   }
-  for (auto& p : refused) RefuseParked(*p, forgotten);
+  RefuseParked(refused, forgotten);
 }
 
 void AdminApi::AdvanceStream(const std::shared_ptr<ImportStream>& stream,
@@ -1068,22 +1077,18 @@ void AdminApi::AdvanceStream(const std::shared_ptr<ImportStream>& stream,
     SubmitPending(std::move(parked->write), parked->pending,
                   [this, stream, part](const store::WriteOutcome& outcome) {
                     std::vector<std::function<void()>> after;
+                    std::vector<std::shared_ptr<PendingWrite>> refused;
                     {
                       std::lock_guard lock(streams_mu_);
                       stream->in_flight = false;
                       stream->touched = ImportStream::Clock::now();
                       if (!outcome.status.ok()) {
-                        stream->refused = part;
-                        for (auto& [later_part, p] : stream->parked) {
-                          (void)later_part;
-                          after.push_back(
-                              [pending = p.pending, part] { RefuseParked(*pending, part); });
-                        }
-                        stream->parked.clear();
+                        refused = stream->Stop(part);
                       } else {
                         AdvanceStream(stream, after);
                       }
                     }
+                    RefuseParked(refused, part);
                     for (auto& fn : after) fn();
                   });
   });
@@ -1091,8 +1096,8 @@ void AdminApi::AdvanceStream(const std::shared_ptr<ImportStream>& stream,
 
 Status AdminApi::FinishImport(const Request& request, Response& out) {
   auto done = Finished(request);
-  if (!done.ok()) ForgetParkedPart(request);
   if (!done.ok()) {
+    ForgetParkedPart(request);
     // The store names a refused mutation "instance I (ID): ..."; the client
     // knows it by its line.
     std::string message = done.status().message();

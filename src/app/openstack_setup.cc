@@ -5,6 +5,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/blocking_wait.h"
 #include "common/log.h"
 
 namespace openimds::app {
@@ -234,18 +235,7 @@ common::Status RenderPreviewWaiting(const service::MetadataService& metadata,
   common::Status status = metadata.RenderPreview(instance, request, out);
   if (!out.deferred) return status;
   std::shared_ptr<common::Deferred> pending = std::move(out.deferred);
-  auto mu = std::make_shared<std::mutex>();
-  auto cv = std::make_shared<std::condition_variable>();
-  auto ready = std::make_shared<bool>(false);
-  pending->OnReady([mu, cv, ready] {
-    std::lock_guard<std::mutex> lock(*mu);
-    *ready = true;
-    cv->notify_all();
-  });
-  {
-    std::unique_lock<std::mutex> lock(*mu);
-    cv->wait_for(lock, pending->MaxWait(), [&] { return *ready; });
-  }
+  common::WaitReady(*pending);
   common::Request again = request;
   again.resumed = true;
   out.Clear();

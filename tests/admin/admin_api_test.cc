@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "catalog/catalog.h"
+#include "common/blocking_wait.h"
 #include "common/ip_address.h"
 #include "common/metrics.h"
 #include "model/instance_json.h"
@@ -66,18 +67,7 @@ common::Response Finish(AdminApi& api, Started& started) {
     // What the http core does with a deferred write: wait until it is
     // ready, then call the handler again with the Deferred.
     std::shared_ptr<common::Deferred> pending = std::move(out.deferred);
-    auto mu = std::make_shared<std::mutex>();
-    auto cv = std::make_shared<std::condition_variable>();
-    auto ready = std::make_shared<bool>(false);
-    pending->OnReady([mu, cv, ready] {
-      std::lock_guard<std::mutex> lock(*mu);
-      *ready = true;
-      cv->notify_all();
-    });
-    {
-      std::unique_lock<std::mutex> lock(*mu);
-      EXPECT_TRUE(cv->wait_for(lock, pending->MaxWait(), [&] { return *ready; }));
-    }
+    EXPECT_TRUE(common::WaitReady(*pending));
     out.Clear();
     started.request.resumed = true;
     started.request.resumed_from = pending;

@@ -26,6 +26,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/blocking_wait.h"
 #include "common/http_message.h"
 
 namespace openimds::test_support {
@@ -120,17 +121,7 @@ class TestHttpServer {
       if (out.deferred) {
         // As the http core does: wait for the Deferred, then call again.
         std::shared_ptr<common::Deferred> pending = std::move(out.deferred);
-        auto state = std::make_shared<std::pair<std::mutex, std::condition_variable>>();
-        auto ready = std::make_shared<bool>(false);
-        pending->OnReady([state, ready] {
-          std::lock_guard<std::mutex> lock(state->first);
-          *ready = true;
-          state->second.notify_all();
-        });
-        {
-          std::unique_lock<std::mutex> lock(state->first);
-          state->second.wait_for(lock, pending->MaxWait(), [&] { return *ready; });
-        }
+        common::WaitReady(*pending);
         out.Clear();
         request.resumed = true;
         request.resumed_from = pending;
