@@ -32,7 +32,10 @@ class SqliteDb;  // RAII owner of the sqlite3* connection (sqlite_store.cc).
 //                                               by updates (v3; rows older than v3:
 //                                               their revision at the migration)
 //   addresses(network, address, instance_id)    PRIMARY KEY (network, address):
-//                                               the one-holder-per-address rule
+//                                               the one-holder-per-address rule;
+//                                               a write releases what the record
+//                                               it replaces claimed (no index by
+//                                               instance since v4)
 //   meta(key PRIMARY KEY, value)                'revision': the store-wide sequence;
 //                                               'instance_count': rows in instances;
 //                                               'feed_floor': every change after it
@@ -87,7 +90,7 @@ class SqliteStore final : public Store {
  public:
   // The schema version this build writes. A file with a higher user_version
   // was written by a newer build: Open refuses it (FailedPrecondition).
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
 
   struct Options {
     // Database file; created (mode 0600: it holds secrets) if missing and

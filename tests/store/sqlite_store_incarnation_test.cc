@@ -195,7 +195,7 @@ TEST(IncarnationMigrationTest, Version2RowsTakeTheirRevision) {
                     "UPDATE meta SET value = 2 WHERE key = 'instance_count';");
   auto store = OpenStore(path);
   ASSERT_NE(store, nullptr);
-  EXPECT_EQ(RawQueryText(path, "PRAGMA user_version"), "3");
+  EXPECT_EQ(RawQueryText(path, "PRAGMA user_version"), std::to_string(SqliteStore::kSchemaVersion));
   EXPECT_EQ(IncarnationOf(*store, "i-a"), 1);
   EXPECT_EQ(IncarnationOf(*store, "i-b"), 2);
 

@@ -195,6 +195,41 @@ TEST_F(SqliteStoreTest, DeleteFreesAddresses) {
   EXPECT_TRUE(store_->Put(MakeInstance("i-b", {"10.0.0.5", "fd00::5"}), {}).ok());
 }
 
+// The address table holds exactly what the records claim: a write that keeps
+// its addresses leaves their rows alone, one that changes some moves only
+// those, and rows agree with the records afterwards.
+TEST_F(SqliteStoreTest, AddressRowsFollowTheRecords) {
+  ASSERT_TRUE(store_->Put(MakeInstance("i-a", {"10.0.0.5", "10.0.0.6"}), {}).ok());
+  model::Instance tagged = MakeInstance("i-a", {"10.0.0.6", "10.0.0.5"});
+  tagged.tags.insert_or_assign(model::Str("k"), model::Str("v"));
+  ASSERT_TRUE(store_->Put(tagged, {}).ok());
+  const std::string rows =
+      "SELECT group_concat(network || ' ' || address || ' ' || instance_id, ', ') FROM "
+      "(SELECT * FROM addresses ORDER BY network, address)";
+  EXPECT_EQ(RawQueryText(path_, rows), "default 10.0.0.5 i-a, default 10.0.0.6 i-a");
+  ASSERT_TRUE(store_->Put(MakeInstance("i-a", {"10.0.0.6", "10.0.0.7"}), {}).ok());
+  EXPECT_EQ(RawQueryText(path_, rows), "default 10.0.0.6 i-a, default 10.0.0.7 i-a");
+  ASSERT_TRUE(store_->Put(MakeInstance("i-a", {"10.0.0.7"}, "tenant-b"), {}).ok());
+  EXPECT_EQ(RawQueryText(path_, rows), "tenant-b 10.0.0.7 i-a");
+  ASSERT_TRUE(store_->Delete("i-a", {}).ok());
+  EXPECT_EQ(RawQueryText(path_, "SELECT count(*) FROM addresses"), "0");
+}
+
+// A row whose holder's record does not claim the address (the instances
+// table was edited behind the store) does not lock the address away.
+TEST_F(SqliteStoreTest, AStaleAddressRowIsTakenOver) {
+  ASSERT_TRUE(store_->Put(MakeInstance("i-a", {"10.0.0.5"}), {}).ok());
+  RawExec(path_,
+          "INSERT INTO addresses (network, address, instance_id) VALUES "
+          "('default', '10.0.0.9', 'i-a'), ('default', '10.0.0.10', 'i-gone');");
+  ASSERT_TRUE(store_->Put(MakeInstance("i-b", {"10.0.0.9", "10.0.0.10"}), {}).ok());
+  EXPECT_EQ(RawQueryText(path_, "SELECT group_concat(instance_id) FROM addresses WHERE "
+                                "address IN ('10.0.0.9', '10.0.0.10')"),
+            "i-b,i-b");
+  // A real holder still wins.
+  EXPECT_EQ(store_->Put(MakeInstance("i-c", {"10.0.0.5"}), {}).status().code(), Code::kConflict);
+}
+
 TEST_F(SqliteStoreTest, RefusesInvalidInstances) {
   model::Instance bad = MakeInstance("i-a", {"10.0.0.5"});
   bad.nics[0].mac = "not-a-mac";
