@@ -430,13 +430,13 @@ Status AdminApi::GetInstance(const Request& request, std::string_view id, Respon
 }
 
 void AdminApi::Submit(store::Write write, std::shared_ptr<PendingWrite> pending, Response& out,
-                      std::function<void(const store::WriteOutcome&)> after_commit) {
+                      std::function<void(store::WriteOutcome&)> after_commit) {
   out.deferred = pending;
   SubmitPending(std::move(write), std::move(pending), std::move(after_commit));
 }
 
 void AdminApi::SubmitPending(store::Write write, std::shared_ptr<PendingWrite> pending,
-                             std::function<void(const store::WriteOutcome&)> after_commit) {
+                             std::function<void(store::WriteOutcome&)> after_commit) {
   writes_.Submit(std::move(write), [this, pending, after_commit = std::move(after_commit)](
                                        store::WriteOutcome outcome) {
     if (after_commit) after_commit(outcome);
@@ -659,7 +659,7 @@ Status AdminApi::DeleteInstance(const Request& request, std::string_view id, Res
   // cleared once the delete committed, on the write queue's thread.
   store::Store* store = &store_;
   Submit(std::move(write), std::make_shared<PendingWrite>(), out,
-         [store, id = std::string(id)](const store::WriteOutcome& outcome) {
+         [store, id = std::string(id)](store::WriteOutcome& outcome) {
            if (!outcome.status.ok() || outcome.mutations.empty() ||
                !outcome.mutations[0].changed) {
              return;
@@ -888,25 +888,34 @@ Status AdminApi::StartImport(const Request& request, Response& out) {
 }
 
 // Parts of a batched import. The CLI sends a large file as numbered parts on
-// a few connections at once, so one part is parsed while the one before it
-// commits; the parts must still commit in order (a later line wins, an
-// address one part gives up may be taken by the next) and none may commit
-// after one was refused (the CLI reports "everything before the refused
-// part is committed"). A part waits, parked, for every earlier one to commit.
+// a few connections at once, so parts are parsed while earlier ones commit;
+// the parts must still commit in order (a later line wins, an address one
+// part gives up may be taken by the next) and none may commit after one was
+// refused (the CLI reports "everything before the refused part is
+// committed"). A part is handed to the write queue as soon as the part before
+// it has been (parts that arrive early are parked until then), joined to the
+// stream's store::WriteChain: the queue keeps their order, may commit several
+// in one transaction (one fsync, one pass over the store's indexes for many
+// parts), and the store applies none after a refused one.
 struct AdminApi::ImportStream {
   using Clock = std::chrono::steady_clock;
   struct Parked {
     store::Write write;
     std::shared_ptr<PendingWrite> pending;
   };
-  int64_t submitted = 0;    // the last part handed to the write queue
-  bool in_flight = false;   // whether that part still waits for its commit
-  int64_t refused = 0;      // the first part refused; no later part is applied
+  int64_t submitted = 0;   // the last part handed to the write queue
+  int64_t finished = 0;    // parts whose commit came back, in order: 1..finished
+  int64_t refused = 0;     // the first part refused; no later part is applied
   std::map<int64_t, Parked> parked;
+  std::shared_ptr<store::WriteChain> chain = std::make_shared<store::WriteChain>();
   Clock::time_point touched = Clock::now();
+
+  bool idle() const { return finished == submitted && parked.empty(); }
 
   // Part `part` was refused (the earliest refused part counts): takes the
   // parked parts out; the caller refuses them once streams_mu_ is released.
+  // Parts after `part` that were already handed to the store are refused
+  // there (the store broke the chain); parts before it still commit.
   std::vector<std::shared_ptr<PendingWrite>> Stop(int64_t part) {
     if (refused == 0 || part < refused) refused = part;
     std::vector<std::shared_ptr<PendingWrite>> out;
@@ -924,8 +933,8 @@ namespace {
 // part waiting for one that never comes is dropped when its wait ends
 // (PendingWrite::MaxWait).
 constexpr size_t kMaxImportStreams = 16;
-constexpr int64_t kMaxPartsAhead = 4;
-constexpr size_t kMaxParkedParts = 8;
+constexpr int64_t kMaxPartsAhead = 8;
+constexpr size_t kMaxParkedParts = 16;
 constexpr auto kStreamIdle = std::chrono::minutes(10);
 
 bool ValidStreamName(std::string_view name) {
@@ -975,7 +984,7 @@ Status AdminApi::SubmitStreamPart(std::string_view stream_name, std::string_view
     const auto now = ImportStream::Clock::now();
     std::erase_if(streams_, [&](const auto& entry) {
       const ImportStream& s = *entry.second;
-      return !s.in_flight && s.parked.empty() && now - s.touched > kStreamIdle;
+      return s.idle() && now - s.touched > kStreamIdle;
     });
     auto it = streams_.find(std::string(stream_name));
     if (it == streams_.end()) {
@@ -1001,10 +1010,10 @@ Status AdminApi::SubmitStreamPart(std::string_view stream_name, std::string_view
                                        " import parts are waiting for earlier ones; retry when "
                                        "they have committed");
     }
-    if (part > stream->submitted + kMaxPartsAhead) {
+    if (part > stream->finished + kMaxPartsAhead) {
       return common::ResourceExhausted(
           "part " + std::to_string(part) + " is too far ahead: part " +
-          std::to_string(stream->submitted + 1) + " has not committed yet (at most " +
+          std::to_string(stream->finished + 1) + " has not committed yet (at most " +
           std::to_string(kMaxPartsAhead) + " parts may be sent ahead)");
     }
     out.deferred = pending;
@@ -1065,33 +1074,38 @@ void AdminApi::ForgetParkedPart(const Request& request) {
 
 void AdminApi::AdvanceStream(const std::shared_ptr<ImportStream>& stream,
                              std::vector<std::function<void()>>& later) {
-  if (stream->in_flight || stream->refused != 0) return;
-  auto next = stream->parked.find(stream->submitted + 1);
-  if (next == stream->parked.end()) return;
-  const int64_t part = next->first;
-  auto parked = std::make_shared<ImportStream::Parked>(std::move(next->second));
-  stream->parked.erase(next);
-  stream->submitted = part;
-  stream->in_flight = true;
-  later.push_back([this, stream, part, parked] {
-    SubmitPending(std::move(parked->write), parked->pending,
-                  [this, stream, part](const store::WriteOutcome& outcome) {
-                    std::vector<std::function<void()>> after;
-                    std::vector<std::shared_ptr<PendingWrite>> refused;
-                    {
-                      std::lock_guard lock(streams_mu_);
-                      stream->in_flight = false;
-                      stream->touched = ImportStream::Clock::now();
-                      if (!outcome.status.ok()) {
-                        refused = stream->Stop(part);
-                      } else {
-                        AdvanceStream(stream, after);
+  for (;;) {
+    if (stream->refused != 0) return;
+    auto next = stream->parked.find(stream->submitted + 1);
+    if (next == stream->parked.end()) return;
+    const int64_t part = next->first;
+    auto parked = std::make_shared<ImportStream::Parked>(std::move(next->second));
+    stream->parked.erase(next);
+    stream->submitted = part;
+    parked->write.chain = stream->chain;
+    // Handed over in part order: `later` runs in order, after the lock.
+    later.push_back([this, stream, part, parked] {
+      SubmitPending(std::move(parked->write), parked->pending,
+                    [this, stream, part](store::WriteOutcome& outcome) {
+                      std::vector<std::shared_ptr<PendingWrite>> refused;
+                      int64_t first = 0;
+                      {
+                        std::lock_guard lock(streams_mu_);
+                        stream->finished = std::max(stream->finished, part);
+                        stream->touched = ImportStream::Clock::now();
+                        if (!outcome.status.ok()) {
+                          const bool behind_refusal =
+                              outcome.status.code() == Code::kFailedPrecondition &&
+                              outcome.status.message() == store::kChainBrokenMessage;
+                          refused = stream->Stop(part);
+                          first = stream->refused;
+                          if (behind_refusal) outcome.status = NotApplied(first);
+                        }
                       }
-                    }
-                    RefuseParked(refused, part);
-                    for (auto& fn : after) fn();
-                  });
-  });
+                      RefuseParked(refused, first);
+                    });
+    });
+  }
 }
 
 Status AdminApi::FinishImport(const Request& request, Response& out) {

@@ -147,15 +147,17 @@ class AdminApi final : public http::Handler {
 
   // Queues `write`, defers `out` until it is durable and visible (or refused).
   // `after_commit`, if set, runs on the write queue's thread with the outcome
-  // before the answer is released (clean-up that must follow a commit).
+  // before the answer is released (clean-up that must follow a commit); it may
+  // reword the outcome's status.
   void Submit(store::Write write, std::shared_ptr<PendingWrite> pending, common::Response& out,
-              std::function<void(const store::WriteOutcome&)> after_commit = {});
+              std::function<void(store::WriteOutcome&)> after_commit = {});
   // Queues `write` for `pending` without a response at hand (a parked part of
   // an import stream, released later on the write queue's thread).
   void SubmitPending(store::Write write, std::shared_ptr<PendingWrite> pending,
-                     std::function<void(const store::WriteOutcome&)> after_commit);
+                     std::function<void(store::WriteOutcome&)> after_commit);
   // An import part sent with X-OpenIMDS-Import-Stream / -Part: parked until
-  // every earlier part of its stream has committed, refused if one was refused.
+  // the part before it is queued, then queued behind it on the stream's
+  // store::WriteChain; refused if an earlier part was refused.
   common::Status SubmitStreamPart(std::string_view stream, std::string_view part,
                                   store::Write write, std::shared_ptr<PendingWrite> pending,
                                   common::Response& out);

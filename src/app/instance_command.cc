@@ -272,12 +272,13 @@ std::string Mebibytes(uint64_t bytes) {
 
 // Streams the file in batches of `s.batch_size` instances, one request (one
 // all-or-nothing transaction) each, so a fleet of any size imports in bounded
-// memory on both sides. Two batches are in flight at once, on two
-// connections: the server parses one while it commits the other. The server
-// takes a batch in the order its body arrived, and a batch is sent only once
-// the one before it was sent whole, so a later line still wins over an
-// earlier one with the same id. A refused batch stops the import: batches
-// before it stay committed, and the message says exactly what is.
+// memory on both sides. Up to kInFlight batches are in flight at once, each
+// on its own connection: the server parses some while it commits others, and
+// commits batches that arrive together in one transaction. They are numbered
+// parts of one import stream, which the server commits in order whatever
+// order their bodies arrive in, so a later line still wins over an earlier
+// one with the same id. A refused batch stops the import: batches before it
+// stay committed, and the message says exactly what is.
 // The most one import request carries: the server's default import limit
 // (admin::AdminApi::Options::max_import_bytes).
 constexpr size_t kMaxImportBatchBytes = 64 * 1024 * 1024;
@@ -313,7 +314,10 @@ int RunImportBatches(State& s) {
     s.err() << "openimds: " << probe.status().message() << "\n";
     return kExitUsage;
   }
-  constexpr size_t kInFlight = 2;
+  // As many as the server lets a stream send ahead of its last committed part
+  // (admin::AdminApi's kMaxPartsAhead): enough to keep its parsing threads and
+  // its writer busy at once.
+  constexpr size_t kInFlight = 8;
   struct Batch {
     int64_t first_line = 0;
     int64_t last_line = 0;
@@ -376,8 +380,7 @@ int RunImportBatches(State& s) {
     }
   };
   // The batches are numbered parts of one import stream: the server commits
-  // them in order, one after the other, and none after a refused one, though
-  // two are in flight (one parsed while the other commits).
+  // them in order and none after a refused one, however many are in flight.
   const std::string stream = RandomStreamName();
   int64_t part = 0;
   auto launch = [&](int64_t first_line, int64_t last_line, int64_t count, std::string body) {

@@ -1306,6 +1306,13 @@ Result<std::vector<WriteOutcome>> SqliteStore::CommitWrites(std::vector<Write>& 
     deletes_only = deletes_only_;
   }
   auto result = CommitOnce(writes, mode, deletes_only, what);
+  // Whatever happens below, a chain whose Write did not commit is broken.
+  auto break_chains = [&writes](const Result<std::vector<WriteOutcome>>& r) {
+    if (r.ok()) return;
+    for (Write& w : writes) {
+      if (w.chain) w.chain->broken = true;
+    }
+  };
   if (!result.ok() && result.status().code() == Code::kInsufficientStorage) {
     storage_full_ = true;
     bool released = false;
@@ -1331,6 +1338,7 @@ Result<std::vector<WriteOutcome>> SqliteStore::CommitWrites(std::vector<Write>& 
       if (!deletes_only_) storage_full_ = false;
     }
   }
+  break_chains(result);
   return result;
 }
 
@@ -1387,6 +1395,11 @@ Result<std::vector<WriteOutcome>> SqliteStore::CommitOnce(std::vector<Write>& wr
 
     std::vector<Committed> committed;
     for (size_t w = 0; w < writes.size(); ++w) {
+      WriteChain* chain = writes[w].chain.get();
+      if (chain != nullptr && chain->broken.load()) {
+        outcomes[w].status = common::FailedPrecondition(std::string(kChainBrokenMessage));
+        continue;
+      }
       if (writes[w].mutations.empty()) continue;
       if (Status s = Run(*db_, "SAVEPOINT write", what); !s.ok()) return s;
       const Counters saved = counters;
@@ -1400,6 +1413,10 @@ Result<std::vector<WriteOutcome>> SqliteStore::CommitOnce(std::vector<Write>& wr
         counters = saved;
         outcomes[w].mutations.clear();
         committed.resize(committed_before);
+        // Later Writes of its chain, in this transaction or a later one,
+        // must not apply. (A second attempt after a full disk runs the same
+        // mutations on the same state and refuses this one again.)
+        if (chain != nullptr) chain->broken = true;
       }
       if (Status s = Run(*db_, "RELEASE write", what); !s.ok()) return s;
     }

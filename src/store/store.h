@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -59,10 +60,27 @@ struct Mutation {
   MutateFn mutate;
 };
 
+// Writes that take effect in order, each only if every earlier one of the
+// chain did: the parts of one import stream, which may be committed together
+// (one transaction, one fsync) yet must not apply after a refused one. A
+// chain is broken by the first of its Writes that is refused or fails to
+// commit; the store then refuses every later Write of the chain with
+// FailedPrecondition kChainBrokenMessage, without running its mutations.
+// Writes of one chain must be given to the store in chain order (one
+// WriteQueue keeps the order it was given).
+struct WriteChain {
+  // Set by the store, on its committing thread; anyone may read it.
+  std::atomic<bool> broken{false};
+};
+inline constexpr std::string_view kChainBrokenMessage =
+    "not applied: an earlier write of its chain was refused";
+
 // One all-or-nothing unit of work: its mutations commit together or not at all.
 // Mutations of one Write must name distinct ids.
 struct Write {
   std::vector<Mutation> mutations;
+  // Null: independent of every other Write.
+  std::shared_ptr<WriteChain> chain;
 };
 
 // What one mutation did, when its Write committed.

@@ -33,7 +33,7 @@ class WriteQueue {
     // mutations it has. Bounds the time one transaction holds the store's
     // write lock and the memory of one group.
     size_t max_group_writes = 512;
-    size_t max_group_mutations = 20000;
+    size_t max_group_mutations = 40000;
     // The most mutations waiting (not yet in a commit). A Write that would
     // go past it is refused at once with ResourceExhausted instead of
     // queueing: writers faster than the disk get told to back off rather

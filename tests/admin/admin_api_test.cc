@@ -4,6 +4,8 @@
 #include <mutex>
 
 #include <gtest/gtest.h>
+
+#include <future>
 #include <stdlib.h>
 
 #include <atomic>
@@ -632,6 +634,52 @@ TEST_F(AdminApiTest, ImportStreamAppliesNothingAfterARefusedPart) {
   EXPECT_EQ(r.status, 409) << r.body;
   EXPECT_NE(ErrorMessage(r).find("part 1 was refused"), std::string::npos) << r.body;
   EXPECT_FALSE(store_->Get("y").ok());
+}
+
+// Parts that arrive while the writer is busy are queued behind one another
+// and may commit in one transaction; the order and the refusal rule hold
+// there too: the part before the refused one commits, the one after does not.
+TEST_F(AdminApiTest, ImportStreamPartsQueuedTogetherKeepTheRules) {
+  ASSERT_EQ(Put("old", InstanceJson("old", "n", "10.0.0.9")).status, 201);
+  // Hold the write queue's thread inside a commit until the parts are queued.
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::promise<void> holding;
+  store::Write hold;
+  hold.mutations.push_back(store::Mutation{
+      "holder", [&, released](const store::StoredInstance*)
+                    -> common::Result<std::optional<model::Instance>> {
+        holding.set_value();
+        released.wait();
+        return common::FailedPrecondition("held only");
+      }});
+  std::promise<store::WriteOutcome> held_outcome;
+  writes_->Submit(std::move(hold),
+                  [&](store::WriteOutcome o) { held_outcome.set_value(std::move(o)); });
+  holding.get_future().wait();
+
+  auto first = Start(*api_, StreamPart("g", 1, InstanceJson("a", "n", "10.0.0.1")));
+  auto second = Start(*api_, StreamPart("g", 2, InstanceJson("b", "n", "10.0.0.9")));  // old's
+  auto third = Start(*api_, StreamPart("g", 3, InstanceJson("c", "n", "10.0.0.3")));
+  ASSERT_TRUE(first->out.deferred && second->out.deferred && third->out.deferred);
+  release.set_value();
+  EXPECT_EQ(held_outcome.get_future().get().status.code(), common::Code::kFailedPrecondition);
+
+  common::Response r = Finish(*api_, *first);
+  EXPECT_EQ(r.status, 200) << r.body;
+  r = Finish(*api_, *second);
+  EXPECT_EQ(r.status, 409) << r.body;
+  EXPECT_NE(ErrorMessage(r).find("held by instance old"), std::string::npos) << r.body;
+  r = Finish(*api_, *third);
+  EXPECT_EQ(r.status, 409) << r.body;
+  EXPECT_NE(ErrorMessage(r).find("part 2 was refused"), std::string::npos) << r.body;
+  EXPECT_TRUE(store_->Get("a").ok());
+  EXPECT_FALSE(store_->Get("b").ok());
+  EXPECT_FALSE(store_->Get("c").ok());
+  // A fourth part after the refusal is refused at once.
+  r = Do(*api_, StreamPart("g", 4, InstanceJson("d", "n", "10.0.0.4")));
+  EXPECT_EQ(r.status, 409) << r.body;
+  EXPECT_FALSE(store_->Get("d").ok());
 }
 
 TEST_F(AdminApiTest, ImportStreamHeaderRefusals) {

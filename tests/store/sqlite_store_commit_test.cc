@@ -29,6 +29,65 @@ class CommitTest : public StoreFixture {
   }
 };
 
+Write Chained(std::shared_ptr<WriteChain> chain, std::vector<Mutation> mutations) {
+  Write w = WriteOf(std::move(mutations));
+  w.chain = std::move(chain);
+  return w;
+}
+
+// The Writes of a chain apply in order and none after a refused one, in the
+// same transaction or a later one; Writes outside the chain are not affected.
+TEST_F(CommitTest, AChainStopsAtItsFirstRefusal) {
+  auto chain = std::make_shared<WriteChain>();
+  bool ran_after_refusal = false;
+  std::vector<Write> writes;
+  writes.push_back(Chained(chain, {PutOf(MakeInstance("i-a", {"10.0.0.1"}))}));
+  writes.push_back(Chained(chain, {PutOf(MakeInstance("i-b", {"10.0.0.1"}))}));  // clashes
+  writes.push_back(WriteOf({PutOf(MakeInstance("i-free"))}));
+  writes.push_back(Chained(chain, {Mutation{"i-c", [&](const StoredInstance*)
+                                                   -> common::Result<std::optional<model::Instance>> {
+                                              ran_after_refusal = true;
+                                              return std::optional(MakeInstance("i-c"));
+                                            }}}));
+  const auto out = CommitOk(std::move(writes));
+  ASSERT_EQ(out.size(), 4u);
+  EXPECT_TRUE(out[0].status.ok()) << out[0].status.ToString();
+  EXPECT_EQ(out[1].status.code(), Code::kConflict);
+  EXPECT_TRUE(out[2].status.ok()) << out[2].status.ToString();
+  EXPECT_EQ(out[3].status.code(), Code::kFailedPrecondition);
+  EXPECT_EQ(out[3].status.message(), kChainBrokenMessage);
+  EXPECT_FALSE(ran_after_refusal);
+  EXPECT_TRUE(chain->broken);
+
+  std::vector<Write> later;
+  later.push_back(Chained(chain, {PutOf(MakeInstance("i-d"))}));
+  const auto out2 = CommitOk(std::move(later));
+  ASSERT_EQ(out2.size(), 1u);
+  EXPECT_EQ(out2[0].status.code(), Code::kFailedPrecondition);
+  EXPECT_THAT(Ids(*store_->List()), ElementsAre("i-a", "i-free"));
+  // The refusals took no revision.
+  EXPECT_EQ(*store_->LatestRevision(), 2);
+}
+
+// A chain whose Write did not commit at all (the store refused the whole
+// transaction) is broken too: its next Write must not apply on its own.
+TEST_F(CommitTest, AFailedCommitBreaksItsChains) {
+  ASSERT_TRUE(store_->Put(MakeInstance("i-a"), {}).ok());
+  auto read_only = OpenStore(path_, /*read_only=*/true);
+  ASSERT_NE(read_only, nullptr);
+  auto chain = std::make_shared<WriteChain>();
+  std::vector<Write> writes;
+  writes.push_back(Chained(chain, {PutOf(MakeInstance("i-b"))}));
+  auto failed = read_only->Commit(writes);
+  ASSERT_FALSE(failed.ok());
+  EXPECT_TRUE(chain->broken);
+  std::vector<Write> next;
+  next.push_back(Chained(chain, {PutOf(MakeInstance("i-c"))}));
+  const auto out = CommitOk(std::move(next));
+  EXPECT_EQ(out[0].status.code(), Code::kFailedPrecondition);
+  EXPECT_THAT(Ids(*store_->List()), ElementsAre("i-a"));
+}
+
 TEST_F(CommitTest, RefusedWritesDoNotStopTheOthers) {
   std::vector<Write> writes;
   writes.push_back(WriteOf({PutOf(MakeInstance("i-a", {"10.0.0.1"}))}));
