@@ -8,6 +8,8 @@
 #include <thread>
 #include <vector>
 
+#include "common/thread_name.h"
+
 namespace openimds::common {
 
 // Calls fn(i) for every i in [0, n), on up to `threads` threads (the calling
@@ -28,7 +30,12 @@ void ParallelFor(size_t n, unsigned threads, Fn&& fn, size_t min_n = 256, size_t
   };
   std::vector<std::thread> helpers;
   helpers.reserve(threads - 1);
-  for (unsigned t = 1; t < threads; ++t) helpers.emplace_back(work);
+  for (unsigned t = 1; t < threads; ++t) {
+    helpers.emplace_back([&work] {
+      NameCurrentThread("imds-parallel");
+      work();
+    });
+  }
   work();
   for (auto& t : helpers) t.join();
 }

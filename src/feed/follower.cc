@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "common/log.h"
+#include "common/thread_name.h"
 #include "common/thread_priority.h"
 
 namespace openimds::feed {
@@ -44,6 +45,7 @@ void Follower::Start() {
   if (thread_.joinable() || stopping_) return;
   notified_ = true;  // catch up at once
   thread_ = std::thread([this] {
+    common::NameCurrentThread("imds-feed");
     if (options_.background) common::LowerCurrentThreadPriority();
     Run();
   });

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <limits>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -25,6 +26,7 @@
 
 #include "common/log.h"
 #include "common/parallel_for.h"
+#include "common/thread_name.h"
 #include "common/thread_priority.h"
 #include "model/instance_json.h"
 
@@ -913,7 +915,10 @@ struct ScanBatch {
 class ParsePool {
  public:
   explicit ParsePool(unsigned threads) {
-    for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] { Work(); });
+    for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] {
+      common::NameCurrentThread("imds-scan");
+      Work();
+    });
   }
   // Joins; batches still queued are left unparsed.
   ~ParsePool() {
@@ -970,18 +975,22 @@ class ParsePool {
 
 }  // namespace
 
-// Woken by db_'s WAL hook after a commit leaves kStartFrames or more frames in
-// the WAL; runs PASSIVE checkpoints (they never wait for, nor block, a writer
-// or a reader) until the WAL is copied back. Should it fall far behind (a
-// reader pinning old frames), the committing thread checkpoints itself past
-// kInlineFrames, as SQLite would, so the WAL stays bounded.
+// Woken by db_'s WAL hook after a commit leaves Options::checkpoint_bytes or
+// more in the WAL; runs PASSIVE checkpoints (they never wait for, nor block, a
+// writer or a reader) until the WAL is copied back. Should it fall far behind
+// (a reader pinning old frames), the committing thread checkpoints itself
+// past Options::inline_checkpoint_bytes, as SQLite would, so the WAL stays
+// bounded.
 class SqliteStore::Checkpointer {
  public:
-  static constexpr int kStartFrames = 1000;    // SQLite's default autocheckpoint
-  static constexpr int kInlineFrames = 32768;  // 128 MiB of 4 KiB pages
-
-  Checkpointer(std::unique_ptr<SqliteDb> db, sqlite3* writer)
-      : db_(std::move(db)), writer_(writer), thread_([this] {
+  Checkpointer(std::unique_ptr<SqliteDb> db, sqlite3* writer, int64_t page_bytes,
+               int64_t start_bytes, int64_t inline_bytes)
+      : db_(std::move(db)),
+        writer_(writer),
+        start_frames_(Frames(start_bytes, page_bytes)),
+        inline_frames_(Frames(inline_bytes, page_bytes)),
+        thread_([this] {
+          common::NameCurrentThread("imds-checkpoint");
           common::LowerCurrentThreadPriority();
           Run();
         }) {
@@ -1001,9 +1010,9 @@ class SqliteStore::Checkpointer {
   // On the committing thread, with its connection (writer_) in use.
   static int Hook(void* self, sqlite3* db, const char* schema, int frames) {
     auto* c = static_cast<Checkpointer*>(self);
-    if (frames >= kInlineFrames) {
+    if (frames >= c->inline_frames_) {
       sqlite3_wal_checkpoint_v2(db, schema, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
-    } else if (frames >= kStartFrames) {
+    } else if (frames >= c->start_frames_) {
       {
         std::lock_guard lock(c->mu_);
         c->pending_ = true;
@@ -1014,6 +1023,13 @@ class SqliteStore::Checkpointer {
   }
 
   void Run() {
+    // A connection opens the WAL with its first read; until then a checkpoint
+    // through it does nothing at all.
+    if (auto read = db_->QueryInt("PRAGMA schema_version", "open the WAL for checkpoints");
+        !read.ok()) {
+      common::LogRefusal(kLogComponent, "WAL checkpoints: " + read.status().message() +
+                                            " (the committing thread checkpoints instead)");
+    }
     for (;;) {
       {
         std::unique_lock lock(mu_);
@@ -1032,8 +1048,15 @@ class SqliteStore::Checkpointer {
     }
   }
 
+  static int Frames(int64_t bytes, int64_t page_bytes) {
+    return static_cast<int>(std::clamp<int64_t>(bytes / std::max<int64_t>(page_bytes, 512), 1,
+                                                std::numeric_limits<int>::max()));
+  }
+
   std::unique_ptr<SqliteDb> db_;
   sqlite3* const writer_;
+  const int start_frames_;
+  const int inline_frames_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool pending_ = false;  // guarded by mu_
@@ -1074,14 +1097,21 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(Options options) {
   // hot index pages (instances' id index, addresses) in memory rather than
   // re-reading them through the OS on every row.
   if (Status s = db->Exec("PRAGMA cache_size = -32768", what); !s.ok()) return s;
+  // Once a checkpoint has copied everything back, the next writer starts the
+  // WAL over; it is then cut back to this size, so the disk does not keep the
+  // largest WAL a bulk import ever made (Options::checkpoint_bytes).
+  if (Status s = db->Exec("PRAGMA journal_size_limit = 67108864", what); !s.ok()) return s;
   if (Status s = Migrate(*db, options); !s.ok()) return s;
   auto store = std::unique_ptr<SqliteStore>(new SqliteStore(std::move(options), std::move(db)));
   if (auto v = store->db_->QueryInt("PRAGMA data_version", what); v.ok()) store->data_version_ = *v;
   if (!store->options_.read_only) {
     auto checkpoints = Connect(store->options_, what);
     if (!checkpoints.ok()) return checkpoints.status();
-    store->checkpointer_ =
-        std::make_unique<Checkpointer>(std::move(*checkpoints), store->db_->get());
+    auto page_bytes = store->db_->QueryInt("PRAGMA page_size", what);
+    if (!page_bytes.ok()) return page_bytes.status();
+    store->checkpointer_ = std::make_unique<Checkpointer>(
+        std::move(*checkpoints), store->db_->get(), *page_bytes,
+        store->options_.checkpoint_bytes, store->options_.inline_checkpoint_bytes);
   }
   if (!store->options_.read_only && store->options_.reserve_bytes > 0) {
     struct stat st {};

@@ -146,6 +146,17 @@ class SqliteStore final : public Store {
     // once there is room for the reserve again it is remade and every write
     // is taken again.
     uint64_t reserve_bytes = 8u << 20;
+
+    // WAL bytes after which a thread of the store's own copies the WAL back
+    // into the database file (PASSIVE checkpoints, off the committing
+    // thread), and after which the committing thread does it itself because
+    // that thread fell behind (a reader pinning old frames). Not SQLite's
+    // 1,000 pages: a checkpoint copies each page once however often it was
+    // rewritten since the last one, and a bulk import rewrites the same index
+    // pages in every commit, so checkpointing after each commit wrote them to
+    // the database file as often as to the WAL.
+    int64_t checkpoint_bytes = int64_t{256} << 20;
+    int64_t inline_checkpoint_bytes = int64_t{1} << 30;
   };
 
   // Opens (creating if needed) and migrates the database. Several processes

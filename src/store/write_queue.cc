@@ -1,5 +1,6 @@
 #include "store/write_queue.h"
 
+#include "common/thread_name.h"
 #include "common/thread_priority.h"
 
 #include <future>
@@ -11,6 +12,7 @@ namespace openimds::store {
 
 WriteQueue::WriteQueue(Store& store, Options options)
     : store_(store), options_(options), thread_([this] {
+        common::NameCurrentThread("imds-writer");
         if (options_.background) common::LowerCurrentThreadPriority();
         Run();
       }) {}

@@ -230,6 +230,28 @@ TEST_F(SqliteStoreTest, AStaleAddressRowIsTakenOver) {
   EXPECT_EQ(store_->Put(MakeInstance("i-c", {"10.0.0.5"}), {}).status().code(), Code::kConflict);
 }
 
+// The WAL is copied back into the database file by the store's own thread
+// once it holds checkpoint_bytes, not only when the committing thread does it
+// itself (inline_checkpoint_bytes) or when the last connection closes.
+TEST(SqliteStoreCheckpointTest, TheBackgroundCheckpointerCopiesTheWalBack) {
+  TempDir dir;
+  SqliteStore::Options options;
+  options.path = dir.File("store.db");
+  options.checkpoint_bytes = 1;                        // after every commit
+  options.inline_checkpoint_bytes = int64_t{1} << 40;  // never on the writer
+  auto store = SqliteStore::Open(options);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  const auto size = [&] { return std::filesystem::file_size(options.path); };
+  const auto before = size();
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE((*store)->Put(MakeInstance("i-" + std::to_string(i)), {}).ok());
+  }
+  for (int i = 0; i < 500 && size() == before; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_GT(size(), before) << "nothing was checkpointed while the store was open";
+}
+
 TEST_F(SqliteStoreTest, RefusesInvalidInstances) {
   model::Instance bad = MakeInstance("i-a", {"10.0.0.5"});
   bad.nics[0].mac = "not-a-mac";
