@@ -4,6 +4,7 @@
 #include <boost/json.hpp>
 #include <filesystem>
 #include <functional>
+#include <thread>
 
 #include "admin/admin_api.h"
 #include "app/ec2_setup.h"
@@ -15,6 +16,8 @@
 #include "common/ready_file.h"
 #include "common/secret_file.h"
 #include "common/signal_watcher.h"
+#include "common/thread_name.h"
+#include "common/thread_priority.h"
 #include "common/time_format.h"
 #include "feed/follower.h"
 #include "flavour/ec2/ec2_flavour.h"
@@ -309,7 +312,6 @@ int RunServe(const ServeOptions& o) {
     common::LogError("serve", "cannot load instances: " + loaded.message());
     return 1;
   }
-  admin::ReportInstancesOverLimits(catalog, limits, metrics);
   follower.Start();
   store::WriteQueue writes(**store);
   metrics.AddGauge("catalog_instances", "Instances in the served snapshot.",
@@ -530,6 +532,14 @@ int RunServe(const ServeOptions& o) {
       return 1;
     }
   }
+  // How many stored records exceed the limits is a report, not a condition
+  // of serving: at a million instances the walk is a good part of a start,
+  // so it runs once guests are answered, below the I/O threads' priority.
+  std::thread over_limits([&catalog, &limits, &metrics] {
+    common::NameCurrentThread("imds-limits");
+    common::LowerCurrentThreadPriority();
+    admin::ReportInstancesOverLimits(catalog, limits, metrics);
+  });
   (*ec2)->Start();  // token key rotation, credential source
   (*openstack_rt)->Start();  // vendordata prefetch
   // SIGHUP: re-read the proxy keys and the Neutron secret (docs/proxy.md §2).
@@ -555,6 +565,7 @@ int RunServe(const ServeOptions& o) {
   }
   signals.Start({.stop = [&server] { server.Shutdown(); }, .reload = std::move(reload)});
   server.Run();
+  over_limits.join();
   signals.Stop();  // before the resolver and the server it uses go away
   follower.Stop();
   common::LogInfo("serve", "stopped");

@@ -1579,8 +1579,22 @@ Result<ChangePage> SqliteStore::ChangesSince(int64_t since, size_t max_changes) 
   page.through = expected - 1;
 
   for (Change& change : page.changes) {
-    // The row's head first: for a write of this process the record is at
-    // hand, and its json (kilobytes, on overflow pages) is not read at all.
+    // A write of this process whose record is at hand at the very revision
+    // this page reports needs no read at all: no other connection has
+    // committed since (data_version), so nothing else can have rewritten the
+    // row, and the record as of `through` is exactly that one. (A later write
+    // of the same id, past this page, replaced the entry and shows up in the
+    // next page.) This keeps the follower from holding the store's lock for a
+    // random read per change while the writer waits.
+    if (auto mine = recent_.find(change.id);
+        mine != recent_.end() && mine->second.revision == change.revision) {
+      change.instance = std::move(mine->second.instance);
+      change.instance_revision = change.revision;
+      recent_.erase(mine);
+      continue;
+    }
+    // The row's head next: for a write of this process the record may still
+    // be at hand, and its json is then not read at all.
     int64_t revision = 0;
     int64_t incarnation = 0;
     {

@@ -14,7 +14,7 @@ from typing import Optional
 
 import pytest
 
-from openimds_harness import Reply, Server, b64, instance, metric_sum
+from openimds_harness import Reply, Server, b64, instance, metric_sum, wait_for
 
 IID = "i-0000000000000limit"
 
@@ -201,6 +201,10 @@ def test_record_stored_over_a_limit_loads_and_must_be_brought_within(make_server
     # Restarted with the default limits: loaded, counted, one log line, served.
     s.extra_args = []
     s.start()
+    # Counted once guests are served (the count is a report, not a
+    # condition of serving), so it may land just after the ready file.
+    wait_for("the over-limits count",
+             lambda: "exceed the record limits" in s.log(), s.proc, s.log_path)
     assert metric_sum(s.metrics(), "admin_instances_over_limits_at_start") == 1
     lines = [l for l in s.log().splitlines() if "exceed the record limits" in l]
     assert len(lines) == 1, s.log()
