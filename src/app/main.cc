@@ -8,8 +8,10 @@
 #include "app/redirect_command.h"
 #include "app/keygen_command.h"
 #include "app/serve_command.h"
+#include "common/heap.h"
 
 int main(int argc, char** argv) {
+  openimds::common::SetHeapPolicy();
   try {
     CLI::App app{
         "OpenIMDS: an instance metadata service (EC2-compatible) for your own compute.\n"

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "common/log.h"
+#include "common/heap.h"
 #include "common/thread_name.h"
 #include "common/thread_priority.h"
 
@@ -155,14 +156,25 @@ void Follower::Subscribe(std::function<void(const std::vector<Applied>&)> fn) {
 
 void Follower::Run() {
   std::chrono::milliseconds wait = options_.poll_interval;
+  // Changes applied since the heap was last trimmed. A bulk import leaves its
+  // garbage (request bodies, parsed pages, superseded trie nodes) spread
+  // through the heap, and the store's page cache full; once the writes stop
+  // for a poll interval, both go back to the system, so the resident size
+  // after an import is what the catalog needs, not what the import passed
+  // through.
+  constexpr size_t kTrimAfterChanges = 10000;
+  size_t untrimmed = 0;
   for (;;) {
+    bool idle = false;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait_for(lock, wait, [this] { return notified_ || stopping_; });
+      idle = !cv_.wait_for(lock, wait, [this] { return notified_ || stopping_; });
       if (stopping_) return;
       notified_ = false;
     }
+    const uint64_t before = changes_total_.Value();
     common::Status s = CatchUp();
+    untrimmed += static_cast<size_t>(changes_total_.Value() - before);
     if (s.ok()) {
       wait = options_.poll_interval;
     } else {
@@ -177,6 +189,11 @@ void Follower::Run() {
       wait = std::min(options_.max_backoff, wait * 2);
     }
     catalog_.Reclaim();
+    if (idle && untrimmed >= kTrimAfterChanges) {
+      store_.ReleaseCaches();
+      common::ReleaseFreeHeap();
+      untrimmed = 0;
+    }
   }
 }
 

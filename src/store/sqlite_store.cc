@@ -1396,6 +1396,11 @@ bool SqliteStore::MakeReserve() {
   return true;
 }
 
+void SqliteStore::ReleaseCaches() {
+  std::lock_guard lock(mu_);
+  sqlite3_db_release_memory(db_->get());
+}
+
 std::string SqliteStore::DegradedReason() const {
   if (!storage_full_) return {};
   return "storage full: writes that add or change records fail with 507; deletes are accepted";

@@ -185,6 +185,8 @@ class SqliteStore final : public Store {
   common::Status DeleteSecret(std::string_view name) override;
   common::Result<int64_t> LatestRevision() override;
   std::string DegradedReason() const override;
+  // The main connection's page cache (sqlite3_db_release_memory).
+  void ReleaseCaches() override;
 
   common::Result<std::vector<WriteOutcome>> Commit(std::vector<Write>& writes) override;
   // max_changes 0 is taken as 1 (a page that can hold nothing would never

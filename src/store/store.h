@@ -185,6 +185,11 @@ class Store {
   // only deletes are accepted"), for /readyz; empty when it takes writes.
   virtual std::string DegradedReason() const { return {}; }
 
+  // Drops what the store keeps in memory only to be faster (page caches), for
+  // a caller that knows a burst of writes is over. Never loses data; the next
+  // write may be slower. Thread-safe.
+  virtual void ReleaseCaches() {}
+
   // --- Batched writes and the change feed ---
 
   // Commits `writes` in one transaction (one fsync for all of them: group
