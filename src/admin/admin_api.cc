@@ -473,6 +473,15 @@ common::Result<std::shared_ptr<const PendingWrite>> AdminApi::Finished(const Req
 
 namespace {
 
+// Tells the store the record this node's catalog holds for the mutation's
+// id, so the write need not parse the stored row when it is that one.
+void HintCurrent(const catalog::Snapshot& snapshot, store::Mutation& m) {
+  if (const catalog::Entry* e = snapshot.FindById(m.id)) {
+    m.current_hint = e->instance;
+    m.current_hint_revision = e->revision;
+  }
+}
+
 // The refusals of an If-Match / If-None-Match write, in the store's words.
 Status CheckConditions(std::string_view id, const store::StoredInstance* current,
                        const EtagCondition& if_match, const EtagCondition& if_none_match) {
@@ -555,6 +564,7 @@ Status AdminApi::PutInstance(const Request& request, std::string_view id, Respon
     if (Status s = CheckConditions(id, current, im, inm); !s.ok()) return s;
     return std::optional<model::Instance>(*record);
   };
+  HintCurrent(*catalog_.Current(), mutation);
   store::Write write;
   write.mutations.push_back(std::move(mutation));
   Submit(std::move(write), std::move(pending), out);
@@ -624,6 +634,7 @@ Status AdminApi::PatchInstance(const Request& request, std::string_view id, Resp
     pending->written = std::make_shared<model::Instance>(*patched);
     return std::optional<model::Instance>(std::move(*patched));
   };
+  HintCurrent(*catalog_.Current(), mutation);
   store::Write write;
   write.mutations.push_back(std::move(mutation));
   Submit(std::move(write), std::move(pending), out);
@@ -653,6 +664,7 @@ Status AdminApi::DeleteInstance(const Request& request, std::string_view id, Res
     if (Status s = CheckConditions(id, current, im, EtagCondition{}); !s.ok()) return s;
     return std::optional<model::Instance>();
   };
+  HintCurrent(*catalog_.Current(), mutation);
   store::Write write;
   write.mutations.push_back(std::move(mutation));
   // A later instance with the same id must not inherit the guest's password:
@@ -876,10 +888,10 @@ Status AdminApi::StartImport(const Request& request, Response& out) {
   for (model::Instance& in : instances) {
     store::Mutation m;
     m.id = in.id;
-    m.mutate = [record = std::make_shared<const model::Instance>(std::move(in))](
-                   const store::StoredInstance*) -> common::Result<std::optional<model::Instance>> {
-      return std::optional<model::Instance>(*record);
-    };
+    // The parsed record itself is what the store writes and the catalog will
+    // hold: no copy per instance.
+    m.put = std::make_shared<model::Instance>(std::move(in));
+    HintCurrent(*snapshot, m);
     write.mutations.push_back(std::move(m));
   }
   if (stream) return SubmitStreamPart(*stream, *part, std::move(write), std::move(pending), out);

@@ -593,6 +593,10 @@ struct Counters {
 };
 
 struct ApplyOptions {
+  // No other connection has committed since this store last looked
+  // (data_version): a Mutation::current_hint whose revision matches the row
+  // is the row.
+  bool trust_hints = false;
   bool replace_equal = false;  // write an unchanged record under a new revision
   bool deletes_only = false;   // the disk is full: refuse any Write that adds or changes
   bool prefix_single = false;  // prefix refusals even of one-mutation Writes
@@ -610,7 +614,9 @@ struct Committed {
 // One mutation between the phases of ApplyWrite.
 struct Step {
   std::optional<StoredInstance> current;
-  std::optional<model::Instance> next;
+  // Null: delete. Shared so that the record written is the one the change
+  // feed hands out (Mutation::put needs no copy at all).
+  std::shared_ptr<model::Instance> next;
   std::string json;                    // ToJsonText(*next), when changed
   std::vector<std::string> addresses;  // CallerAddresses(*next)
   // When changed: the addresses of `current` to give up and those of `next`
@@ -689,7 +695,18 @@ Status ApplyWrite(SqliteDb& db, Write& write, const ApplyOptions& opt, Counters&
       mutated = i;
       break;
     }
-    {
+    if (m.current_hint && opt.trust_hints) {
+      auto head = db.Prepare("SELECT revision, incarnation FROM instances WHERE id = ?1", what);
+      if (!head.ok()) return head.status();
+      head->Bind(1, m.id);
+      auto row = head->Step(what);
+      if (!row.ok()) return row.status();
+      if (*row && head->Int64(0) == m.current_hint_revision) {
+        step.current = StoredInstance{*m.current_hint, m.current_hint_revision};
+        step.current->instance.managed.incarnation = head->Int64(1);
+      }
+    }
+    if (!step.current) {
       auto stmt =
           db.Prepare("SELECT revision, json, incarnation FROM instances WHERE id = ?1", what);
       if (!stmt.ok()) return stmt.status();
@@ -706,13 +723,17 @@ Status ApplyWrite(SqliteDb& db, Write& write, const ApplyOptions& opt, Counters&
         step.current = std::move(*stored);
       }
     }
+    if (m.put) {
+      step.next = m.put;
+      continue;
+    }
     auto next = m.mutate(step.current ? &*step.current : nullptr);
     if (!next.ok()) {
       mutate_refusal = next.status();
       mutated = i;
       break;
     }
-    step.next = std::move(*next);
+    if (*next) step.next = std::make_shared<model::Instance>(std::move(**next));
   }
 
   // (1b) The pure part, on several threads for a large Write.
@@ -837,8 +858,7 @@ Status ApplyWrite(SqliteDb& db, Write& write, const ApplyOptions& opt, Counters&
     out.revision = revision;
     out.changed = true;
     if (step.next) {
-      committed.push_back(Committed{write.mutations[i].id, revision,
-                                    std::make_shared<const model::Instance>(std::move(*step.next))});
+      committed.push_back(Committed{write.mutations[i].id, revision, std::move(step.next)});
     }
   }
   counters.instances += delta;
@@ -1411,11 +1431,11 @@ Result<std::vector<WriteOutcome>> SqliteStore::CommitOnce(std::vector<Write>& wr
                                                           std::string_view what) {
   std::vector<WriteOutcome> outcomes(writes.size());
   if (writes.empty()) return outcomes;
-  const ApplyOptions apply{.replace_equal = mode.replace_equal,
-                           .deletes_only = deletes_only,
-                           .prefix_single = mode.prefix_single,
-                           .max_instances = options_.max_instances,
-                           .threads = options_.write_threads};
+  ApplyOptions apply{.replace_equal = mode.replace_equal,
+                     .deletes_only = deletes_only,
+                     .prefix_single = mode.prefix_single,
+                     .max_instances = options_.max_instances,
+                     .threads = options_.write_threads};
   int64_t before = 0;
   int64_t latest = 0;
   std::function<void(int64_t)> listener;
@@ -1432,6 +1452,17 @@ Result<std::vector<WriteOutcome>> SqliteStore::CommitOnce(std::vector<Write>& wr
     if (!instances.ok()) return instances.status();
     counters = {*revision, *instances};
     before = counters.revision;
+    // Whether another connection has committed since this one last looked:
+    // then a record that rows of this process's writes were rewritten, and
+    // neither the callers' hints nor recent_ may stand for a row.
+    auto data_version = db_->QueryInt("PRAGMA data_version", what);
+    if (!data_version.ok()) return data_version.status();
+    if (*data_version != data_version_) {
+      recent_.clear();
+      data_version_ = *data_version;
+    } else {
+      apply.trust_hints = true;
+    }
 
     std::vector<Committed> committed;
     for (size_t w = 0; w < writes.size(); ++w) {

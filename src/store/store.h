@@ -58,6 +58,19 @@ using MutateFn = std::function<common::Result<std::optional<model::Instance>>(
 struct Mutation {
   std::string id;
   MutateFn mutate;
+  // Instead of mutate: write exactly this record (non-null), whatever is
+  // stored. The store normalizes and validates it in place, sets its
+  // `managed` part, and hands that very object to the change feed, so a bulk
+  // import does not copy every record once more. Give it a record nothing
+  // else reads or writes until the Write's outcome is known.
+  std::shared_ptr<model::Instance> put;
+  // Optional: the record the caller believes is stored (the catalog's) and
+  // its revision. When the stored row has that revision and no other
+  // connection has committed since this store last looked, the store takes
+  // it as the current record instead of parsing the row. Never changes an
+  // outcome, only what it costs.
+  std::shared_ptr<const model::Instance> current_hint;
+  int64_t current_hint_revision = 0;
 };
 
 // Writes that take effect in order, each only if every earlier one of the

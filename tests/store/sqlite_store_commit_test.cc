@@ -88,6 +88,59 @@ TEST_F(CommitTest, AFailedCommitBreaksItsChains) {
   EXPECT_THAT(Ids(*store_->List()), ElementsAre("i-a"));
 }
 
+// Mutation::put: the very record given is written and handed to the feed.
+TEST_F(CommitTest, APutRecordIsTheOneTheFeedHandsOut) {
+  auto record = std::make_shared<model::Instance>(MakeInstance("i-a", {"10.0.0.1"}));
+  std::vector<Write> writes;
+  Mutation m;
+  m.id = "i-a";
+  m.put = record;
+  writes.push_back(WriteOf({}));
+  writes.back().mutations.push_back(std::move(m));
+  const auto out = CommitOk(std::move(writes));
+  ASSERT_TRUE(out[0].status.ok()) << out[0].status.ToString();
+  EXPECT_EQ(record->managed.incarnation, out[0].mutations[0].revision);
+  auto page = store_->ChangesSince(0, 10);
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->changes.size(), 1u);
+  EXPECT_EQ(page->changes[0].instance.get(), record.get());
+  EXPECT_EQ(store_->Get("i-a")->instance, *record);
+}
+
+// Mutation::current_hint stands for the row only while it is the row: a
+// hint of another revision, or any hint after another connection changed
+// the file (a hand edit that kept the revision), is ignored.
+TEST_F(CommitTest, AHintIsUsedOnlyWhileItIsTheRow) {
+  ASSERT_TRUE(store_->Put(MakeInstance("i-a"), {}).ok());
+  const int64_t rev = *store_->LatestRevision();
+  auto seen_name = [&](std::shared_ptr<const model::Instance> hint, int64_t hint_rev) {
+    std::string name;
+    Mutation m{"i-a", [&name](const StoredInstance* current)
+                          -> common::Result<std::optional<model::Instance>> {
+                 name = current ? std::string(current->instance.name.view()) : "(none)";
+                 return common::FailedPrecondition("looked only");
+               }};
+    m.current_hint = std::move(hint);
+    m.current_hint_revision = hint_rev;
+    std::vector<Write> writes;
+    writes.push_back(WriteOf({}));
+    writes.back().mutations.push_back(std::move(m));
+    CommitOk(std::move(writes));
+    return name;
+  };
+  model::Instance hinted = MakeInstance("i-a");
+  hinted.name = "from the hint";
+  auto hint = std::make_shared<const model::Instance>(hinted);
+  EXPECT_EQ(seen_name(hint, rev), "from the hint");
+  EXPECT_EQ(seen_name(hint, rev + 7), "name of i-a");
+  // Behind the store's back: the revision stays, the record does not.
+  const std::string json = RawQueryText(path_, "SELECT json FROM instances WHERE id = 'i-a'");
+  std::string edited = json;
+  edited.replace(edited.find("name of i-a"), 11, "edited");
+  RawExec(path_, "UPDATE instances SET json = '" + edited + "' WHERE id = 'i-a'");
+  EXPECT_EQ(seen_name(hint, rev), "edited");
+}
+
 TEST_F(CommitTest, RefusedWritesDoNotStopTheOthers) {
   std::vector<Write> writes;
   writes.push_back(WriteOf({PutOf(MakeInstance("i-a", {"10.0.0.1"}))}));
