@@ -26,7 +26,6 @@ namespace openimds::model {
 // one wins (that is how Boost.JSON parses it).
 common::Result<Instance> FromJson(const boost::json::value& json);
 
-// --- EC2 platform events ---
 // How FromJson treats input whose meaning depends on when it is parsed.
 struct ParseOptions {
   // Event times (docs/instance.md "Platform events") may be given as a
@@ -36,7 +35,7 @@ struct ParseOptions {
   std::optional<TimePoint> now;
 };
 common::Result<Instance> FromJson(const boost::json::value& json, const ParseOptions& options);
-// --- end EC2 platform events ---
+
 // Parses text first; a syntax error is InvalidArgument "invalid JSON: ... at offset N".
 common::Result<Instance> FromJsonText(std::string_view text);
 

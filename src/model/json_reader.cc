@@ -129,4 +129,34 @@ Status StringArrayValue(const json::value& v, const Path& at, StrList& out, bool
   });
 }
 
+Status StringMapValue(const json::value& v, const Path& at, StringMap& out, bool interned) {
+  if (!v.is_object()) return Err(at, "expected object");
+  out.clear();
+  out.reserve(v.get_object().size());
+  for (const auto& member : v.get_object()) {
+    if (!member.value().is_string()) return Err(Path(at, member.key()), "expected string");
+    const json::string& value = member.value().get_string();
+    const std::string_view text(value.data(), value.size());
+    const std::string_view key(member.key().data(), member.key().size());
+    if (interned) {
+      out.insert_or_assign(Str::Interned(key), Str::Interned(text));
+    } else {
+      out.insert_or_assign(Str(key), Str(text));
+    }
+  }
+  return Status::Ok();
+}
+
+Status ChoiceValue(const json::value& v, const Path& at, bool& out, std::string_view if_true,
+                   std::string_view if_false) {
+  if (v.is_string() && v.get_string() == if_true) {
+    out = true;
+  } else if (v.is_string() && v.get_string() == if_false) {
+    out = false;
+  } else {
+    return Err(at, "expected \"" + std::string(if_true) + "\" or \"" + std::string(if_false) + "\"");
+  }
+  return Status::Ok();
+}
+
 }  // namespace openimds::model::json_reader

@@ -10,10 +10,11 @@
 #include <boost/json/value.hpp>
 
 #include "common/status.h"
+#include "model/instance.h"  // StringMap
 #include "model/str_list.h"
 
-// The small toolkit the model's strict JSON readers share (instance_json.cc,
-// network_config_json.cc). Internal to the model module.
+// The small toolkit the model's strict JSON readers share (every concept's
+// *_json.cc). Internal to the model module.
 //
 // Every record the store loads and every record an import writes goes through
 // these readers, so the common (valid) case is kept free of allocations:
@@ -139,6 +140,42 @@ inline auto StringArray(StrList& out) {
 inline auto InternedStringArray(StrList& out) {
   return [&out](const boost::json::value& v, const Path& at) {
     return StringArrayValue(v, at, out, true);
+  };
+}
+
+// An array whose items `read_one(item, at, out_item)` reads.
+template <typename T, typename ReadOne>
+auto Array(std::vector<T>& out, ReadOne read_one) {
+  return [&out, read_one](const boost::json::value& v, const Path& at) -> common::Status {
+    if (!v.is_array()) return Err(at, "expected array");
+    out.clear();
+    for (size_t i = 0; i < v.get_array().size(); ++i) {
+      T item;
+      if (common::Status s = read_one(v.get_array()[i], Path(at, i), item); !s.ok()) return s;
+      out.push_back(std::move(item));
+    }
+    return common::Status::Ok();
+  };
+}
+
+// An object of strings. Keys and values are interned when `interned` (tags
+// and block devices: a fleet repeats the same few keys and most values).
+common::Status StringMapValue(const boost::json::value& v, const Path& at, StringMap& out,
+                              bool interned);
+inline auto StringMapReader(StringMap& out, bool interned = true) {
+  return [&out, interned](const boost::json::value& v, const Path& at) {
+    return StringMapValue(v, at, out, interned);
+  };
+}
+
+// "enabled"/"disabled" and similar two-word enumerations: `out` is true for
+// `if_true`, false for `if_false`, and anything else is
+// "expected \"<if_true>\" or \"<if_false>\"".
+common::Status ChoiceValue(const boost::json::value& v, const Path& at, bool& out,
+                           std::string_view if_true, std::string_view if_false);
+inline auto Choice(bool& out, std::string_view if_true, std::string_view if_false) {
+  return [&out, if_true, if_false](const boost::json::value& v, const Path& at) {
+    return ChoiceValue(v, at, out, if_true, if_false);
   };
 }
 

@@ -2,6 +2,8 @@
 
 #include <charconv>
 
+#include <boost/json.hpp>
+
 #include "model/base64.h"
 
 namespace openimds::model::json_writer {
@@ -119,6 +121,39 @@ void Writer::Quoted(std::string_view s) {
   }
   out_.append(s.data() + run, s.size() - run);
   out_ += '"';
+}
+
+namespace {
+
+template <typename List>
+void PutList(boost::json::object& o, std::string_view key, const List& values) {
+  if (values.empty()) return;
+  boost::json::array a;
+  a.reserve(values.size());
+  for (const auto& v : values) a.emplace_back(std::string_view(v));
+  o[key] = std::move(a);
+}
+
+}  // namespace
+
+void PutString(boost::json::object& o, std::string_view key, std::string_view value) {
+  if (!value.empty()) o[key] = value;
+}
+
+void PutArray(boost::json::object& o, std::string_view key, const StrList& values) {
+  PutList(o, key, values);
+}
+
+void PutArray(boost::json::object& o, std::string_view key,
+              const std::vector<std::string>& values) {
+  PutList(o, key, values);
+}
+
+void PutMap(boost::json::object& o, std::string_view key, const StringMap& m) {
+  if (m.empty()) return;
+  boost::json::object out;
+  for (const auto& [k, v] : m) out[k.view()] = v.view();
+  o[key] = std::move(out);
 }
 
 }  // namespace openimds::model::json_writer

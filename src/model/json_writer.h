@@ -6,6 +6,8 @@
 #include <string_view>
 #include <vector>
 
+#include <boost/json/fwd.hpp>
+
 #include "model/instance.h"
 
 // Compact JSON text written straight into a std::string, byte for byte what
@@ -55,5 +57,12 @@ class Writer {
   std::string& out_;
   bool need_comma_ = false;  // a value was written in the current container
 };
+
+// The same members into a boost::json::object, for ToJson: each omitted when
+// empty.
+void PutString(boost::json::object& o, std::string_view key, std::string_view value);
+void PutArray(boost::json::object& o, std::string_view key, const StrList& values);
+void PutArray(boost::json::object& o, std::string_view key, const std::vector<std::string>& values);
+void PutMap(boost::json::object& o, std::string_view key, const StringMap& m);
 
 }  // namespace openimds::model::json_writer

@@ -1,54 +1,23 @@
 #include "model/network_config_json.h"
 
 #include <algorithm>
-#include <limits>
 #include <map>
+#include <optional>
 #include <set>
+#include <string>
 
 #include <boost/json.hpp>
 
 #include "common/ip_address.h"
-#include "model/json_reader.h"
+#include "model/text_checks.h"
 
 namespace openimds::model {
-namespace {
 
 namespace json = boost::json;
 using common::Status;
+using namespace json_reader;  // NOLINT: the reader toolkit
 
-using namespace json_reader;  // NOLINT: the reader toolkit shared with instance_json.cc
-
-auto OptInt(std::optional<int>& out) {
-  return [&out](const json::value& v, const Path& at) {
-    int n = 0;
-    if (Status s = IntValue(v, at, n); !s.ok()) return s;
-    out = n;
-    return Status::Ok();
-  };
-}
-
-auto OptBool(std::optional<bool>& out) {
-  return [&out](const json::value& v, const Path& at) {
-    if (!v.is_bool()) return Err(at, "expected true or false");
-    out = v.get_bool();
-    return Status::Ok();
-  };
-}
-
-
-template <typename T, typename ReadOne>
-auto Array(std::vector<T>& out, ReadOne read_one) {
-  return [&out, read_one](const json::value& v, const Path& at) {
-    if (!v.is_array()) return Err(at, "expected array");
-    out.clear();
-    for (size_t i = 0; i < v.get_array().size(); ++i) {
-      T item;
-      if (Status s = read_one(v.get_array()[i], Path(at, i), item); !s.ok()) return s;
-      out.push_back(std::move(item));
-    }
-    return Status::Ok();
-  };
-}
+namespace {
 
 constexpr std::pair<AddressMode, std::string_view> kModes[] = {
     {AddressMode::kStatic, "static"},
@@ -93,25 +62,6 @@ auto LinkKind(Link::Kind& out) {
   };
 }
 
-constexpr std::pair<Device::Kind, std::string_view> kDeviceKinds[] = {
-    {Device::Kind::kNic, "nic"},
-    {Device::Kind::kDisk, "disk"},
-};
-
-auto DeviceKind(Device::Kind& out) {
-  return [&out](const json::value& v, const Path& at) {
-    if (v.is_string()) {
-      for (const auto& [kind, name] : kDeviceKinds) {
-        if (v.get_string() == name) {
-          out = kind;
-          return Status::Ok();
-        }
-      }
-    }
-    return Err(at, "expected \"nic\" or \"disk\"");
-  };
-}
-
 Status ReadRoute(const json::value& v, const Path& at, Route& r) {
   return ReadObject(v, at, {{"destination", String(r.destination)}, {"gateway", String(r.gateway)}});
 }
@@ -146,30 +96,7 @@ Status ReadNetwork(const json::value& v, const Path& at, IpNetwork& n) {
                     });
 }
 
-Status ReadDevice(const json::value& v, const Path& at, Device& d) {
-  return ReadObject(v, at,
-                    {
-                        {"type", DeviceKind(d.kind)},
-                        {"bus", String(d.bus)},
-                        {"address", String(d.address)},
-                        {"tags", StringArray(d.tags)},
-                        {"mac", String(d.mac)},
-                        {"vlan", OptInt(d.vlan)},
-                        {"vf_trusted", OptBool(d.vf_trusted)},
-                        {"serial", String(d.serial)},
-                        {"path", String(d.path)},
-                    });
-}
-
-// ---------------------------------------------------------------------------
 // Canonical text.
-
-std::string Lower(std::string s) {
-  for (char& c : s) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return s;
-}
 
 void CanonAddress(std::string& a) {
   if (auto ip = common::IpAddress::Parse(a)) a = ip->ToString();
@@ -186,41 +113,6 @@ void CanonInterfaceAddress(std::string& a) {
 
 void CanonCidr(std::string& a) {
   if (auto c = common::Cidr::Parse(a)) a = c->ToString();
-}
-
-// ---------------------------------------------------------------------------
-// Checks.
-
-bool NameChars(std::string_view s, std::string_view extra) {
-  return std::all_of(s.begin(), s.end(), [extra](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           extra.find(c) != std::string_view::npos;
-  });
-}
-
-bool IsMac(std::string_view s) {
-  if (s.size() != 17) return false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
-    const bool hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-    if (i % 3 == 2 ? c != ':' : !hex) return false;
-  }
-  return true;
-}
-
-Status CheckMac(const std::string& at, const std::string& mac) {
-  if (!IsMac(mac)) return Err(at, "not a MAC address (want 02:00:00:00:00:01 form)");
-  if (Lower(mac) != mac) return Err(at, "not lower case");
-  return Status::Ok();
-}
-
-// One line of printable text.
-Status CheckLine(const std::string& at, const std::string& s) {
-  for (char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u == 0x7f) return Err(at, "contains a control character");
-  }
-  return Status::Ok();
 }
 
 Status CheckAddress(const std::string& at, const std::string& text, int ip_version) {
@@ -258,6 +150,8 @@ constexpr std::string_view kBondModes[] = {"802.3ad",   "balance-rr",  "active-b
                                            "balance-xor", "broadcast", "balance-tlb",
                                            "balance-alb"};
 
+}  // namespace
+
 Status CheckNetworkConfig(const Instance& in) {
   const NetworkConfig& nc = in.guest->network_config;
   // Most records have none; skip building the MAC set for nothing.
@@ -270,7 +164,7 @@ Status CheckNetworkConfig(const Instance& in) {
   for (size_t i = 0; i < nc.links.size(); ++i) {
     const Link& l = nc.links[i];
     const std::string at = Child(Child(root, "links"), i);
-    if (l.name.empty() || l.name.size() > 64 || !NameChars(l.name, "._:-")) {
+    if (l.name.empty() || l.name.size() > 64 || !AllOf(l.name, "._:-")) {
       return Err(Child(at, "name"), "must be 1..64 characters of [A-Za-z0-9._:-]");
     }
     if (auto [it, fresh] = by_name.emplace(l.name, i); !fresh) {
@@ -403,61 +297,6 @@ Status CheckNetworkConfig(const Instance& in) {
   return Status::Ok();
 }
 
-constexpr std::string_view kBuses[] = {"pci", "usb", "scsi", "ide", "xen", "none"};
-
-Status CheckDevices(const Instance& in) {
-  for (size_t i = 0; i < in.guest->devices.size(); ++i) {
-    const Device& d = in.guest->devices[i];
-    const std::string at = Child("/devices", i);
-    if (std::find(std::begin(kBuses), std::end(kBuses), d.bus) == std::end(kBuses)) {
-      return Err(Child(at, "bus"), "expected pci, usb, scsi, ide, xen or none");
-    }
-    if (d.address.empty()) return Err(Child(at, "address"), "required");
-    if (Status s = CheckLine(Child(at, "address"), d.address); !s.ok()) return s;
-    for (size_t t = 0; t < d.tags.size(); ++t) {
-      const std::string p = Child(Child(at, "tags"), t);
-      if (d.tags[t].empty()) return Err(p, "empty");
-      if (Status s = CheckLine(p, d.tags[t]); !s.ok()) return s;
-    }
-    if (d.kind == Device::Kind::kNic) {
-      if (Status s = CheckMac(Child(at, "mac"), d.mac); !s.ok()) return s;
-      if (d.vlan && (*d.vlan < 1 || *d.vlan > 4094)) {
-        return Err(Child(at, "vlan"), std::to_string(*d.vlan) + " not in 1..4094");
-      }
-      if (!d.serial.empty()) return Err(Child(at, "serial"), "only for a disk");
-      if (!d.path.empty()) return Err(Child(at, "path"), "only for a disk");
-    } else {
-      if (!d.mac.empty()) return Err(Child(at, "mac"), "only for a nic");
-      if (d.vlan) return Err(Child(at, "vlan"), "only for a nic");
-      if (d.vf_trusted) return Err(Child(at, "vf_trusted"), "only for a nic");
-      if (Status s = CheckLine(Child(at, "serial"), d.serial); !s.ok()) return s;
-      if (Status s = CheckLine(Child(at, "path"), d.path); !s.ok()) return s;
-    }
-  }
-  return Status::Ok();
-}
-
-// Flavour names as Flavour::Name() spells them.
-bool IsFlavourName(std::string_view s) {
-  return !s.empty() && s.size() <= 32 && std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
-  });
-}
-
-template <typename List>  // std::vector<std::string> or StrList
-void PutStrings(json::object& o, std::string_view key, const List& v) {
-  if (v.empty()) return;
-  json::array a;
-  for (const auto& s : v) a.emplace_back(std::string_view(s));
-  o[key] = std::move(a);
-}
-
-void PutString(json::object& o, std::string_view key, const std::string& v) {
-  if (!v.empty()) o[key] = v;
-}
-
-}  // namespace
-
 std::string_view AddressModeName(AddressMode mode) {
   for (const auto& [m, name] : kModes) {
     if (m == mode) return name;
@@ -474,32 +313,7 @@ Status ReadNetworkConfig(const json::value& v, const Path& at, NetworkConfig& ou
                     });
 }
 
-Status ReadDevices(const json::value& v, const Path& at, std::vector<Device>& out) {
-  return Array(out, ReadDevice)(v, at);
-}
-
-Status ReadIntArray(const json::value& v, const Path& at, std::vector<int>& out) {
-  if (!v.is_array()) return Err(at, "expected array");
-  out.clear();
-  for (size_t i = 0; i < v.get_array().size(); ++i) {
-    int n = 0;
-    if (Status s = IntValue(v.get_array()[i], Path(at, i), n); !s.ok()) return s;
-    out.push_back(n);
-  }
-  return Status::Ok();
-}
-
-Status ReadJsonObjectText(const json::value& v, const Path& at,
-                          std::optional<Str>& out) {
-  if (!v.is_object()) return Err(at, "expected object");
-  out = json::serialize(v);
-  return Status::Ok();
-}
-
-void CanonicaliseGuestConfig(Instance& in) {
-  if (!in.guest.has_value()) return;
-  GuestConfig& g = in.guest.mut();
-  NetworkConfig& nc = g.network_config;
+void CanonicaliseNetworkConfig(NetworkConfig& nc) {
   for (Link& l : nc.links) {
     if (IsMac(l.mac)) l.mac = Lower(l.mac);
   }
@@ -513,50 +327,11 @@ void CanonicaliseGuestConfig(Instance& in) {
     for (auto& d : n.dns_servers) CanonAddress(d);
   }
   for (auto& d : nc.dns_servers) CanonAddress(d);
-  for (Device& d : g.devices) {
-    if (IsMac(d.mac)) d.mac = Lower(d.mac);
-  }
-  std::sort(g.dedicated_cpus.begin(), g.dedicated_cpus.end());
-  g.dedicated_cpus.erase(std::unique(g.dedicated_cpus.begin(), g.dedicated_cpus.end()),
-                          g.dedicated_cpus.end());
-  if (g.vendor_data) {
-    // Compact serialisation, so equal documents compare equal.
-    boost::system::error_code ec;
-    json::value parsed = json::parse(g.vendor_data->view(), ec);
-    if (!ec) g.vendor_data = json::serialize(parsed);
-  }
-  in.guest.Compact();  // "network_config": {} and the like set nothing
 }
 
-Status ValidateGuestConfig(const Instance& in) {
-  if (Status s = CheckNetworkConfig(in); !s.ok()) return s;
-  if (Status s = CheckDevices(in); !s.ok()) return s;
-  for (size_t i = 0; i < in.guest->dedicated_cpus.size(); ++i) {
-    const std::string at = Child("/dedicated_cpus", i);
-    if (in.guest->dedicated_cpus[i] < 0) return Err(at, "negative");
-    if (i > 0 && in.guest->dedicated_cpus[i - 1] >= in.guest->dedicated_cpus[i]) {
-      return Err(at, "not sorted and unique (Normalize sorts)");
-    }
-  }
-  if (in.guest->vendor_data) {
-    boost::system::error_code ec;
-    json::value parsed = json::parse(in.guest->vendor_data->view(), ec);
-    if (ec || !parsed.is_object()) return Err("/vendor_data", "not a JSON object");
-    if (json::serialize(parsed) != *in.guest->vendor_data) {
-      return Err("/vendor_data", "not in compact form (Normalize rewrites it)");
-    }
-  }
-  std::set<std::string_view> seen;
-  for (size_t i = 0; i < in.flavours.size(); ++i) {
-    const std::string at = Child("/flavours", i);
-    if (!IsFlavourName(in.flavours[i])) return Err(at, "must be 1..32 characters of [a-z0-9_-]");
-    if (!seen.insert(in.flavours[i]).second) return Err(at, "listed twice");
-  }
-  return Status::Ok();
-}
-
-void GuestConfigToJson(const Instance& in, json::object& o) {
-  const NetworkConfig& nc = in.guest->network_config;
+void NetworkConfigToJson(const NetworkConfig& nc, json::object& o) {
+  using json_writer::PutArray;
+  using json_writer::PutString;
   if (!nc.empty()) {
     json::object out;
     if (!nc.links.empty()) {
@@ -572,7 +347,7 @@ void GuestConfigToJson(const Instance& in, json::object& o) {
         PutString(j, "vif_type", l.vif_type);
         PutString(j, "vif_id", l.vif_id);
         PutString(j, "bond_mode", l.bond_mode);
-        PutStrings(j, "bond_links", l.bond_links);
+        PutArray(j, "bond_links", l.bond_links);
         if (l.vlan_id != 0) j["vlan_id"] = l.vlan_id;
         PutString(j, "vlan_link", l.vlan_link);
         links.emplace_back(std::move(j));
@@ -596,47 +371,18 @@ void GuestConfigToJson(const Instance& in, json::object& o) {
           }
           j["routes"] = std::move(routes);
         }
-        PutStrings(j, "dns_servers", n.dns_servers);
+        PutArray(j, "dns_servers", n.dns_servers);
         networks.emplace_back(std::move(j));
       }
       out["networks"] = std::move(networks);
     }
-    PutStrings(out, "dns_servers", nc.dns_servers);
+    PutArray(out, "dns_servers", nc.dns_servers);
     o["network_config"] = std::move(out);
   }
-  if (!in.guest->devices.empty()) {
-    json::array devices;
-    for (const Device& d : in.guest->devices) {
-      json::object j;
-      j["type"] = d.kind == Device::Kind::kNic ? "nic" : "disk";
-      j["bus"] = d.bus;
-      j["address"] = d.address;
-      PutStrings(j, "tags", d.tags);
-      PutString(j, "mac", d.mac);
-      if (d.vlan) j["vlan"] = *d.vlan;
-      if (d.vf_trusted) j["vf_trusted"] = *d.vf_trusted;
-      PutString(j, "serial", d.serial);
-      PutString(j, "path", d.path);
-      devices.emplace_back(std::move(j));
-    }
-    o["devices"] = std::move(devices);
-  }
-  if (!in.guest->dedicated_cpus.empty()) {
-    json::array cpus;
-    for (int c : in.guest->dedicated_cpus) cpus.emplace_back(c);
-    o["dedicated_cpus"] = std::move(cpus);
-  }
-  if (in.guest->vendor_data) {
-    boost::system::error_code ec;
-    json::value parsed = json::parse(in.guest->vendor_data->view(), ec);
-    if (!ec) o["vendor_data"] = std::move(parsed);
-  }
-  PutStrings(o, "flavours", in.flavours);
 }
 
-// Mirrors GuestConfigToJson member for member (tests/model compares them).
-void GuestConfigToJsonText(const Instance& in, json_writer::Writer& w) {
-  const NetworkConfig& nc = in.guest->network_config;
+// Mirrors NetworkConfigToJson member for member (tests/model compares them).
+void NetworkConfigToText(const NetworkConfig& nc, json_writer::Writer& w) {
   if (!nc.empty()) {
     w.Key("network_config");
     w.BeginObject();
@@ -706,50 +452,6 @@ void GuestConfigToJsonText(const Instance& in, json_writer::Writer& w) {
     w.PutArray("dns_servers", nc.dns_servers);
     w.EndObject();
   }
-  if (!in.guest->devices.empty()) {
-    w.Key("devices");
-    w.BeginArray();
-    for (const Device& d : in.guest->devices) {
-      w.BeginObject();
-      w.Key("type");
-      w.String(d.kind == Device::Kind::kNic ? "nic" : "disk");
-      w.Key("bus");
-      w.String(d.bus);
-      w.Key("address");
-      w.String(d.address);
-      w.PutArray("tags", d.tags);
-      w.PutString("mac", d.mac);
-      if (d.vlan) {
-        w.Key("vlan");
-        w.Int(*d.vlan);
-      }
-      if (d.vf_trusted) {
-        w.Key("vf_trusted");
-        w.Bool(*d.vf_trusted);
-      }
-      w.PutString("serial", d.serial);
-      w.PutString("path", d.path);
-      w.EndObject();
-    }
-    w.EndArray();
-  }
-  if (!in.guest->dedicated_cpus.empty()) {
-    w.Key("dedicated_cpus");
-    w.BeginArray();
-    for (int c : in.guest->dedicated_cpus) w.Int(c);
-    w.EndArray();
-  }
-  if (in.guest->vendor_data) {
-    // Written as ToJson writes it: re-serialised from a parse, and dropped
-    // when it does not parse.
-    boost::system::error_code ec;
-    json::value parsed = json::parse(in.guest->vendor_data->view(), ec);
-    if (!ec) {
-      w.Key("vendor_data");
-      w.Raw(json::serialize(parsed));
-    }
-  }
-  w.PutArray("flavours", in.flavours);
 }
 
 }  // namespace openimds::model

@@ -1,10 +1,8 @@
 #pragma once
 
-#include <boost/json/object.hpp>
-#include <boost/json/value.hpp>
-#include <optional>
-#include <string>
-#include <vector>
+#include <string_view>
+
+#include <boost/json/fwd.hpp>
 
 #include "common/status.h"
 #include "model/instance.h"
@@ -12,46 +10,33 @@
 #include "model/json_writer.h"
 #include "model/network_config.h"
 
+// The guest's network configuration ("network_config": links, networks,
+// resolvers; docs/instance.md "Guest network configuration"): JSON,
+// canonical form and checks. Part of the guest configuration
+// (guest_config_json.h). Errors are InvalidArgument starting with the JSON
+// pointer of the offender. Internal to the model module.
 namespace openimds::model {
 
-// JSON mapping and checks for the guest-configuration fields of Instance:
-// "network_config", "devices", "dedicated_cpus", "vendor_data" and
-// "flavours" (docs/instance.md, "Guest network configuration" and after).
-// Called only from instance_json.cc, which owns the Instance schema; kept in
-// its own file so the instance mapping stays readable. Same conventions:
-// errors are InvalidArgument starting with the JSON pointer of the offender.
-
-// Readers: types only (values are checked by ValidateGuestConfig). `at` is
-// the pointer of `v`.
+// Types only (values are checked by CheckNetworkConfig). `at` is the pointer
+// of `v`.
 common::Status ReadNetworkConfig(const boost::json::value& v, const json_reader::Path& at,
                                  NetworkConfig& out);
-common::Status ReadDevices(const boost::json::value& v, const json_reader::Path& at,
-                           std::vector<Device>& out);
-common::Status ReadIntArray(const boost::json::value& v, const json_reader::Path& at,
-                            std::vector<int>& out);
-// Any JSON object; kept as its compact serialisation.
-common::Status ReadJsonObjectText(const boost::json::value& v, const json_reader::Path& at,
-                                  std::optional<Str>& out);
 
-// Canonical spellings (MACs lower case, addresses and CIDRs in canonical
-// text, dedicated_cpus sorted and unique, flavours unique in given order).
-void CanonicaliseGuestConfig(Instance& instance);
+// MACs lower case, addresses and CIDRs in canonical text.
+void CanonicaliseNetworkConfig(NetworkConfig& config);
 
-// Semantic checks: syntax of every address, CIDR and MAC; link names unique;
-// bonds and VLANs refer to existing links of the right kind (a VLAN on a
-// missing link is "/network_config/links/N/vlan_link: no link named ..."),
-// no cycles, a physical link's MAC belongs to a NIC when the instance has
-// NICs; each network on an existing link with a mode, family, address and
-// gateway that agree; devices well formed; vendor_data a JSON object;
-// flavour names well formed. Also rejects non-canonical spellings that
-// CanonicaliseGuestConfig would fix.
-common::Status ValidateGuestConfig(const Instance& instance);
+// Syntax of every address, CIDR and MAC; link names unique; bonds and VLANs
+// refer to existing links of the right kind (a VLAN on a missing link is
+// "/network_config/links/N/vlan_link: no link named ..."), no cycles, a
+// physical link's MAC belongs to one of the instance's NICs when it has NICs;
+// each network on an existing link with a mode, family, address and gateway
+// that agree. Also refuses non-canonical spellings that
+// CanonicaliseNetworkConfig would fix.
+common::Status CheckNetworkConfig(const Instance& instance);
 
-// Writes the fields that are set into `o` (omitting empty ones).
-void GuestConfigToJson(const Instance& instance, boost::json::object& o);
-// The same members as GuestConfigToJson, in the same order, as text (for
-// ToJsonText).
-void GuestConfigToJsonText(const Instance& instance, json_writer::Writer& w);
+// Writes "network_config" unless it is empty.
+void NetworkConfigToJson(const NetworkConfig& config, boost::json::object& o);
+void NetworkConfigToText(const NetworkConfig& config, json_writer::Writer& w);
 
 // Wire names of AddressMode ("static", "dhcp", "slaac", "dhcpv6-stateful",
 // "dhcpv6-stateless").

@@ -1,0 +1,131 @@
+#include "model/guest_config_json.h"
+
+#include <algorithm>
+#include <set>
+#include <string>
+#include <string_view>
+
+#include <boost/json.hpp>
+
+#include "model/devices_json.h"
+#include "model/network_config_json.h"
+
+namespace openimds::model {
+
+namespace json = boost::json;
+using common::Status;
+using namespace json_reader;  // NOLINT: the reader toolkit
+
+namespace {
+
+// Flavour names as Flavour::Name() spells them.
+bool IsFlavourName(std::string_view s) {
+  return !s.empty() && s.size() <= 32 && std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+  });
+}
+
+}  // namespace
+
+Status ReadIntArray(const json::value& v, const Path& at, std::vector<int>& out) {
+  if (!v.is_array()) return Err(at, "expected array");
+  out.clear();
+  for (size_t i = 0; i < v.get_array().size(); ++i) {
+    int n = 0;
+    if (Status s = IntValue(v.get_array()[i], Path(at, i), n); !s.ok()) return s;
+    out.push_back(n);
+  }
+  return Status::Ok();
+}
+
+Status ReadJsonObjectText(const json::value& v, const Path& at,
+                          std::optional<Str>& out) {
+  if (!v.is_object()) return Err(at, "expected object");
+  out = json::serialize(v);
+  return Status::Ok();
+}
+
+void CanonicaliseGuestConfig(Instance& in) {
+  if (!in.guest.has_value()) return;
+  GuestConfig& g = in.guest.mut();
+  CanonicaliseNetworkConfig(g.network_config);
+  CanonicaliseDevices(g.devices);
+  std::sort(g.dedicated_cpus.begin(), g.dedicated_cpus.end());
+  g.dedicated_cpus.erase(std::unique(g.dedicated_cpus.begin(), g.dedicated_cpus.end()),
+                          g.dedicated_cpus.end());
+  if (g.vendor_data) {
+    // Compact serialisation, so equal documents compare equal.
+    boost::system::error_code ec;
+    json::value parsed = json::parse(g.vendor_data->view(), ec);
+    if (!ec) g.vendor_data = json::serialize(parsed);
+  }
+  in.guest.Compact();  // "network_config": {} and the like set nothing
+}
+
+Status ValidateGuestConfig(const Instance& in) {
+  if (Status s = CheckNetworkConfig(in); !s.ok()) return s;
+  if (Status s = CheckDevices(in.guest->devices); !s.ok()) return s;
+  for (size_t i = 0; i < in.guest->dedicated_cpus.size(); ++i) {
+    const std::string at = Child("/dedicated_cpus", i);
+    if (in.guest->dedicated_cpus[i] < 0) return Err(at, "negative");
+    if (i > 0 && in.guest->dedicated_cpus[i - 1] >= in.guest->dedicated_cpus[i]) {
+      return Err(at, "not sorted and unique (Normalize sorts)");
+    }
+  }
+  if (in.guest->vendor_data) {
+    boost::system::error_code ec;
+    json::value parsed = json::parse(in.guest->vendor_data->view(), ec);
+    if (ec || !parsed.is_object()) return Err("/vendor_data", "not a JSON object");
+    if (json::serialize(parsed) != *in.guest->vendor_data) {
+      return Err("/vendor_data", "not in compact form (Normalize rewrites it)");
+    }
+  }
+  std::set<std::string_view> seen;
+  for (size_t i = 0; i < in.flavours.size(); ++i) {
+    const std::string at = Child("/flavours", i);
+    if (!IsFlavourName(in.flavours[i])) return Err(at, "must be 1..32 characters of [a-z0-9_-]");
+    if (!seen.insert(in.flavours[i]).second) return Err(at, "listed twice");
+  }
+  return Status::Ok();
+}
+
+void GuestConfigToJson(const Instance& in, json::object& o) {
+  NetworkConfigToJson(in.guest->network_config, o);
+  DevicesToJson(in.guest->devices, o);
+  if (!in.guest->dedicated_cpus.empty()) {
+    json::array cpus;
+    for (int c : in.guest->dedicated_cpus) cpus.emplace_back(c);
+    o["dedicated_cpus"] = std::move(cpus);
+  }
+  if (in.guest->vendor_data) {
+    boost::system::error_code ec;
+    json::value parsed = json::parse(in.guest->vendor_data->view(), ec);
+    if (!ec) o["vendor_data"] = std::move(parsed);
+  }
+  json_writer::PutArray(o, "flavours", in.flavours);
+}
+
+// Mirrors GuestConfigToJson member for member (tests/model compares them).
+void GuestConfigToJsonText(const Instance& in, json_writer::Writer& w) {
+  NetworkConfigToText(in.guest->network_config, w);
+  DevicesToText(in.guest->devices, w);
+  if (!in.guest->dedicated_cpus.empty()) {
+    w.Key("dedicated_cpus");
+    w.BeginArray();
+    for (int c : in.guest->dedicated_cpus) w.Int(c);
+    w.EndArray();
+  }
+  if (in.guest->vendor_data) {
+    // Written as ToJson writes it: re-serialised from a parse, and dropped
+    // when it does not parse.
+    boost::system::error_code ec;
+    json::value parsed = json::parse(in.guest->vendor_data->view(), ec);
+    if (!ec) {
+      w.Key("vendor_data");
+      w.Raw(json::serialize(parsed));
+    }
+  }
+  w.PutArray("flavours", in.flavours);
+}
+
+}  // namespace openimds::model

@@ -1,0 +1,71 @@
+#include "model/instance_validate.h"
+
+#include <string>
+#include <utility>
+
+#include "model/block_devices_json.h"
+#include "model/guest_config_json.h"
+#include "model/iam_json.h"
+#include "model/instance_json.h"
+#include "model/json_reader.h"
+#include "model/metadata_options_json.h"
+#include "model/nic_json.h"
+#include "model/request_limits_json.h"
+#include "model/ssh_keys_json.h"
+#include "model/tags_json.h"
+#include "model/text_checks.h"
+#include "model/time_json.h"
+
+namespace openimds::model {
+
+using common::Status;
+using json_reader::Err;
+using json_reader::Path;
+
+Status ValidateRecord(const Instance& in, CheckMode mode) {
+  if (in.id.empty() || in.id.size() > 128 || !AllOf(in.id, "._:-")) {
+    return Err("/id", "must be 1..128 characters of [A-Za-z0-9._:-]");
+  }
+  if (in.network.empty() || in.network.size() > 64 || !AllOf(in.network, "._-")) {
+    return Err("/network", "must be 1..64 characters of [A-Za-z0-9._-]");
+  }
+  const std::pair<const char*, const Str*> texts[] = {
+      {"name", &in.name},
+      {"hostname", &in.hostname},
+      {"local_hostname", &in.local_hostname},
+      {"public_hostname", &in.public_hostname},
+      {"account_id", &in.account_id},
+      {"image_id", &in.image_id},
+      {"instance_type", &in.instance_type},
+      {"kernel_id", &in.kernel_id},
+      {"ramdisk_id", &in.ramdisk_id},
+      {"reservation_id", &in.reservation_id},
+      {"region", &in.region},
+      {"availability_zone", &in.availability_zone},
+      {"availability_zone_id", &in.availability_zone_id},
+      {"architecture", &in.architecture},
+  };
+  for (const auto& [name, value] : texts) {
+    if (Status s = CheckText(Path(Path(), name), *value); !s.ok()) return s;
+  }
+  if (in.launch_index < 0) {
+    return Err("/launch_index", std::to_string(in.launch_index) + " is negative");
+  }
+  if (Status s = CheckTime(Path("/launch_time"), in.launch_time); !s.ok()) return s;
+  if (Status s = ValidateNics(in.nics, mode.nic_order); !s.ok()) return s;
+  if (Status s = ValidateSshKeys(in.ssh_keys); !s.ok()) return s;
+  if (Status s = ValidateTags(in.tags, in.options.tags_enabled); !s.ok()) return s;
+  if (in.iam) {
+    if (Status s = ValidateIam(*in.iam); !s.ok()) return s;
+  }
+  if (Status s = ValidateBlockDevices(in.block_devices); !s.ok()) return s;
+  if (Status s = ValidateMetadataOptions(in.options); !s.ok()) return s;
+  if (Status s = ValidateRequestLimits(*in.limits); !s.ok()) return s;
+  if (Status s = ValidateGuestConfig(in); !s.ok()) return s;
+  if (Status s = ValidateEc2Fields(in); !s.ok()) return s;
+  return Status::Ok();
+}
+
+Status Validate(const Instance& instance) { return ValidateRecord(instance, CheckMode{}); }
+
+}  // namespace openimds::model
