@@ -8,6 +8,7 @@
 
 #include <boost/json.hpp>
 
+#include "model/limit_checker.h"
 #include "model/text_checks.h"
 
 namespace openimds::model {
@@ -111,6 +112,24 @@ Status CheckDevices(const std::vector<Device>& devices) {
       if (Status s = CheckLine(Child(at, "serial"), d.serial); !s.ok()) return s;
       if (Status s = CheckLine(Child(at, "path"), d.path); !s.ok()) return s;
     }
+  }
+  return Status::Ok();
+}
+
+Status CheckDeviceLimits(const std::vector<Device>& in_devices, const LimitChecker& c) {
+  const Path devices("/devices");
+  if (Status s = c.Count(devices, in_devices.size()); !s.ok()) return s;
+  for (size_t i = 0; i < in_devices.size(); ++i) {
+    const Device& d = in_devices[i];
+    const Path at(devices, i);
+    const std::pair<const char*, const std::string*> texts[] = {
+        {"bus", &d.bus},       {"address", &d.address}, {"mac", &d.mac},
+        {"serial", &d.serial}, {"path", &d.path},
+    };
+    for (const auto& [name, value] : texts) {
+      if (Status s = c.Bytes(Path(at, name), *value); !s.ok()) return s;
+    }
+    if (Status s = c.TextList(Path(at, "tags"), d.tags); !s.ok()) return s;
   }
   return Status::Ok();
 }

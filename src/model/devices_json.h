@@ -15,6 +15,8 @@
 // the model module.
 namespace openimds::model {
 
+class LimitChecker;
+
 // Types only (values are checked by CheckDevices).
 common::Status ReadDevices(const boost::json::value& v, const json_reader::Path& at,
                            std::vector<Device>& out);
@@ -26,6 +28,10 @@ void CanonicaliseDevices(std::vector<Device>& devices);
 // well formed and its VLAN in 1..4094; the NIC-only and disk-only fields only
 // on their kind.
 common::Status CheckDevices(const std::vector<Device>& devices);
+
+// The number of devices and of each one's tags (Limit::kListItems), every
+// text's size (Limit::kTextBytes).
+common::Status CheckDeviceLimits(const std::vector<Device>& devices, const LimitChecker& limits);
 
 // Writes "devices" unless there are none.
 void DevicesToJson(const std::vector<Device>& devices, boost::json::object& o);

@@ -4,9 +4,6 @@
 #include <optional>
 #include <vector>
 
-#include <boost/json/fwd.hpp>
-
-#include "common/status.h"
 #include "model/str.h"
 #include "model/str_list.h"
 
@@ -101,20 +98,10 @@ struct Ec2Fields {
   friend bool operator==(const Ec2Fields&, const Ec2Fields&) = default;
 };
 
-// The JSON mapping, canonical form and checks of the EC2-only fields
-// (ec2_fields.cc), called from the record's.
-struct Instance;
-struct Nic;
-namespace json_reader {
-class Path;
-}
-namespace json_writer {
-class Writer;
-}
-void CanonicaliseEc2Fields(Instance& in);
-common::Status CheckNicEc2Fields(const json_reader::Path& at, const Nic& nic);
-common::Status ValidateEc2Fields(const Instance& in);
-void Ec2FieldsToJson(const Instance& in, boost::json::object& o);
-void Ec2FieldsToText(json_writer::Writer& w, const Instance& in);
+// The EC2-only part of the record (record_part.h): the JSON members, checks
+// and limits of Ec2Fields and of the NIC's EC2-only fields (Nic's
+// ipv4_prefixes, ipv6_prefixes, ipv4_associations), in ec2_fields.cc.
+struct RecordPart;
+extern const RecordPart kEc2Part;
 
 }  // namespace openimds::model

@@ -1,32 +1,30 @@
 #include "model/guest_config_json.h"
 
 #include <algorithm>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <boost/json.hpp>
 
 #include "model/devices_json.h"
+#include "model/instance.h"
+#include "model/json_reader.h"
+#include "model/json_writer.h"
+#include "model/limit_checker.h"
 #include "model/network_config_json.h"
+#include "model/record_part.h"
 
 namespace openimds::model {
+namespace {
 
 namespace json = boost::json;
 using common::Status;
 using namespace json_reader;  // NOLINT: the reader toolkit
 
-namespace {
-
-// Flavour names as Flavour::Name() spells them.
-bool IsFlavourName(std::string_view s) {
-  return !s.empty() && s.size() <= 32 && std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
-  });
-}
-
-}  // namespace
-
+// "dedicated_cpus": an array of integers.
 Status ReadIntArray(const json::value& v, const Path& at, std::vector<int>& out) {
   if (!v.is_array()) return Err(at, "expected array");
   out.clear();
@@ -38,14 +36,48 @@ Status ReadIntArray(const json::value& v, const Path& at, std::vector<int>& out)
   return Status::Ok();
 }
 
-Status ReadJsonObjectText(const json::value& v, const Path& at,
-                          std::optional<Str>& out) {
+// Any JSON object; kept as its compact serialisation.
+Status ReadJsonObjectText(const json::value& v, const Path& at, std::optional<Str>& out) {
   if (!v.is_object()) return Err(at, "expected object");
   out = json::serialize(v);
   return Status::Ok();
 }
 
-void CanonicaliseGuestConfig(Instance& in) {
+// Reading one makes the group (Box::mut); CanonicaliseGuest frees it again if it
+// holds only defaults.
+constexpr PartField kFields[] = {
+    {"network_config",
+     [](const json::value& v, const Path& at, Instance& in, const ParseOptions&) {
+       return ReadNetworkConfig(v, at, in.guest.mut().network_config);
+     }},
+    {"devices",
+     [](const json::value& v, const Path& at, Instance& in, const ParseOptions&) {
+       return ReadDevices(v, at, in.guest.mut().devices);
+     }},
+    {"dedicated_cpus",
+     [](const json::value& v, const Path& at, Instance& in, const ParseOptions&) {
+       return ReadIntArray(v, at, in.guest.mut().dedicated_cpus);
+     }},
+    {"vendor_data",
+     [](const json::value& v, const Path& at, Instance& in, const ParseOptions&) {
+       return ReadJsonObjectText(v, at, in.guest.mut().vendor_data);
+     }},
+    {"flavours",
+     [](const json::value& v, const Path& at, Instance& in, const ParseOptions&) {
+       return InternedStringArray(in.flavours)(v, at);
+     }},
+};
+
+// Flavour names as Flavour::Name() spells them.
+bool IsFlavourName(std::string_view s) {
+  return !s.empty() && s.size() <= 32 && std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+  });
+}
+
+// Canonical spellings (network_config's and devices'), dedicated_cpus sorted
+// and unique, vendor_data in compact form.
+void CanonicaliseGuest(Instance& in) {
   if (!in.guest.has_value()) return;
   GuestConfig& g = in.guest.mut();
   CanonicaliseNetworkConfig(g.network_config);
@@ -62,7 +94,10 @@ void CanonicaliseGuestConfig(Instance& in) {
   in.guest.Compact();  // "network_config": {} and the like set nothing
 }
 
-Status ValidateGuestConfig(const Instance& in) {
+// CheckNetworkConfig, CheckDevices, dedicated_cpus non-negative, sorted and
+// unique, vendor_data a JSON object in compact form, flavour names well
+// formed and listed once.
+Status ValidateGuest(const Instance& in) {
   if (Status s = CheckNetworkConfig(in); !s.ok()) return s;
   if (Status s = CheckDevices(in.guest->devices); !s.ok()) return s;
   for (size_t i = 0; i < in.guest->dedicated_cpus.size(); ++i) {
@@ -89,7 +124,21 @@ Status ValidateGuestConfig(const Instance& in) {
   return Status::Ok();
 }
 
-void GuestConfigToJson(const Instance& in, json::object& o) {
+Status CheckGuestLimits(const Instance& in, const LimitChecker& c) {
+  const GuestConfig& g = *in.guest;
+  if (Status s = CheckNetworkConfigLimits(g.network_config, c); !s.ok()) return s;
+  if (Status s = CheckDeviceLimits(g.devices, c); !s.ok()) return s;
+  if (Status s = c.Count(Path("/dedicated_cpus"), g.dedicated_cpus.size()); !s.ok()) return s;
+  if (g.vendor_data) {
+    if (Status s = c.Bytes(Path("/vendor_data"), *g.vendor_data, Limit::kVendorDataBytes);
+        !s.ok()) {
+      return s;
+    }
+  }
+  return c.TextList(Path("/flavours"), in.flavours);
+}
+
+void GuestToJson(const Instance& in, json::object& o) {
   NetworkConfigToJson(in.guest->network_config, o);
   DevicesToJson(in.guest->devices, o);
   if (!in.guest->dedicated_cpus.empty()) {
@@ -105,8 +154,8 @@ void GuestConfigToJson(const Instance& in, json::object& o) {
   json_writer::PutArray(o, "flavours", in.flavours);
 }
 
-// Mirrors GuestConfigToJson member for member (tests/model compares them).
-void GuestConfigToJsonText(const Instance& in, json_writer::Writer& w) {
+// Mirrors GuestToJson member for member (tests/model compares them).
+void GuestToText(const Instance& in, json_writer::Writer& w) {
   NetworkConfigToText(in.guest->network_config, w);
   DevicesToText(in.guest->devices, w);
   if (!in.guest->dedicated_cpus.empty()) {
@@ -127,5 +176,17 @@ void GuestConfigToJsonText(const Instance& in, json_writer::Writer& w) {
   }
   w.PutArray("flavours", in.flavours);
 }
+
+}  // namespace
+
+constinit const RecordPart kGuestConfigPart = {
+    .name = "guest",
+    .fields = kFields,
+    .canonicalise = CanonicaliseGuest,
+    .validate = ValidateGuest,
+    .check_limits = CheckGuestLimits,
+    .to_json = GuestToJson,
+    .to_text = GuestToText,
+};
 
 }  // namespace openimds::model

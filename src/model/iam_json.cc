@@ -5,6 +5,7 @@
 
 #include <boost/json.hpp>
 
+#include "model/limit_checker.h"
 #include "model/text_checks.h"
 #include "model/time_json.h"
 
@@ -82,6 +83,20 @@ Status ValidateIam(const IamRole& iam) {
     return s;
   }
   if (iam.credentials) return CheckCredentials(Path("/iam/credentials"), *iam.credentials);
+  return Status::Ok();
+}
+
+Status CheckCredentialLimits(const Path& at, const Credentials& c, const LimitChecker& limits) {
+  const std::pair<const char*, const Str*> parts[] = {
+      {"access_key_id", &c.access_key_id},
+      {"secret_access_key", &c.secret_access_key},
+      {"token", &c.token},
+  };
+  for (const auto& [name, value] : parts) {
+    if (Status s = limits.Bytes(Path(at, name), *value, Limit::kCredentialBytes); !s.ok()) {
+      return s;
+    }
+  }
   return Status::Ok();
 }
 

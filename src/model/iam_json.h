@@ -15,6 +15,8 @@
 // model module.
 namespace openimds::model {
 
+class LimitChecker;
+
 // "iam": {"role", "instance_profile_arn", "instance_profile_id",
 // "credentials"}; types only.
 common::Status ReadIam(const boost::json::value& v, const json_reader::Path& at,
@@ -34,6 +36,10 @@ common::Status CheckCredentials(const json_reader::Path& at, const Credentials& 
 // The role name 1..64 characters of [A-Za-z0-9+=,.@_-], the profile's ARN
 // and id one line each, the credentials (CheckCredentials).
 common::Status ValidateIam(const IamRole& iam);
+
+// The three secrets within Limit::kCredentialBytes.
+common::Status CheckCredentialLimits(const json_reader::Path& at, const Credentials& c,
+                                     const LimitChecker& limits);
 
 boost::json::object CredentialsToJson(const Credentials& c);
 void CredentialsToText(json_writer::Writer& w, const Credentials& c);

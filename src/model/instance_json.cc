@@ -8,17 +8,14 @@
 
 #include <boost/json.hpp>
 
-#include "model/devices_json.h"
-#include "model/guest_config_json.h"
 #include "model/iam_json.h"
 #include "model/instance_normalize.h"
 #include "model/instance_validate.h"
 #include "model/json_reader.h"
 #include "model/json_writer.h"
 #include "model/metadata_options_json.h"
-#include "model/network_config_json.h"
 #include "model/nic_json.h"
-#include "model/platform_events_json.h"
+#include "model/record_part.h"
 #include "model/request_limits_json.h"
 #include "model/ssh_keys_json.h"
 #include "model/time_json.h"
@@ -82,7 +79,7 @@ common::Result<Instance> FromJson(const json::value& v) { return FromJson(v, Par
 
 common::Result<Instance> FromJson(const json::value& v, const ParseOptions& parse) {
   Instance in;
-  Ec2Fields ec2;  // kept only if the record sets any of it
+  PartFieldReader parts(in, parse);
   bool has_id = false;
   bool has_network = false;
   auto id = String(in.id);
@@ -141,49 +138,11 @@ common::Result<Instance> FromJson(const json::value& v, const ParseOptions& pars
                              [&in](const json::value& x, const Path& at) {
                                return ReadRequestLimits(x, at, in.limits);
                              }},
-                            // Guest configuration fields.
-                            {"network_config",
-                             [&in](const json::value& x, const Path& at) {
-                               return ReadNetworkConfig(x, at, in.guest.mut().network_config);
-                             }},
-                            {"devices",
-                             [&in](const json::value& x, const Path& at) {
-                               return ReadDevices(x, at, in.guest.mut().devices);
-                             }},
-                            {"dedicated_cpus",
-                             [&in](const json::value& x, const Path& at) {
-                               return ReadIntArray(x, at, in.guest.mut().dedicated_cpus);
-                             }},
-                            {"vendor_data",
-                             [&in](const json::value& x, const Path& at) {
-                               return ReadJsonObjectText(x, at, in.guest.mut().vendor_data);
-                             }},
-                            {"flavours", InternedStringArray(in.flavours)},
-                            // EC2-only fields.
-                            {"ami_manifest_path", InternedString(ec2.ami_manifest_path)},
-                            {"ancestor_ami_ids", InternedStringArray(ec2.ancestor_ami_ids)},
-                            {"product_codes", InternedStringArray(ec2.product_codes)},
-                            {"billing_products", InternedStringArray(ec2.billing_products)},
-                            {"instance_action", InternedString(ec2.instance_action)},
-                            {"instance_life_cycle", InternedString(ec2.instance_life_cycle)},
-                            {"profile", InternedString(ec2.profile)},
-                            {"placement_group", InternedString(ec2.placement_group)},
-                            {"host_id", String(ec2.host_id)},
-                            {"partition_number", Int(ec2.partition_number)},
-                            {"monitoring", Choice(ec2.detailed_monitoring, "enabled", "disabled")},
-                            {"identity_credentials",
-                             [&ec2](const json::value& x, const Path& at) {
-                               return ReadCredentials(x, at, ec2.identity_credentials);
-                             }},
-                            {"events",
-                             [&ec2, &parse](const json::value& x, const Path& at) {
-                               return ReadEvents(x, at, ec2.events, parse);
-                             }},
-                        });
+                        },
+                        parts);
   if (!s.ok()) return s;
   if (!has_id) return Err("/id", "required");
   if (!has_network) in.network = Str::Interned("default");
-  in.ec2.Set(std::move(ec2));
   Canonicalise(in);
   if (Status v_status = ValidateRecord(in, CheckMode{.nic_order = false}); !v_status.ok()) {
     return v_status;
@@ -248,8 +207,9 @@ json::value ToJson(const Instance& in) {
   PutMap(o, "block_devices", in.block_devices);
   MetadataOptionsToJson(in.options, o);
   RequestLimitsToJson(*in.limits, o);
-  GuestConfigToJson(in, o);
-  Ec2FieldsToJson(in, o);
+  for (const RecordPart* part : RecordParts()) {
+    if (part->to_json != nullptr) part->to_json(in, o);
+  }
   return o;
 }
 
@@ -298,8 +258,9 @@ std::string ToJsonText(const Instance& in) {
   w.PutMap("block_devices", in.block_devices);
   MetadataOptionsToText(in.options, w);
   RequestLimitsToText(*in.limits, w);
-  GuestConfigToJsonText(in, w);
-  Ec2FieldsToText(w, in);
+  for (const RecordPart* part : RecordParts()) {
+    if (part->to_text != nullptr) part->to_text(in, w);
+  }
   w.EndObject();
   return out;
 }

@@ -1,10 +1,9 @@
 #include "model/instance_normalize.h"
 
-#include "model/ec2_fields.h"
-#include "model/guest_config_json.h"
 #include "model/iam_json.h"
 #include "model/instance_json.h"
 #include "model/nic_json.h"
+#include "model/record_part.h"
 #include "model/time_json.h"
 
 namespace openimds::model {
@@ -13,8 +12,9 @@ void Canonicalise(Instance& in) {
   for (Nic& nic : in.nics) CanonicaliseNic(nic);
   in.launch_time = TruncateToSeconds(in.launch_time);
   if (in.iam) TruncateCredentials(in.iam->credentials);
-  CanonicaliseGuestConfig(in);
-  CanonicaliseEc2Fields(in);
+  for (const RecordPart* part : RecordParts()) {
+    if (part->canonicalise != nullptr) part->canonicalise(in);
+  }
 }
 
 void Normalize(Instance& instance) {

@@ -4,12 +4,12 @@
 #include <utility>
 
 #include "model/block_devices_json.h"
-#include "model/guest_config_json.h"
 #include "model/iam_json.h"
 #include "model/instance_json.h"
 #include "model/json_reader.h"
 #include "model/metadata_options_json.h"
 #include "model/nic_json.h"
+#include "model/record_part.h"
 #include "model/request_limits_json.h"
 #include "model/ssh_keys_json.h"
 #include "model/tags_json.h"
@@ -61,8 +61,10 @@ Status ValidateRecord(const Instance& in, CheckMode mode) {
   if (Status s = ValidateBlockDevices(in.block_devices); !s.ok()) return s;
   if (Status s = ValidateMetadataOptions(in.options); !s.ok()) return s;
   if (Status s = ValidateRequestLimits(*in.limits); !s.ok()) return s;
-  if (Status s = ValidateGuestConfig(in); !s.ok()) return s;
-  if (Status s = ValidateEc2Fields(in); !s.ok()) return s;
+  for (const RecordPart* part : RecordParts()) {
+    if (part->validate == nullptr) continue;
+    if (Status s = part->validate(in); !s.ok()) return s;
+  }
   return Status::Ok();
 }
 

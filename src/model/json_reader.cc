@@ -60,18 +60,33 @@ Status Err(const std::string& at, std::string_view what) {
 
 Status Err(const Path& at, std::string_view what) { return Err(at.ToString(), what); }
 
-Status ReadObject(const json::value& v, const Path& at, std::initializer_list<Field> fields) {
+namespace {
+
+Status ReadObjectFrom(const json::value& v, const Path& at, std::initializer_list<Field> fields,
+                      MoreFields* more) {
   if (!v.is_object()) return Err(at, "expected object");
   // Documents written by ToJsonText list their keys in the order of
   // `fields`, so the search starts after the previous match and wraps around:
   // one comparison per key in the usual case. Names in `fields` are unique, so
-  // where the search starts does not change what it finds.
+  // where the search starts does not change what it finds. Members of `more`
+  // come after the table's in those documents: after one of them, `more` is
+  // asked first.
   const Field* const begin = fields.begin();
   const Field* const end = fields.end();
   const Field* next = begin;
+  bool in_more = false;
   for (const auto& member : v.get_object()) {
     const std::string_view key = member.key();
     const Path child(at, key);
+    Status status;
+    const bool asked_more = in_more;
+    if (asked_more) {
+      if (more->Read(key, member.value(), child, status)) {
+        if (!status.ok()) return status;
+        continue;
+      }
+      in_more = false;
+    }
     const Field* found = nullptr;
     for (const Field* f = next; f != end; ++f) {
       if (f->name == key) {
@@ -82,11 +97,29 @@ Status ReadObject(const json::value& v, const Path& at, std::initializer_list<Fi
     for (const Field* f = begin; found == nullptr && f != next; ++f) {
       if (f->name == key) found = f;
     }
-    if (found == nullptr) return Err(child, "unknown field");
+    if (found == nullptr) {
+      if (more != nullptr && !asked_more && more->Read(key, member.value(), child, status)) {
+        in_more = true;
+        if (!status.ok()) return status;
+        continue;
+      }
+      return Err(child, "unknown field");
+    }
     next = found + 1;
     if (Status s = found->read(member.value(), child); !s.ok()) return s;
   }
   return Status::Ok();
+}
+
+}  // namespace
+
+Status ReadObject(const json::value& v, const Path& at, std::initializer_list<Field> fields) {
+  return ReadObjectFrom(v, at, fields, nullptr);
+}
+
+Status ReadObject(const json::value& v, const Path& at, std::initializer_list<Field> fields,
+                  MoreFields& more) {
+  return ReadObjectFrom(v, at, fields, &more);
 }
 
 Status IntValue(const json::value& v, const Path& at, int& out) {

@@ -90,6 +90,25 @@ struct Field {
 common::Status ReadObject(const boost::json::value& v, const Path& at,
                           std::initializer_list<Field> fields);
 
+// Members of an object that a ReadObject table does not name, from another
+// table: the members of the record's parts (record_part.h), read in
+// document order with the record's own.
+class MoreFields {
+ public:
+  // When `key` is one of these members: reads `value` into its place, sets
+  // `status` to the reader's result and returns true. Otherwise false.
+  virtual bool Read(std::string_view key, const boost::json::value& value, const Path& at,
+                    common::Status& status) = 0;
+
+ protected:
+  ~MoreFields() = default;
+};
+
+// As above; a key not in `fields` is offered to `more` before it is
+// "unknown field". Names in `fields` and in `more` must differ.
+common::Status ReadObject(const boost::json::value& v, const Path& at,
+                          std::initializer_list<Field> fields, MoreFields& more);
+
 // "expected string" / "expected integer" / "out of range" / "expected array".
 // Each returns a callable to pass as a Field's reader.
 inline auto String(std::string& out) {

@@ -9,6 +9,7 @@
 #include <boost/json.hpp>
 
 #include "common/ip_address.h"
+#include "model/limit_checker.h"
 #include "model/text_checks.h"
 
 namespace openimds::model {
@@ -327,6 +328,51 @@ void CanonicaliseNetworkConfig(NetworkConfig& nc) {
     for (auto& d : n.dns_servers) CanonAddress(d);
   }
   for (auto& d : nc.dns_servers) CanonAddress(d);
+}
+
+Status CheckNetworkConfigLimits(const NetworkConfig& nc, const LimitChecker& c) {
+  const Path root("/network_config");
+  const Path links(root, "links");
+  if (Status s = c.Count(links, nc.links.size()); !s.ok()) return s;
+  for (size_t i = 0; i < nc.links.size(); ++i) {
+    const Link& l = nc.links[i];
+    const Path at(links, i);
+    const std::pair<const char*, const std::string*> texts[] = {
+        {"name", &l.name},         {"mac", &l.mac},
+        {"vif_type", &l.vif_type}, {"vif_id", &l.vif_id},
+        {"bond_mode", &l.bond_mode}, {"vlan_link", &l.vlan_link},
+    };
+    for (const auto& [name, value] : texts) {
+      if (Status s = c.Bytes(Path(at, name), *value); !s.ok()) return s;
+    }
+    if (Status s = c.TextList(Path(at, "bond_links"), l.bond_links); !s.ok()) return s;
+  }
+  const Path networks(root, "networks");
+  if (Status s = c.Count(networks, nc.networks.size()); !s.ok()) return s;
+  for (size_t i = 0; i < nc.networks.size(); ++i) {
+    const IpNetwork& n = nc.networks[i];
+    const Path at(networks, i);
+    const std::pair<const char*, const std::string*> texts[] = {
+        {"link", &n.link},
+        {"network_id", &n.network_id},
+        {"address", &n.address},
+        {"gateway", &n.gateway},
+    };
+    for (const auto& [name, value] : texts) {
+      if (Status s = c.Bytes(Path(at, name), *value); !s.ok()) return s;
+    }
+    const Path routes(at, "routes");
+    if (Status s = c.Count(routes, n.routes.size()); !s.ok()) return s;
+    for (size_t r = 0; r < n.routes.size(); ++r) {
+      const Path route(routes, r);
+      if (Status s = c.Bytes(Path(route, "destination"), n.routes[r].destination); !s.ok()) {
+        return s;
+      }
+      if (Status s = c.Bytes(Path(route, "gateway"), n.routes[r].gateway); !s.ok()) return s;
+    }
+    if (Status s = c.TextList(Path(at, "dns_servers"), n.dns_servers); !s.ok()) return s;
+  }
+  return c.TextList(Path(root, "dns_servers"), nc.dns_servers);
 }
 
 void NetworkConfigToJson(const NetworkConfig& nc, json::object& o) {

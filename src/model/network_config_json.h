@@ -17,6 +17,8 @@
 // pointer of the offender. Internal to the model module.
 namespace openimds::model {
 
+class LimitChecker;
+
 // Types only (values are checked by CheckNetworkConfig). `at` is the pointer
 // of `v`.
 common::Status ReadNetworkConfig(const boost::json::value& v, const json_reader::Path& at,
@@ -33,6 +35,10 @@ void CanonicaliseNetworkConfig(NetworkConfig& config);
 // that agree. Also refuses non-canonical spellings that
 // CanonicaliseNetworkConfig would fix.
 common::Status CheckNetworkConfig(const Instance& instance);
+
+// Every list's length (Limit::kListItems) and every text's size
+// (Limit::kTextBytes), in document order.
+common::Status CheckNetworkConfigLimits(const NetworkConfig& config, const LimitChecker& limits);
 
 // Writes "network_config" unless it is empty.
 void NetworkConfigToJson(const NetworkConfig& config, boost::json::object& o);

@@ -9,8 +9,8 @@
 
 #include <boost/json.hpp>
 
-#include "model/ec2_fields.h"  // the NIC's EC2-only fields
 #include "model/ip_text.h"
+#include "model/record_part.h"
 #include "model/text_checks.h"
 
 namespace openimds::model {
@@ -22,6 +22,7 @@ using namespace json_reader;  // NOLINT: the reader toolkit
 namespace {
 
 Status ReadNic(const json::value& v, const Path& at, Nic& nic) {
+  NicPartFieldReader parts(nic);
   return ReadObject(v, at,
                     {
                         {"mac", String(nic.mac)},
@@ -43,11 +44,8 @@ Status ReadNic(const json::value& v, const Path& at, Nic& nic) {
                         {"vpc_ipv6_cidrs", InternedStringArray(nic.vpc_ipv6_cidrs)},
                         {"security_groups", InternedStringArray(nic.security_groups)},
                         {"security_group_ids", InternedStringArray(nic.security_group_ids)},
-                        // EC2-only fields.
-                        {"ipv4_prefixes", StringArray(nic.ipv4_prefixes)},
-                        {"ipv6_prefixes", StringArray(nic.ipv6_prefixes)},
-                        {"ipv4_associations", StringMapReader(nic.ipv4_associations, false)},
-                    });
+                    },
+                    parts);
 }
 
 }  // namespace
@@ -142,7 +140,11 @@ Status CheckNic(const Path& at, const Nic& nic) {
     if (nic.security_group_ids[i].empty()) return Err(p, "empty");
     if (Status s = CheckText(p, nic.security_group_ids[i]); !s.ok()) return s;
   }
-  return CheckNicEc2Fields(at, nic);  // EC2-only fields
+  for (const RecordPart* part : RecordParts()) {
+    if (part->check_nic == nullptr) continue;
+    if (Status s = part->check_nic(at, nic); !s.ok()) return s;
+  }
+  return Status::Ok();
 }
 
 Status ValidateNics(const std::vector<Nic>& in_nics, bool check_order) {
@@ -198,7 +200,6 @@ void SortNics(std::vector<Nic>& nics) {
 
 json::object NicToJson(const Nic& nic) {
   using json_writer::PutArray;
-  using json_writer::PutMap;
   using json_writer::PutString;
   json::object o;
   PutString(o, "mac", nic.mac);
@@ -220,10 +221,9 @@ json::object NicToJson(const Nic& nic) {
   PutArray(o, "vpc_ipv6_cidrs", nic.vpc_ipv6_cidrs);
   PutArray(o, "security_groups", nic.security_groups);
   PutArray(o, "security_group_ids", nic.security_group_ids);
-  // EC2-only fields.
-  PutArray(o, "ipv4_prefixes", nic.ipv4_prefixes);
-  PutArray(o, "ipv6_prefixes", nic.ipv6_prefixes);
-  PutMap(o, "ipv4_associations", nic.ipv4_associations);
+  for (const RecordPart* part : RecordParts()) {
+    if (part->nic_to_json != nullptr) part->nic_to_json(nic, o);
+  }
   return o;
 }
 
@@ -250,10 +250,9 @@ void NicToText(json_writer::Writer& w, const Nic& nic) {
   w.PutArray("vpc_ipv6_cidrs", nic.vpc_ipv6_cidrs);
   w.PutArray("security_groups", nic.security_groups);
   w.PutArray("security_group_ids", nic.security_group_ids);
-  // EC2-only fields.
-  w.PutArray("ipv4_prefixes", nic.ipv4_prefixes);
-  w.PutArray("ipv6_prefixes", nic.ipv6_prefixes);
-  w.PutMap("ipv4_associations", nic.ipv4_associations);
+  for (const RecordPart* part : RecordParts()) {
+    if (part->nic_to_text != nullptr) part->nic_to_text(nic, w);
+  }
   w.EndObject();
 }
 

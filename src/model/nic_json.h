@@ -22,7 +22,8 @@ common::Status ReadNics(const boost::json::value& v, const json_reader::Path& at
 void CanonicaliseNic(Nic& nic);
 
 // One NIC on its own: MAC, device_number and network_card_index in 0..127,
-// names, address and CIDR syntax, security groups.
+// names, address and CIDR syntax, security groups; then the parts' checks of
+// their NIC fields (record_part.h).
 common::Status CheckNic(const json_reader::Path& at, const Nic& nic);
 
 // Every NIC (CheckNic), then what must be unique across them: device
@@ -35,6 +36,7 @@ common::Status ValidateNics(const std::vector<Nic>& nics, bool check_order);
 // Stable, by device_number.
 void SortNics(std::vector<Nic>& nics);
 
+// The NIC's members, then its parts' (record_part.h).
 boost::json::object NicToJson(const Nic& nic);
 // The same members as NicToJson, in the same order, as text.
 void NicToText(json_writer::Writer& w, const Nic& nic);
