@@ -13,42 +13,18 @@ using json_reader::Path;
 
 // Boost.JSON refuses invalid UTF-8 on input, but an Instance built in code may
 // carry anything; serialising such a string would write a document that no
-// parser reads back. The scans go eight bytes at a time for the common case:
-// names, ids and tokens are printable ASCII, for which the checks are trivial.
-constexpr uint64_t kOnes = 0x0101010101010101ull;
-constexpr uint64_t kHighBits = 0x8080808080808080ull;
-
-uint64_t Load8(const char* p) {
-  uint64_t x;
-  std::memcpy(&x, p, sizeof(x));
-  return x;
-}
-
+// parser reads back. The scan goes eight bytes at a time for the common case.
 bool IsAscii(std::string_view s) {
+  constexpr uint64_t kHighBits = 0x8080808080808080ull;
   size_t i = 0;
   uint64_t any = 0;
-  for (; i + 8 <= s.size(); i += 8) any |= Load8(s.data() + i);
+  for (; i + 8 <= s.size(); i += 8) {
+    uint64_t x;
+    std::memcpy(&x, s.data() + i, sizeof(x));
+    any |= x;
+  }
   for (; i < s.size(); ++i) any |= static_cast<unsigned char>(s[i]);
   return (any & kHighBits) == 0;
-}
-
-// Every byte in 0x20..0x7e: valid UTF-8 and no control character.
-bool IsPrintableAscii(std::string_view s) {
-  size_t i = 0;
-  for (; i + 8 <= s.size(); i += 8) {
-    const uint64_t x = Load8(s.data() + i);
-    // A byte below 0x20 (exact for "any byte", the classic has-less test),
-    // or a byte above 0x7e (adding 1 carries it into the high bit), or a
-    // byte with the high bit already set.
-    const uint64_t below = (x - kOnes * 0x20) & ~x & kHighBits;
-    const uint64_t above = ((x & ~kHighBits) + kOnes * 0x01) | x;
-    if ((below | (above & kHighBits)) != 0) return false;
-  }
-  for (; i < s.size(); ++i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x20 || c > 0x7e) return false;
-  }
-  return true;
 }
 
 bool IsHex(char c) {
@@ -108,8 +84,7 @@ bool AllOf(std::string_view s, std::string_view extra) {
   });
 }
 
-Status CheckText(const Path& at, std::string_view s) {
-  if (IsPrintableAscii(s)) return Status::Ok();
+Status CheckNonAsciiText(const Path& at, std::string_view s) {
   if (Utf8Length(s) < 0) return Err(at, "not valid UTF-8");
   if (HasControl(s)) return Err(at, "contains a control character");
   return Status::Ok();

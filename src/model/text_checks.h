@@ -1,5 +1,7 @@
 #pragma once
 
+#include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 
@@ -23,9 +25,39 @@ bool HasControl(std::string_view s);
 // Every character a letter, a digit or one of `extra`.
 bool AllOf(std::string_view s, std::string_view extra);
 
+// Every byte in 0x20..0x7e: valid UTF-8 and no control character. Eight
+// bytes at a time: names, ids and tokens are printable ASCII, and every load
+// and write of a record checks a few dozen of them.
+inline bool IsPrintableAscii(std::string_view s) {
+  constexpr uint64_t kOnes = 0x0101010101010101ull;
+  constexpr uint64_t kHighBits = 0x8080808080808080ull;
+  size_t i = 0;
+  for (; i + 8 <= s.size(); i += 8) {
+    uint64_t x;
+    std::memcpy(&x, s.data() + i, sizeof(x));
+    // A byte below 0x20 (exact for "any byte", the classic has-less test),
+    // or a byte above 0x7e (adding 1 carries it into the high bit), or a
+    // byte with the high bit already set.
+    const uint64_t below = (x - kOnes * 0x20) & ~x & kHighBits;
+    const uint64_t above = ((x & ~kHighBits) + kOnes * 0x01) | x;
+    if ((below | (above & kHighBits)) != 0) return false;
+  }
+  for (; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x20 || c > 0x7e) return false;
+  }
+  return true;
+}
+
+// CheckText for text that is not printable ASCII.
+common::Status CheckNonAsciiText(const json_reader::Path& at, std::string_view s);
+
 // A name or identifier that ends up in a metadata listing or a header: one
 // line of valid UTF-8. "not valid UTF-8" or "contains a control character".
-common::Status CheckText(const json_reader::Path& at, std::string_view s);
+inline common::Status CheckText(const json_reader::Path& at, std::string_view s) {
+  if (IsPrintableAscii(s)) return common::Status::Ok();
+  return CheckNonAsciiText(at, s);
+}
 
 // A list of names: each entry non-empty ("empty") and passing CheckText.
 common::Status CheckTextList(const json_reader::Path& at, const StrList& list);
