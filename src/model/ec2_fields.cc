@@ -96,6 +96,23 @@ constexpr NicPartField kNicFields[] = {
      }},
 };
 
+// The part's texts and lists of texts, in document order: ValidateEc2 checks
+// that each is one line of valid UTF-8 (a list's entries non-empty as well),
+// CheckEc2Limits their sizes (Limit::kTextBytes, Limit::kListItems).
+constexpr std::pair<std::string_view, Str Ec2Fields::*> kTexts[] = {
+    {"ami_manifest_path", &Ec2Fields::ami_manifest_path},
+    {"instance_action", &Ec2Fields::instance_action},
+    {"instance_life_cycle", &Ec2Fields::instance_life_cycle},
+    {"profile", &Ec2Fields::profile},
+    {"placement_group", &Ec2Fields::placement_group},
+    {"host_id", &Ec2Fields::host_id},
+};
+constexpr std::pair<std::string_view, StrList Ec2Fields::*> kTextLists[] = {
+    {"ancestor_ami_ids", &Ec2Fields::ancestor_ami_ids},
+    {"product_codes", &Ec2Fields::product_codes},
+    {"billing_products", &Ec2Fields::billing_products},
+};
+
 bool Contains(const StrList& list, std::string_view value) {
   return std::find(list.begin(), list.end(), value) != list.end();
 }
@@ -143,24 +160,11 @@ Status CheckEc2Nic(const Path& at, const Nic& nic) {
 
 Status ValidateEc2(const Instance& in) {
   const Ec2Fields& e = *in.ec2;
-  const std::pair<const char*, const Str*> texts[] = {
-      {"ami_manifest_path", &e.ami_manifest_path},
-      {"instance_action", &e.instance_action},
-      {"instance_life_cycle", &e.instance_life_cycle},
-      {"profile", &e.profile},
-      {"placement_group", &e.placement_group},
-      {"host_id", &e.host_id},
-  };
-  for (const auto& [name, value] : texts) {
-    if (Status s = CheckText(Path(Path(), name), *value); !s.ok()) return s;
+  for (const auto& [name, member] : kTexts) {
+    if (Status s = CheckText(Path(Path(), name), e.*member); !s.ok()) return s;
   }
-  const std::pair<const char*, const StrList*> lists[] = {
-      {"ancestor_ami_ids", &e.ancestor_ami_ids},
-      {"product_codes", &e.product_codes},
-      {"billing_products", &e.billing_products},
-  };
-  for (const auto& [name, list] : lists) {
-    if (Status s = CheckTextList(Path(Path(), name), *list); !s.ok()) return s;
+  for (const auto& [name, member] : kTextLists) {
+    if (Status s = CheckTextList(Path(Path(), name), e.*member); !s.ok()) return s;
   }
   // EC2 partition placement groups have at most 7 partitions.
   if (e.partition_number < 0 || e.partition_number > 7) {
@@ -189,24 +193,11 @@ Status CheckEc2NicLimits(const Path& at, const Nic& nic, const LimitChecker& c) 
 
 Status CheckEc2Limits(const Instance& in, const LimitChecker& c) {
   const Ec2Fields& e = *in.ec2;
-  const std::pair<const char*, const Str*> texts[] = {
-      {"ami_manifest_path", &e.ami_manifest_path},
-      {"instance_action", &e.instance_action},
-      {"instance_life_cycle", &e.instance_life_cycle},
-      {"profile", &e.profile},
-      {"placement_group", &e.placement_group},
-      {"host_id", &e.host_id},
-  };
-  for (const auto& [name, value] : texts) {
-    if (Status s = c.Bytes(Path(Path(), name), *value); !s.ok()) return s;
+  for (const auto& [name, member] : kTexts) {
+    if (Status s = c.Bytes(Path(Path(), name), e.*member); !s.ok()) return s;
   }
-  const std::pair<const char*, const StrList*> lists[] = {
-      {"ancestor_ami_ids", &e.ancestor_ami_ids},
-      {"product_codes", &e.product_codes},
-      {"billing_products", &e.billing_products},
-  };
-  for (const auto& [name, list] : lists) {
-    if (Status s = c.TextList(Path(Path(), name), *list); !s.ok()) return s;
+  for (const auto& [name, member] : kTextLists) {
+    if (Status s = c.TextList(Path(Path(), name), e.*member); !s.ok()) return s;
   }
   if (e.identity_credentials) {
     if (Status s = CheckCredentialLimits(Path("/identity_credentials"), *e.identity_credentials, c);

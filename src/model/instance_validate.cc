@@ -1,7 +1,6 @@
 #include "model/instance_validate.h"
 
 #include <string>
-#include <utility>
 
 #include "model/block_devices_json.h"
 #include "model/iam_json.h"
@@ -10,6 +9,7 @@
 #include "model/metadata_options_json.h"
 #include "model/nic_json.h"
 #include "model/record_part.h"
+#include "model/record_texts.h"
 #include "model/request_limits_json.h"
 #include "model/ssh_keys_json.h"
 #include "model/tags_json.h"
@@ -29,24 +29,8 @@ Status ValidateRecord(const Instance& in, CheckMode mode) {
   if (in.network.empty() || in.network.size() > 64 || !AllOf(in.network, "._-")) {
     return Err("/network", "must be 1..64 characters of [A-Za-z0-9._-]");
   }
-  const std::pair<const char*, const Str*> texts[] = {
-      {"name", &in.name},
-      {"hostname", &in.hostname},
-      {"local_hostname", &in.local_hostname},
-      {"public_hostname", &in.public_hostname},
-      {"account_id", &in.account_id},
-      {"image_id", &in.image_id},
-      {"instance_type", &in.instance_type},
-      {"kernel_id", &in.kernel_id},
-      {"ramdisk_id", &in.ramdisk_id},
-      {"reservation_id", &in.reservation_id},
-      {"region", &in.region},
-      {"availability_zone", &in.availability_zone},
-      {"availability_zone_id", &in.availability_zone_id},
-      {"architecture", &in.architecture},
-  };
-  for (const auto& [name, value] : texts) {
-    if (Status s = CheckText(Path(Path(), name), *value); !s.ok()) return s;
+  for (const RecordText& text : kRecordTexts) {
+    if (Status s = CheckText(Path(Path(), text.name), in.*text.member); !s.ok()) return s;
   }
   if (in.launch_index < 0) {
     return Err("/launch_index", std::to_string(in.launch_index) + " is negative");

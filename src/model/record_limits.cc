@@ -8,6 +8,7 @@
 #include "model/json_reader.h"
 #include "model/limit_checker.h"
 #include "model/record_part.h"
+#include "model/record_texts.h"
 
 namespace openimds::model {
 namespace {
@@ -95,29 +96,13 @@ Status RecordLimits::Set(Limit limit, size_t value) {
 Status CheckLimits(const Instance& in, const RecordLimits& limits, Limit* exceeded) {
   const LimitChecker c(limits, exceeded);
   const Path root;
-  const std::pair<const char*, const Str*> texts[] = {
-      {"name", &in.name},
-      {"account_id", &in.account_id},
-      {"image_id", &in.image_id},
-      {"instance_type", &in.instance_type},
-      {"kernel_id", &in.kernel_id},
-      {"ramdisk_id", &in.ramdisk_id},
-      {"reservation_id", &in.reservation_id},
-      {"region", &in.region},
-      {"availability_zone", &in.availability_zone},
-      {"availability_zone_id", &in.availability_zone_id},
-      {"architecture", &in.architecture},
-  };
-  for (const auto& [name, value] : texts) {
-    if (Status s = c.Bytes(Path(root, name), *value); !s.ok()) return s;
-  }
-  const std::pair<const char*, const Str*> hostnames[] = {
-      {"hostname", &in.hostname},
-      {"local_hostname", &in.local_hostname},
-      {"public_hostname", &in.public_hostname},
-  };
-  for (const auto& [name, value] : hostnames) {
-    if (Status s = c.Bytes(Path(root, name), *value, Limit::kHostnameBytes); !s.ok()) return s;
+  // The texts under the general limit before the hostnames: a record over
+  // both is refused for the general one, as it always has been.
+  for (const Limit limit : {Limit::kTextBytes, Limit::kHostnameBytes}) {
+    for (const RecordText& text : kRecordTexts) {
+      if (text.limit != limit) continue;
+      if (Status s = c.Bytes(Path(root, text.name), in.*text.member, limit); !s.ok()) return s;
+    }
   }
 
   const Path nics("/nics");
