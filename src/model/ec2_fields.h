@@ -21,9 +21,10 @@ struct Credentials {
   friend bool operator==(const Credentials&, const Credentials&) = default;
 };
 
-// --- EC2 platform events (docs/instance.md "Platform
-// events"). Times are absolute; the JSON mapping also accepts a delay
-// ({"in_seconds": N}) and turns it into an absolute time when parsing. ---
+// EC2's platform events (docs/instance.md "Platform events";
+// platform_events_json.h). Times are absolute; the JSON mapping also accepts
+// a delay ({"in_seconds": N}) and turns it into an absolute time when
+// parsing.
 
 // A Spot interruption notice: spot/instance-action and spot/termination-time.
 struct SpotInterruption {
@@ -71,13 +72,12 @@ struct PlatformEvents {
   }
   friend bool operator==(const PlatformEvents&, const PlatformEvents&) = default;
 };
-// --- end EC2 platform events ---
 
-// The part of the record only the EC2 flavour renders: instance-metadata
-// fidelity fields, the identity role's credentials and platform events
-// (docs/instance.md "EC2 fields", "Platform events"). Empty strings and lists
-// are absent in the EC2 tree (404), except where a default is named. The JSON
-// mapping keeps them at the top level of the record.
+// The part of the record only the EC2 flavour renders: the rest of EC2's
+// instance metadata categories, the identity role's credentials and platform
+// events (docs/instance.md "EC2 fields", "Platform events"). Empty strings and
+// lists are absent in the EC2 tree (404), except where a default is named.
+// The JSON mapping keeps them at the top level of the record.
 struct Ec2Fields {
   Str ami_manifest_path;              // "" -> "(unknown)" (EBS-backed)
   StrList ancestor_ami_ids;

@@ -48,13 +48,13 @@ struct Nic {
   StrList security_groups;     // names
   StrList security_group_ids;  // "sg-..."
 
-  // --- EC2 fidelity (docs/instance.md "NIC") ---
+  // EC2-only (docs/instance.md "EC2 fields"); their JSON, checks and limits
+  // are the EC2 part's (ec2_fields.cc).
   StrList ipv4_prefixes;  // delegated IPv4 prefixes (CIDRs): "ipv4-prefix"
   StrList ipv6_prefixes;  // delegated IPv6 prefixes (CIDRs): "ipv6-prefix"
   // Public IPv4 (one of public_ipv4s) -> the private IPv4 (one of
   // private_ipv4s) it maps to: "ipv4-associations/<public-ip>".
   StringMap ipv4_associations;
-  // --- end EC2 fidelity ---
 
   friend bool operator==(const Nic&, const Nic&) = default;
 };
@@ -145,15 +145,17 @@ struct Instance {
   StringMap block_devices;  // "ami" -> "/dev/xvda", "ebs1" -> "sdb"
 
   // What the guest configures on its interfaces and devices, rendered by the
-  // OpenStack flavour (network_config.h); one pointer while unset.
+  // OpenStack flavour (network_config.h; a record part: guest_config_json.h);
+  // one pointer while unset.
   Box<GuestConfig> guest;
   // Flavours (Flavour::Name()) this instance may be served by; empty = all.
   StrList flavours;
   // Per-instance request limits; one pointer while the record sets none.
   Box<RequestLimits> limits;
 
-  // The fields only the EC2 flavour renders (ec2_fields.h); one pointer
-  // while a record sets none of them.
+  // The fields only the EC2 flavour renders (ec2_fields.h, a record part);
+  // one pointer while a record sets none of them. Each cloud's own fields
+  // are a part like this one (model/README.md).
   Box<Ec2Fields> ec2;
 
   // Set by the store, not by clients; ignored by ==.

@@ -114,8 +114,11 @@ class RecordLimits {
 
 // OK, or PayloadTooLarge naming the JSON pointer, the size and the limit, for
 // the first field over a limit in document order (a list's length before its
-// entries). `exceeded`, when non-null, is set to the limit that refused. Reads
-// every field once and allocates only for the message.
+// entries), except that the top-level texts under kTextBytes come before the
+// hostnames and a NIC's part fields (record_part.h) before its security
+// groups. Then the record's parts, in their order. `exceeded`, when non-null,
+// is set to the limit that refused. Reads every field once and allocates only
+// for the message.
 common::Status CheckLimits(const Instance& instance, const RecordLimits& limits,
                            Limit* exceeded = nullptr);
 
