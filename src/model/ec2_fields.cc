@@ -245,7 +245,9 @@ void Ec2ToJson(const Instance& in, json::object& o) {
   PutString(o, "host_id", e.host_id);
   if (e.partition_number != 0) o["partition_number"] = e.partition_number;
   if (e.detailed_monitoring) o["monitoring"] = "enabled";
-  if (e.identity_credentials) o["identity_credentials"] = CredentialsToJson(*e.identity_credentials);
+  if (e.identity_credentials) {
+    o["identity_credentials"] = CredentialsToJson(*e.identity_credentials);
+  }
   if (!e.events.empty()) o["events"] = EventsToJson(e.events);
 }
 

@@ -187,7 +187,8 @@ Status ChoiceValue(const json::value& v, const Path& at, bool& out, std::string_
   } else if (v.is_string() && v.get_string() == if_false) {
     out = false;
   } else {
-    return Err(at, "expected \"" + std::string(if_true) + "\" or \"" + std::string(if_false) + "\"");
+    return Err(at,
+               "expected \"" + std::string(if_true) + "\" or \"" + std::string(if_false) + "\"");
   }
   return Status::Ok();
 }

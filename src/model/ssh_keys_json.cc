@@ -53,7 +53,9 @@ Status ValidateSshKeys(const std::vector<SshKey>& keys) {
 void SshKeysToJson(const std::vector<SshKey>& keys, json::object& o) {
   if (keys.empty()) return;
   json::array out;
-  for (const SshKey& key : keys) out.emplace_back(json::object{{"name", key.name}, {"key", key.key}});
+  for (const SshKey& key : keys) {
+    out.emplace_back(json::object{{"name", key.name}, {"key", key.key}});
+  }
   o["ssh_keys"] = std::move(out);
 }
 

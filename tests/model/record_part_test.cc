@@ -225,7 +225,8 @@ TEST(RecordPartTest, ChecksAndLimitsOfThePartsRun) {
 
   Instance bad_guest = in;
   bad_guest.guest.mut().dedicated_cpus = {3, 2};
-  EXPECT_EQ(Validate(bad_guest).message(), "/dedicated_cpus/1: not sorted and unique (Normalize sorts)");
+  EXPECT_EQ(Validate(bad_guest).message(),
+            "/dedicated_cpus/1: not sorted and unique (Normalize sorts)");
 
   Limit exceeded = Limit::kRecordBytes;
   Instance long_group = in;
