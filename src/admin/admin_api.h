@@ -6,13 +6,13 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <thread>
-#include <unordered_map>
 #include <vector>
 
+#include "admin/import_streams.h"
+#include "admin/pending_write.h"
 #include "catalog/catalog.h"
 #include "common/http_message.h"
 #include "common/metrics.h"
@@ -68,9 +68,6 @@ namespace openimds::admin {
 // at once.
 //
 // Thread-safety: Handle may be called concurrently from several threads.
-// A write in flight (admin_api.cc).
-class PendingWrite;
-
 class AdminApi final : public http::Handler {
  public:
   // Renders `request` (a synthetic guest GET) for `instance` exactly as the
@@ -144,6 +141,8 @@ class AdminApi final : public http::Handler {
   common::Status StartImport(const common::Request& request, common::Response& out);
   common::Status FinishImport(const common::Request& request, common::Response& out);
   common::Status Render(const common::Request& request, std::string_view id, common::Response& out);
+  // /healthz, /readyz, /metrics.
+  common::Status Health(const common::Request& request, common::Response& out);
 
   // Queues `write`, defers `out` until it is durable and visible (or refused).
   // `after_commit`, if set, runs on the write queue's thread with the outcome
@@ -151,30 +150,6 @@ class AdminApi final : public http::Handler {
   // reword the outcome's status.
   void Submit(store::Write write, std::shared_ptr<PendingWrite> pending, common::Response& out,
               std::function<void(store::WriteOutcome&)> after_commit = {});
-  // Queues `write` for `pending` without a response at hand (a parked part of
-  // an import stream, released later on the write queue's thread).
-  void SubmitPending(store::Write write, std::shared_ptr<PendingWrite> pending,
-                     std::function<void(store::WriteOutcome&)> after_commit);
-  // An import part sent with X-OpenIMDS-Import-Stream / -Part: parked until
-  // the part before it is queued, then queued behind it on the stream's
-  // store::WriteChain; refused if an earlier part was refused.
-  common::Status SubmitStreamPart(std::string_view stream, std::string_view part,
-                                  store::Write write, std::shared_ptr<PendingWrite> pending,
-                                  common::Response& out);
-  // With streams_mu_ held: hands the stream's next part to the write queue
-  // when its turn has come; the calls to make after unlocking go to `later`.
-  struct ImportStream;
-  // On a resumed import part that timed out while parked: takes it (and the
-  // parts after it) out of its stream, so it never commits afterwards.
-  void ForgetParkedPart(const common::Request& request);
-  // A part refused before it reached the write queue: no later part of its
-  // stream is applied (parked ones are refused now).
-  void StopStream(const common::Request& request);
-  void AdvanceStream(const std::shared_ptr<ImportStream>& stream,
-                     std::vector<std::function<void()>>& later);
-  // On the resumed call: the finished write's outcome, or Unavailable when
-  // the write did not finish within the deferral bound.
-  common::Result<std::shared_ptr<const PendingWrite>> Finished(const common::Request& request);
 
   // OK, or the PayloadTooLarge of model::CheckLimits / CheckRecordBytes,
   // counted by limit. Thread-safe (PATCH calls it on the write queue's thread).
@@ -189,15 +164,13 @@ class AdminApi final : public http::Handler {
   const Options options_;
   store::Store& store_;
   catalog::Catalog& catalog_;
-  store::WriteQueue& writes_;
-  feed::Follower& follower_;
   common::MetricsRegistry& metrics_;
   common::Counter& requests_total_;
   common::Counter& writes_total_;
   common::Counter& imported_total_;
-  // Import streams by the client's name for them.
-  std::mutex streams_mu_;
-  std::unordered_map<std::string, std::shared_ptr<ImportStream>> streams_;  // guarded
+  // Thread-safe; each guards its own state.
+  WriteSubmitter submitter_;
+  ImportStreams streams_;
   // admin_requests_rejected_total{reason=CodeName(code)}, indexed by Code.
   std::array<common::Counter*, 13> rejected_{};
   // admin_record_limit_refusals_total{limit=LimitInfo::name}, indexed by Limit.
