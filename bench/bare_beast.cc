@@ -1,9 +1,9 @@
 // The reference ceiling for bench/imds_vs_nginx.sh: the plain Boost.Beast
 // C++20-coroutine server from Beast's examples (http::async_read into a
 // request<string_body>, a response<string_body> with a fixed body,
-// keep-alive), one thread, no routing, no identity, no rendering. The issue's
-// "bare Beast coroutine loop that returns a fixed string" measured in the
-// same run as OpenIMDS and nginx, so the three ratios share one machine state.
+// keep-alive), one thread, no routing, no identity, no rendering: a "bare
+// Beast coroutine loop that returns a fixed string", measured in the same run
+// as OpenIMDS and nginx, so the three ratios share one machine state.
 //
 // Usage: bare_beast PORT BODY   (listens on 127.0.0.1:PORT; PORT 0 picks one
 // and prints it on stdout)

@@ -4,8 +4,9 @@
 // epoll, one recv and one send per request, no parser beyond finding the end of
 // each request head ("\r\n\r\n") and a "Connection: close" in it, no routing,
 // no clock, no allocation per request. It is not a server anyone should run;
-// it answers the question "could the client even measure the ratio the issue
-// asks for here?" in the same run as the servers being compared.
+// it answers the question "could the client even measure the target ratio
+// (imds_vs_nginx.sh's TARGET) here?" in the same run as the servers being
+// compared.
 //
 // Usage: ceiling_server PORT BODY   (listens on 127.0.0.1:PORT; PORT 0 picks
 // one and prints it on stdout). Answers every request with 200 and BODY, with

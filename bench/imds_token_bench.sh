@@ -74,7 +74,7 @@ for row in "GET + token (v2)" "PUT /latest/api/token"; do
     "$(ratio "${r[1]}" "${base[1]}")" "$(ratio "${r[2]}" "${base[2]}")" \
     "$(ratio "${r[3]}" "${base[3]}")"
 done
-# Issue #3's targets: token-validated GETs at >= 0.9x the token-less GETs
+# The targets: token-validated GETs at >= 0.9x the token-less GETs
 # (AEMM loses about 30% there), the PUT itself at >= 0.5x. Judged on req/s and
 # on req/cpu-s (the steadier one when other load shares the machine).
 echo

@@ -16,12 +16,12 @@
 # Env: OPENIMDS_BINARY (default: build into <repo>/build-bench, Release),
 #      BARE_BEAST (default: <repo>/build-bench/bench/bare_beast; "none" skips it),
 #      CEILING (default: <repo>/build-bench/bench/ceiling_server; "none" skips it),
-#      TARGET (keep-alive ratio the core issue asks for, default 1.3: the summary
+#      TARGET (the keep-alive ratio to reach, default 1.3: the summary
 #      says whether the client ceiling leaves room for it),
 #      PIPELINE (unset: off; N: a third scenario where each wrk write carries N
 #      pipelined requests, bench/pipeline.lua, as `openimds proxy` talks to
-#      serve; not the issue's method, and one wrk thread is far from its
-#      limit there, so it shows the servers' own capacity),
+#      serve; not how the two main scenarios measure, and one wrk thread is
+#      far from its limit there, so it shows the servers' own capacity),
 #      DURATION (s, default 10), WARMUP (s, default 2), CONNECTIONS (default 64),
 #      ROUNDS (default 1; with more, rounds interleave the servers and each
 #      ratio uses each server's median round by req/s, with the spread shown),

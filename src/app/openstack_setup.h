@@ -22,9 +22,9 @@
 
 namespace openimds::app {
 
-// The OpenStack parts of `openimds serve` beyond the flavour itself (issue
-// #5): Nova's vendordata providers. Kept out of serve_command.cc so the
-// composition root stays a list of parts.
+// The OpenStack parts of `openimds serve` beyond the flavour itself: Nova's
+// vendordata providers. Kept out of serve_command.cc so the composition root
+// stays a list of parts.
 struct OpenStackServeOptions {
   // --vendordata-file PATH: Nova's [api]vendordata_jsonfile_path, a JSON
   // object. Empty: {}.

@@ -100,8 +100,8 @@ def assert_identity(ident: dict) -> None:
     assert doc["region"] == "eu-west-1"
     assert doc["availabilityZone"] == "eu-west-1b"
     assert doc["privateIp"] == "127.0.0.1"
-    # Signatures (pkcs7, signature, rsa2048) come with a later issue; when
-    # listed they must be non-empty.
+    # Signatures (pkcs7, signature, rsa2048) are listed only when the server
+    # has a signing key; when listed they must be non-empty.
     for name in ("pkcs7", "signature", "rsa2048"):
         if name in ident:
             assert ident[name], name

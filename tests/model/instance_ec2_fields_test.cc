@@ -1,4 +1,4 @@
-// The EC2 fidelity fields and platform events of the instance record
+// The EC2-only fields and platform events of the instance record
 // (docs/instance.md "EC2 fields", "Platform events"): JSON round trips,
 // delays turned into absolute times, and every refusal with its pointer.
 #include <gtest/gtest.h>

@@ -79,7 +79,7 @@ TEST_P(GuestConfigErrorTest, NamesThePointer) {
 INSTANTIATE_TEST_SUITE_P(
     Table, GuestConfigErrorTest,
     ::testing::Values(
-        // The issue's example: a VLAN on a link that does not exist.
+        // docs/instance.md's example: a VLAN on a link that does not exist.
         ErrorCase{LINKS_PREFIX PHYS
                   R"(,{"name":"v","type":"vlan","vlan_id":5,"vlan_link":"bond9"}]}})",
                   "/network_config/links/1/vlan_link: no link named \"bond9\""},

@@ -1,4 +1,4 @@
-// Issue #3: the rest of the EC2 category tree (events on a timeline, the
+// The rest of the EC2 category tree (events on a timeline, the
 // identity role, signed identity documents, credentials from a provider,
 // placement and interface extras), the operator's counters, and bad token
 // input. The flavour is driven directly with a FakeClock; golden bodies live
