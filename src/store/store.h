@@ -63,13 +63,13 @@ struct Mutation {
   // `managed` part, and hands that very object to the change feed, so a bulk
   // import does not copy every record once more. Give it a record nothing
   // else reads or writes until the Write's outcome is known.
-  std::shared_ptr<model::Instance> put;
+  std::shared_ptr<model::Instance> put = nullptr;
   // Optional: the record the caller believes is stored (the catalog's) and
   // its revision. When the stored row has that revision and no other
   // connection has committed since this store last looked, the store takes
   // it as the current record instead of parsing the row. Never changes an
   // outcome, only what it costs.
-  std::shared_ptr<const model::Instance> current_hint;
+  std::shared_ptr<const model::Instance> current_hint = nullptr;
   int64_t current_hint_revision = 0;
 };
 
@@ -93,7 +93,7 @@ inline constexpr std::string_view kChainBrokenMessage =
 struct Write {
   std::vector<Mutation> mutations;
   // Null: independent of every other Write.
-  std::shared_ptr<WriteChain> chain;
+  std::shared_ptr<WriteChain> chain = nullptr;
 };
 
 // What one mutation did, when its Write committed.
