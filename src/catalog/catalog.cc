@@ -26,39 +26,59 @@ void Snapshot::Editor::Remove(std::string_view id) {
   ids_.Erase(id);
 }
 
+struct Snapshot::DerivedHolders::Many {
+  std::atomic<uint32_t> refs{1};
+  std::vector<const model::Instance*> holders;
+};
+
+Snapshot::DerivedHolders::DerivedHolders(std::vector<const model::Instance*> many) {
+  auto* m = new Many();
+  m->holders = std::move(many);
+  bits_ = reinterpret_cast<uintptr_t>(m) | kManyBit;
+}
+
+std::vector<const model::Instance*> Snapshot::DerivedHolders::all() const {
+  if ((bits_ & kManyBit) != 0) return many()->holders;
+  return {only()};
+}
+
+void Snapshot::DerivedHolders::Retain() const {
+  if ((bits_ & kManyBit) != 0) many()->refs.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Snapshot::DerivedHolders::Release() {
+  if ((bits_ & kManyBit) != 0 && many()->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    delete many();
+  }
+  bits_ = 0;
+}
+
 void Snapshot::Editor::Index(const model::Instance& in) {
   model::ForEachCallerAddress(in, [this, &in](const common::IpAddress& ip) {
-    addresses_.Set(AddressKey{in.network, ip}, &in);
+    addresses_.Set(AddressKey(in.network, ip), &in);
   });
   for (const model::Nic& nic : in.nics) {
     const auto ip = Eui64LinkLocal(nic.mac);
     if (!ip) continue;  // not a 48-bit MAC: nothing to derive
-    const AddressKey key{in.network, *ip};
+    const AddressKey key(in.network, *ip);
     const DerivedHolders* found = snapshot_.derived_.Find(key);
     if (found == nullptr) {
-      derived_.Set(key, DerivedHolders{&in, nullptr});
+      derived_.Set(key, DerivedHolders(&in));
       continue;
     }
-    if (found->only == &in) continue;  // two NICs of one instance with one MAC
-    std::vector<const model::Instance*> all;
-    if (found->many) {
-      all = *found->many;
-    } else {
-      all.push_back(found->only);
-    }
+    if (found->only() == &in) continue;  // two NICs of one instance with one MAC
+    std::vector<const model::Instance*> all = found->all();
     if (std::find(all.begin(), all.end(), &in) != all.end()) continue;
     all.push_back(&in);
     // The key views the network of a holder that stays in the entry.
-    const AddressKey kept{all.front()->network, *ip};
-    derived_.Set(kept, DerivedHolders{
-                           nullptr, std::make_shared<const std::vector<const model::Instance*>>(
-                                        std::move(all))});
+    const AddressKey kept(all.front()->network, *ip);
+    derived_.Set(kept, DerivedHolders(std::move(all)));
   }
 }
 
 void Snapshot::Editor::Unindex(const model::Instance& in) {
   model::ForEachCallerAddress(in, [this, &in](const common::IpAddress& ip) {
-    const AddressKey key{in.network, ip};
+    const AddressKey key(in.network, ip);
     // Another instance may hold it by now (an address moving between two
     // instances within one page of changes): leave that one's claim alone.
     const model::Instance* const* holder = snapshot_.by_address_.Find(key);
@@ -67,25 +87,24 @@ void Snapshot::Editor::Unindex(const model::Instance& in) {
   for (const model::Nic& nic : in.nics) {
     const auto ip = Eui64LinkLocal(nic.mac);
     if (!ip) continue;
-    const AddressKey key{in.network, *ip};
+    const AddressKey key(in.network, *ip);
     const DerivedHolders* found = snapshot_.derived_.Find(key);
     if (found == nullptr) continue;
-    if (!found->many) {
-      if (found->only == &in) derived_.Erase(key);
+    if (found->only() != nullptr) {
+      if (found->only() == &in) derived_.Erase(key);
       continue;
     }
+    const std::vector<const model::Instance*> all = found->all();
     std::vector<const model::Instance*> rest;
-    for (const model::Instance* h : *found->many) {
+    for (const model::Instance* h : all) {
       if (h != &in) rest.push_back(h);
     }
-    if (rest.size() == found->many->size()) continue;
-    const AddressKey kept{rest.front()->network, *ip};
+    if (rest.size() == all.size()) continue;
+    const AddressKey kept(rest.front()->network, *ip);
     if (rest.size() == 1) {
-      derived_.Set(kept, DerivedHolders{rest.front(), nullptr});
+      derived_.Set(kept, DerivedHolders(rest.front()));
     } else {
-      derived_.Set(kept, DerivedHolders{
-                             nullptr, std::make_shared<const std::vector<const model::Instance*>>(
-                                          std::move(rest))});
+      derived_.Set(kept, DerivedHolders(std::move(rest)));
     }
   }
 }
@@ -102,10 +121,10 @@ std::shared_ptr<const Snapshot> Snapshot::Build(std::vector<Entry> entries, uint
 
 const model::Instance* Snapshot::FindByAddress(std::string_view network,
                                                const common::IpAddress& address) const {
-  const AddressKey key{network, address};
+  const AddressKey key(network, address);
   if (const model::Instance* const* claimed = by_address_.Find(key)) return *claimed;
   const DerivedHolders* derived = derived_.Find(key);
-  return derived == nullptr ? nullptr : derived->only;
+  return derived == nullptr ? nullptr : derived->only();
 }
 
 const Entry* Snapshot::FindById(std::string_view id) const { return by_id_.Find(id); }

@@ -7,6 +7,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "catalog/persistent_map.h"
@@ -79,23 +80,54 @@ class Snapshot {
   friend class Catalog;
   friend class SnapshotBuilder;
 
+  // 32 bytes, not a string_view's 16 plus the address: a fleet has two of
+  // these per NIC.
   struct AddressKey {
-    std::string_view network;  // points into the instance the entry names
+    AddressKey(std::string_view net, const common::IpAddress& ip)
+        : network_data(net.data()), network_size(static_cast<uint32_t>(net.size())), address(ip) {}
+    std::string_view network() const { return {network_data, network_size}; }
+    const char* network_data;  // points into the instance the entry names
+    uint32_t network_size;
     common::IpAddress address;
     friend bool operator==(const AddressKey& a, const AddressKey& b) {
-      return a.network == b.network && a.address == b.address;
+      return a.network() == b.network() && a.address == b.address;
     }
   };
   struct AddressKeyHash {
     size_t operator()(const AddressKey& k) const {
-      return std::hash<std::string_view>()(k.network) ^ (k.address.Hash() * 0x9e3779b97f4a7c15ULL);
+      return std::hash<std::string_view>()(k.network()) ^
+             (k.address.Hash() * 0x9e3779b97f4a7c15ULL);
     }
   };
-  // The instances whose NICs give one derived address: `only` when exactly
-  // one does; `many` (two or more, then no one answers from it) otherwise.
-  struct DerivedHolders {
-    const model::Instance* only = nullptr;
-    std::shared_ptr<const std::vector<const model::Instance*>> many;
+  // The instances whose NICs give one derived address: one (the common
+  // case: a pointer, no allocation) or several (then no one answers from
+  // it: a shared, counted list). One word either way.
+  class DerivedHolders {
+   public:
+    explicit DerivedHolders(const model::Instance* only)
+        : bits_(reinterpret_cast<uintptr_t>(only)) {}
+    explicit DerivedHolders(std::vector<const model::Instance*> many);
+    DerivedHolders(const DerivedHolders& other) : bits_(other.bits_) { Retain(); }
+    DerivedHolders(DerivedHolders&& other) noexcept : bits_(other.bits_) { other.bits_ = 0; }
+    DerivedHolders& operator=(DerivedHolders other) noexcept {
+      std::swap(bits_, other.bits_);
+      return *this;
+    }
+    ~DerivedHolders() { Release(); }
+    // The one holder; nullptr when there are several.
+    const model::Instance* only() const {
+      return (bits_ & kManyBit) != 0 ? nullptr : reinterpret_cast<const model::Instance*>(bits_);
+    }
+    // Every holder (one or more).
+    std::vector<const model::Instance*> all() const;
+
+   private:
+    struct Many;
+    static constexpr uintptr_t kManyBit = 1;  // instances are aligned: bit 0 is free
+    Many* many() const { return reinterpret_cast<Many*>(bits_ & ~kManyBit); }
+    void Retain() const;
+    void Release();
+    uintptr_t bits_;
   };
 
   using IdMap = PersistentMap<std::string_view, Entry, std::hash<std::string_view>>;

@@ -4,9 +4,10 @@
 #include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <functional>
+#include <new>
 #include <utility>
-#include <vector>
 
 namespace openimds::catalog {
 
@@ -35,9 +36,15 @@ namespace openimds::catalog {
 // Node lifetime is reference counted (intrusive, atomic); the thread that
 // drops the last reference to a node frees it (catalog::Catalog makes sure
 // that is never a guest I/O thread).
+//
+// Memory: a node is one allocation, a 32-byte header followed by its child
+// pointers and its entries, sized exactly (no slack): a million keys make
+// about 0.3 nodes per key, so separate arrays (two more mallocs and two
+// vector headers per node) cost a fleet about 30 bytes per key and map.
 template <typename K, typename V, typename Hash, typename Eq = std::equal_to<K>>
 class PersistentMap {
   struct Node;
+  using Item = std::pair<K, V>;
 
  public:
   PersistentMap() = default;
@@ -60,18 +67,18 @@ class PersistentMap {
     const Node* node = root_;
     for (unsigned shift = 0; node != nullptr; shift += kBits) {
       if (node->collision()) {
-        for (const auto& e : node->data) {
-          if (Eq()(e.first, key)) return &e.second;
+        for (uint32_t i = 0; i < node->data_count; ++i) {
+          if (Eq()(node->data()[i].first, key)) return &node->data()[i].second;
         }
         return nullptr;
       }
       const uint32_t bit = BitFor(h, shift);
       if ((node->datamap & bit) != 0) {
-        const auto& e = node->data[Index(node->datamap, bit)];
+        const Item& e = node->data()[Index(node->datamap, bit)];
         return Eq()(e.first, key) ? &e.second : nullptr;
       }
       if ((node->nodemap & bit) == 0) return nullptr;
-      node = node->nodes[Index(node->nodemap, bit)];
+      node = node->nodes()[Index(node->nodemap, bit)];
     }
     return nullptr;
   }
@@ -102,7 +109,7 @@ class PersistentMap {
       return added;
     }
 
-    // Removes the entry for `key`; true if there was one.
+    // Removes `key`; true if it was there.
     bool Erase(const K& key) {
       const uint64_t h = Mix(Hash()(key));
       bool removed = false;
@@ -113,110 +120,131 @@ class PersistentMap {
     }
 
    private:
-    // A node this Editor may write: `node` itself if the Editor made it,
-    // else a fresh copy (and the caller's reference to `node` is dropped).
-    Node* Own(Node* node) {
-      if (node->edit == id_) return node;
-      Node* copy = new Node(*node, id_);
+    // `node` (one reference of the caller's) as a node this Editor may write,
+    // with room for `more_data` entries and `more_nodes` children beyond what
+    // it holds. A node of another Editor is copied; one of ours that is too
+    // small moves into a larger allocation. Either way the caller's reference
+    // to the old node is dropped and the returned node replaces it.
+    Node* Own(Node* node, uint32_t more_data = 0, uint32_t more_nodes = 0) {
+      const bool fits = node->data_count + more_data <= node->data_capacity &&
+                        node->node_count + more_nodes <= node->node_capacity;
+      if (node->edit == id_ && fits) return node;
+      Node* copy = Allocate(id_, node->node_count + more_nodes, node->data_count + more_data);
+      copy->datamap = node->datamap;
+      copy->nodemap = node->nodemap;
+      copy->collision_node = node->collision_node;
+      if (node->edit == id_) {
+        // Ours: move everything over and leave the old node empty, so that
+        // dropping it (now or when a caller drops its extra reference) frees
+        // nothing twice.
+        std::memcpy(static_cast<void*>(copy->nodes()), node->nodes(),
+                    node->node_count * sizeof(Node*));
+        for (uint32_t i = 0; i < node->data_count; ++i) {
+          new (copy->data() + i) Item(std::move(node->data()[i]));
+          node->data()[i].~Item();
+        }
+        copy->node_count = node->node_count;
+        copy->data_count = node->data_count;
+        node->node_count = 0;
+        node->data_count = 0;
+      } else {
+        for (uint32_t i = 0; i < node->node_count; ++i) {
+          copy->nodes()[i] = node->nodes()[i];
+          Ref(copy->nodes()[i]);
+        }
+        copy->node_count = node->node_count;
+        for (uint32_t i = 0; i < node->data_count; ++i) {
+          new (copy->data() + i) Item(node->data()[i]);
+          ++copy->data_count;
+        }
+      }
       Unref(node);
       return copy;
     }
 
-    Node* NewNode() { return new Node(id_); }
+    Node* NewNode(uint32_t nodes, uint32_t data) { return Allocate(id_, nodes, data); }
 
-    // Takes ownership of the reference `node` (may be null) and returns the
-    // node that replaces it (the same one if it was changed in place).
     Node* SetIn(Node* node, unsigned shift, uint64_t h, K&& key, V&& value, bool& added) {
       if (node == nullptr) {
-        Node* fresh = NewNode();
+        Node* fresh = NewNode(0, 1);
         fresh->datamap = BitFor(h, shift);
-        ReserveOneMore(fresh->data);
-        fresh->data.emplace_back(std::move(key), std::move(value));
+        AppendData(fresh, Item(std::move(key), std::move(value)));
         added = true;
         return fresh;
       }
       if (node->collision()) {
-        node = Own(node);
-        for (auto& e : node->data) {
-          if (Eq()(e.first, key)) {
-            e = {std::move(key), std::move(value)};
+        for (uint32_t i = 0; i < node->data_count; ++i) {
+          if (Eq()(node->data()[i].first, key)) {
+            node = Own(node);
+            node->data()[i] = Item(std::move(key), std::move(value));
             return node;
           }
         }
-        ReserveOneMore(node->data);
-        node->data.emplace_back(std::move(key), std::move(value));
+        node = Own(node, 1, 0);
+        AppendData(node, Item(std::move(key), std::move(value)));
         added = true;
         return node;
       }
       const uint32_t bit = BitFor(h, shift);
       if ((node->datamap & bit) != 0) {
-        const size_t i = Index(node->datamap, bit);
-        node = Own(node);
-        if (Eq()(node->data[i].first, key)) {
-          node->data[i] = {std::move(key), std::move(value)};
+        const uint32_t i = Index(node->datamap, bit);
+        if (Eq()(node->data()[i].first, key)) {
+          node = Own(node);
+          node->data()[i] = Item(std::move(key), std::move(value));
           return node;
         }
         // Two keys share this slot: push both one level down.
-        std::pair<K, V> existing = std::move(node->data[i]);
+        node = Own(node, 0, 1);
+        Item existing = std::move(node->data()[i]);
         const uint64_t existing_hash = Mix(Hash()(existing.first));
-        node->data.erase(node->data.begin() + static_cast<ptrdiff_t>(i));
+        EraseData(node, i);
         node->datamap &= ~bit;
         Node* child = Merge(shift + kBits, std::move(existing), existing_hash,
-                            {std::move(key), std::move(value)}, h);
-        ReserveOneMore(node->nodes);
-        node->nodes.insert(node->nodes.begin() + static_cast<ptrdiff_t>(Index(node->nodemap, bit)),
-                           child);
+                            Item(std::move(key), std::move(value)), h);
+        InsertChild(node, Index(node->nodemap, bit), child);
         node->nodemap |= bit;
         added = true;
         return node;
       }
       if ((node->nodemap & bit) != 0) {
-        const size_t i = Index(node->nodemap, bit);
+        const uint32_t i = Index(node->nodemap, bit);
         node = Own(node);
-        node->nodes[i] = SetIn(node->nodes[i], shift + kBits, h, std::move(key), std::move(value),
-                               added);
+        node->nodes()[i] = SetIn(node->nodes()[i], shift + kBits, h, std::move(key),
+                                 std::move(value), added);
         return node;
       }
-      node = Own(node);
-      ReserveOneMore(node->data);
-      node->data.insert(node->data.begin() + static_cast<ptrdiff_t>(Index(node->datamap, bit)),
-                        {std::move(key), std::move(value)});
+      node = Own(node, 1, 0);
+      InsertData(node, Index(node->datamap, bit), Item(std::move(key), std::move(value)));
       node->datamap |= bit;
       added = true;
       return node;
     }
 
     // A node at `shift` holding two entries whose hashes agree below `shift`.
-    Node* Merge(unsigned shift, std::pair<K, V>&& a, uint64_t ha, std::pair<K, V>&& b,
-                uint64_t hb) {
-      Node* node = NewNode();
+    Node* Merge(unsigned shift, Item&& a, uint64_t ha, Item&& b, uint64_t hb) {
       if (shift >= kMaxShift) {
-        node->collision_node = true;
-        ReserveOneMore(node->data);
-        node->data.push_back(std::move(a));
-        ReserveOneMore(node->data);
-        node->data.push_back(std::move(b));
-        return node;  // collision node: datamap == nodemap == 0
+        Node* node = NewNode(0, 2);
+        node->collision_node = true;  // a collision node: datamap == nodemap == 0
+        AppendData(node, std::move(a));
+        AppendData(node, std::move(b));
+        return node;
       }
       const uint32_t bit_a = BitFor(ha, shift);
       const uint32_t bit_b = BitFor(hb, shift);
       if (bit_a == bit_b) {
+        Node* node = NewNode(1, 0);
         node->nodemap = bit_a;
-        ReserveOneMore(node->nodes);
-        node->nodes.push_back(Merge(shift + kBits, std::move(a), ha, std::move(b), hb));
+        InsertChild(node, 0, Merge(shift + kBits, std::move(a), ha, std::move(b), hb));
         return node;
       }
+      Node* node = NewNode(0, 2);
       node->datamap = bit_a | bit_b;
       if (bit_a < bit_b) {
-        ReserveOneMore(node->data);
-        node->data.push_back(std::move(a));
-        ReserveOneMore(node->data);
-        node->data.push_back(std::move(b));
+        AppendData(node, std::move(a));
+        AppendData(node, std::move(b));
       } else {
-        ReserveOneMore(node->data);
-        node->data.push_back(std::move(b));
-        ReserveOneMore(node->data);
-        node->data.push_back(std::move(a));
+        AppendData(node, std::move(b));
+        AppendData(node, std::move(a));
       }
       return node;
     }
@@ -225,10 +253,10 @@ class PersistentMap {
     // once it holds nothing.
     Node* EraseIn(Node* node, unsigned shift, uint64_t h, const K& key, bool& removed) {
       if (node->collision()) {
-        for (size_t i = 0; i < node->data.size(); ++i) {
-          if (!Eq()(node->data[i].first, key)) continue;
+        for (uint32_t i = 0; i < node->data_count; ++i) {
+          if (!Eq()(node->data()[i].first, key)) continue;
           node = Own(node);
-          node->data.erase(node->data.begin() + static_cast<ptrdiff_t>(i));
+          EraseData(node, i);
           removed = true;
           break;
         }
@@ -236,17 +264,17 @@ class PersistentMap {
       }
       const uint32_t bit = BitFor(h, shift);
       if ((node->datamap & bit) != 0) {
-        const size_t i = Index(node->datamap, bit);
-        if (!Eq()(node->data[i].first, key)) return node;
+        const uint32_t i = Index(node->datamap, bit);
+        if (!Eq()(node->data()[i].first, key)) return node;
         node = Own(node);
-        node->data.erase(node->data.begin() + static_cast<ptrdiff_t>(i));
+        EraseData(node, i);
         node->datamap &= ~bit;
         removed = true;
         return Collapse(node);
       }
       if ((node->nodemap & bit) == 0) return node;
-      const size_t i = Index(node->nodemap, bit);
-      Node* child = node->nodes[i];
+      const uint32_t i = Index(node->nodemap, bit);
+      Node* child = node->nodes()[i];
       Ref(child);  // keep it alive while we look inside; the node still holds its own
       Node* replaced = EraseIn(child, shift + kBits, h, key, removed);
       if (!removed) {
@@ -254,35 +282,67 @@ class PersistentMap {
         return node;
       }
       node = Own(node);
-      Unref(node->nodes[i]);
+      Unref(node->nodes()[i]);
       if (replaced == nullptr) {
-        node->nodes.erase(node->nodes.begin() + static_cast<ptrdiff_t>(i));
+        EraseChild(node, i);
         node->nodemap &= ~bit;
-      } else if (replaced->nodes.empty() && replaced->data.size() == 1) {
+      } else if (replaced->node_count == 0 && replaced->data_count == 1) {
         // A child left with one entry moves up into this node's entries, so
         // the trie stays as shallow as its keys need.
-        node->nodes.erase(node->nodes.begin() + static_cast<ptrdiff_t>(i));
+        EraseChild(node, i);
         node->nodemap &= ~bit;
-        std::pair<K, V> only = replaced->edit == id_ ? std::move(replaced->data[0])
-                                                     : replaced->data[0];
+        Item only = replaced->edit == id_ ? std::move(replaced->data()[0]) : replaced->data()[0];
         Unref(replaced);
-        ReserveOneMore(node->data);
-        node->data.insert(node->data.begin() + static_cast<ptrdiff_t>(Index(node->datamap, bit)),
-                          std::move(only));
+        node = Own(node, 1, 0);
+        InsertData(node, Index(node->datamap, bit), std::move(only));
         node->datamap |= bit;
       } else {
-        node->nodes[i] = replaced;
+        node->nodes()[i] = replaced;
       }
       return Collapse(node);
     }
 
     // nullptr for a node with nothing left; otherwise `node`.
     static Node* Collapse(Node* node) {
-      if (node->data.empty() && node->nodes.empty()) {
+      if (node->data_count == 0 && node->node_count == 0) {
         Unref(node);
         return nullptr;
       }
       return node;
+    }
+
+    // Entry and child edits on a node of ours with room for them.
+    static void AppendData(Node* node, Item&& item) {
+      new (node->data() + node->data_count) Item(std::move(item));
+      ++node->data_count;
+    }
+    static void InsertData(Node* node, uint32_t at, Item&& item) {
+      const uint32_t n = node->data_count;
+      if (at == n) return AppendData(node, std::move(item));
+      Item* d = node->data();
+      new (d + n) Item(std::move(d[n - 1]));
+      for (uint32_t j = n - 1; j > at; --j) d[j] = std::move(d[j - 1]);
+      d[at] = std::move(item);
+      ++node->data_count;
+    }
+    static void EraseData(Node* node, uint32_t at) {
+      Item* d = node->data();
+      const uint32_t n = node->data_count;
+      for (uint32_t j = at; j + 1 < n; ++j) d[j] = std::move(d[j + 1]);
+      d[n - 1].~Item();
+      --node->data_count;
+    }
+    static void InsertChild(Node* node, uint32_t at, Node* child) {
+      Node** c = node->nodes();
+      std::memmove(static_cast<void*>(c + at + 1), c + at, (node->node_count - at) * sizeof(Node*));
+      c[at] = child;
+      ++node->node_count;
+    }
+    static void EraseChild(Node* node, uint32_t at) {
+      Node** c = node->nodes();
+      std::memmove(static_cast<void*>(c + at), c + at + 1,
+                   (node->node_count - at - 1) * sizeof(Node*));
+      --node->node_count;
     }
 
     PersistentMap& map_;
@@ -290,48 +350,52 @@ class PersistentMap {
   };
 
  private:
-  static constexpr unsigned kBits = 5;
-  // Past this shift the hash has no bits left: keys end in a collision node.
-  static constexpr unsigned kMaxShift = 64;
-
+  // One allocation: this header, then node_capacity child pointers (owned
+  // references, in nodemap bit order), then data_capacity entries (the first
+  // data_count constructed, in datamap bit order).
   struct Node {
     explicit Node(uint64_t edit_id) : edit(edit_id) {}
-    Node(const Node& other, uint64_t edit_id)
-        : datamap(other.datamap),
-          nodemap(other.nodemap),
-          collision_node(other.collision_node),
-          edit(edit_id),
-          data(other.data),
-          nodes(other.nodes) {
-      for (Node* child : nodes) Ref(child);
-    }
-    ~Node() {
-      for (Node* child : nodes) Unref(child);
-    }
     // A collision node lists keys of equal hashes; it has no bitmaps.
     bool collision() const { return collision_node; }
+    Node** nodes() { return reinterpret_cast<Node**>(this + 1); }
+    Node* const* nodes() const { return reinterpret_cast<Node* const*>(this + 1); }
+    Item* data() { return reinterpret_cast<Item*>(nodes() + node_capacity); }
+    const Item* data() const { return reinterpret_cast<const Item*>(nodes() + node_capacity); }
 
     std::atomic<uint32_t> refs{1};
     uint32_t datamap = 0;
     uint32_t nodemap = 0;
+    uint32_t data_count = 0;
+    uint32_t data_capacity = 0;
+    uint8_t node_count = 0;  // at most 32
+    uint8_t node_capacity = 0;
     bool collision_node = false;
     const uint64_t edit;  // the Editor that made it (and alone may change it)
-    std::vector<std::pair<K, V>> data;  // one per datamap bit, in bit order
-    std::vector<Node*> nodes;           // one per nodemap bit, in bit order; owned references
   };
+  static_assert(sizeof(Node) % alignof(Item) == 0 && alignof(Item) <= alignof(Node*),
+                "entries follow the child pointers without padding");
 
-  // Nodes grow one entry at a time and most never grow again, so they keep
-  // no slack: a vector's doubling would leave a fleet's tries a third empty.
-  template <typename Vec>
-  static void ReserveOneMore(Vec& v) {
-    if (v.size() == v.capacity()) v.reserve(v.size() + 1);
+  static constexpr unsigned kBits = 5;
+  // Past this shift the hash has no bits left: keys end in a collision node.
+  static constexpr unsigned kMaxShift = 64;
+
+  static Node* Allocate(uint64_t edit, uint32_t nodes, uint32_t data) {
+    void* memory = ::operator new(sizeof(Node) + nodes * sizeof(Node*) + data * sizeof(Item));
+    Node* node = new (memory) Node(edit);
+    node->node_capacity = static_cast<uint8_t>(nodes);
+    node->data_capacity = data;
+    return node;
   }
 
   static void Ref(Node* node) {
     if (node != nullptr) node->refs.fetch_add(1, std::memory_order_relaxed);
   }
   static void Unref(Node* node) {
-    if (node != nullptr && node->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete node;
+    if (node == nullptr || node->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    for (uint32_t i = 0; i < node->data_count; ++i) node->data()[i].~Item();
+    for (uint32_t i = 0; i < node->node_count; ++i) Unref(node->nodes()[i]);
+    node->~Node();
+    ::operator delete(node);
   }
 
   static uint64_t NextEditId() {
@@ -350,14 +414,14 @@ class PersistentMap {
     return x;
   }
   static uint32_t BitFor(uint64_t h, unsigned shift) { return 1u << ((h >> shift) & 31u); }
-  static size_t Index(uint32_t bitmap, uint32_t bit) {
-    return static_cast<size_t>(std::popcount(bitmap & (bit - 1)));
+  static uint32_t Index(uint32_t bitmap, uint32_t bit) {
+    return static_cast<uint32_t>(std::popcount(bitmap & (bit - 1)));
   }
 
   template <typename F>
   static void Visit(const Node* node, F& f) {
-    for (const auto& e : node->data) f(e.first, e.second);
-    for (const Node* child : node->nodes) Visit(child, f);
+    for (uint32_t i = 0; i < node->data_count; ++i) f(node->data()[i].first, node->data()[i].second);
+    for (uint32_t i = 0; i < node->node_count; ++i) Visit(node->nodes()[i], f);
   }
 
   Node* root_ = nullptr;

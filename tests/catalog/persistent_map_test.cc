@@ -118,5 +118,79 @@ TEST(PersistentMapTest, EmptyMapAndErasingEverything) {
   EXPECT_TRUE(Contents(m).empty());
 }
 
+// Values that count their own live copies, so an entry moved, copied or
+// destroyed once too often or too rarely shows up as a count that is off.
+struct Counted {
+  static int live;
+  explicit Counted(int v) : value(v) { ++live; }
+  Counted(const Counted& o) : value(o.value) { ++live; }
+  Counted(Counted&& o) noexcept : value(o.value) { ++live; }
+  Counted& operator=(const Counted&) = default;
+  Counted& operator=(Counted&&) noexcept = default;
+  ~Counted() { --live; }
+  int value;
+};
+int Counted::live = 0;
+
+// Collides often: strings that end in the same digit hash alike.
+struct LastCharHash {
+  size_t operator()(const std::string& key) const {
+    return key.empty() ? 0 : static_cast<size_t>(key.back());
+  }
+};
+
+template <typename Hash>
+void NonTrivialEntriesLiveExactlyAsLongAsAMapHoldsThem(uint32_t seed) {
+  using Map = PersistentMap<std::string, Counted, Hash>;
+  {
+    std::mt19937 rng(seed);
+    Map map;
+    std::map<std::string, int> reference;
+    std::vector<std::pair<Map, std::map<std::string, int>>> versions;
+    for (int batch = 0; batch < 150; ++batch) {
+      Map next = map;
+      {
+        typename Map::Editor editor(next);
+        const int ops = 1 + static_cast<int>(rng() % 60);
+        for (int i = 0; i < ops; ++i) {
+          // Long keys, so a key moved by memcpy instead of its move
+          // constructor would leave a dangling heap pointer behind.
+          const std::string key = std::string(24, 'k') + std::to_string(rng() % 700);
+          if (rng() % 3 == 0) {
+            EXPECT_EQ(editor.Erase(key), reference.erase(key) == 1);
+          } else {
+            const int value = static_cast<int>(rng());
+            EXPECT_EQ(editor.Set(key, Counted(value)), reference.count(key) == 0);
+            reference[key] = value;
+          }
+        }
+      }
+      map = next;
+      ASSERT_EQ(map.size(), reference.size());
+      std::map<std::string, int> seen;
+      map.ForEach([&seen](const std::string& k, const Counted& v) { seen.emplace(k, v.value); });
+      ASSERT_EQ(seen, reference);
+      for (const auto& [k, v] : reference) {
+        const Counted* found = map.Find(k);
+        ASSERT_NE(found, nullptr) << k;
+        EXPECT_EQ(found->value, v);
+      }
+      if (batch % 15 == 0) versions.emplace_back(map, reference);
+    }
+    for (const auto& [old, held] : versions) {
+      std::map<std::string, int> seen;
+      old.ForEach([&seen](const std::string& k, const Counted& v) { seen.emplace(k, v.value); });
+      EXPECT_EQ(seen, held);
+    }
+    EXPECT_GT(Counted::live, 0);
+  }
+  EXPECT_EQ(Counted::live, 0) << "entries leaked or destroyed twice";
+}
+
+TEST(PersistentMapTest, NonTrivialEntriesLiveExactlyAsLongAsAMapHoldsThem) {
+  NonTrivialEntriesLiveExactlyAsLongAsAMapHoldsThem<std::hash<std::string>>(7);
+  NonTrivialEntriesLiveExactlyAsLongAsAMapHoldsThem<LastCharHash>(8);
+}
+
 }  // namespace
 }  // namespace openimds::catalog
