@@ -61,6 +61,15 @@ void PackStrings(Instance& in) {
     }
   }
   Str::Pack(fields.data(), fields.size());
+  // Tag values are interned, as most repeat across a fleet; the one that
+  // names the instance (EC2's "Name" tag beside the record's name) is its
+  // own and would cost an interned block and a table slot per instance, so
+  // it shares the record's text instead.
+  if (!in.name.empty()) {
+    for (auto& [key, value] : in.tags) {
+      if (value == in.name) value = in.name;
+    }
+  }
 }
 
 // A first guess at the size of ToJsonText's output, so the string grows once
