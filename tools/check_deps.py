@@ -21,6 +21,7 @@ ALLOWED = {
     "http": {"common"},
     "service": {"http", "identity", "catalog", "flavour", "auth", "common", "model"},
     "admin": {"http", "store", "catalog", "feed", "model", "common"},
+    "client": {"http", "common"},
     "proxy": {"http", "auth", "common"},
     "netsetup": {"common"},
     "app": None,  # the composition root may use everything
