@@ -9,6 +9,7 @@
 #include <optional>
 #include <thread>
 
+#include "app/flavours.h"
 #include "auth/request_signer.h"
 #include "auth/signer_holder.h"
 #include "common/clock.h"
@@ -206,7 +207,10 @@ int RunProxy(const ProxyCommandOptions& o) {
   po.upstream.health_timeout = std::chrono::milliseconds(o.health_timeout_ms);
   po.upstream.health_path = o.health_path;
   po.retry_after_seconds = o.retry_after_seconds;
-  po.forward_headers = o.forward_headers;
+  // What the flavours' guests send (app/flavours.h), then the operator's.
+  po.forward_headers = FlavourGuestHeaders(FlavourModules());
+  po.forward_headers.insert(po.forward_headers.end(), o.forward_headers.begin(),
+                            o.forward_headers.end());
   // Connections are descriptors: stay below the limit by what upstream
   // connections, health checks and files need.
   const size_t descriptors = http::RaiseDescriptorLimit();
