@@ -31,7 +31,8 @@ ALLOWED = {
 # options and runtime, what serve and proxy see of it) may also use what its
 # runtime needs; the renderers beside it stay pure and may not include it.
 FLAVOUR_MODULE = re.compile(r"^src/flavour/(module\.h|[a-z0-9_]+/[a-z0-9_]+_module\.(h|cc))$")
-FLAVOUR_MODULE_INCLUDE = re.compile(r'^\s*#\s*include\s+"(flavour/module\.h|flavour/[a-z0-9_]+/[a-z0-9_]+_module\.h)"')
+FLAVOUR_MODULE_INCLUDE = re.compile(
+    r'^\s*#\s*include\s+"(flavour/module\.h|flavour/[a-z0-9_]+/[a-z0-9_]+_module\.h)"')
 FLAVOUR_MODULE_ALLOWED = ALLOWED["flavour"] | {"store", "catalog", "feed", "credentials", "http"}
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([a-z_]+)/')
 
