@@ -3,7 +3,7 @@
 #include <exception>
 #include <iostream>
 
-#include "app/instance_command.h"
+#include "client/instance_command.h"
 #include "app/proxy_command.h"
 #include "app/redirect_command.h"
 #include "app/keygen_command.h"
@@ -23,7 +23,7 @@ int main(int argc, char** argv) {
     openimds::app::ServeOptions serve;
     openimds::app::RegisterServeCommand(app, serve);
     int instance_exit = 0;
-    openimds::app::RegisterInstanceCommand(app, instance_exit);
+    openimds::client::RegisterInstanceCommand(app, instance_exit);
     openimds::app::ProxyCommandOptions proxy;
     openimds::app::RegisterProxyCommand(app, proxy);
     openimds::app::RedirectCommandOptions redirect;
@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
     try {
       app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
-      return openimds::app::ExitForParseError(app, e);
+      return openimds::client::ExitForParseError(app, e);
     }
     if (serve.selected) return openimds::app::RunServe(serve);
     if (proxy.selected) return openimds::app::RunProxy(proxy);

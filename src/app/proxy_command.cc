@@ -9,6 +9,7 @@
 #include <optional>
 #include <thread>
 
+#include "app/flavours.h"
 #include "auth/request_signer.h"
 #include "auth/signer_holder.h"
 #include "common/clock.h"
@@ -71,43 +72,6 @@ class MetricsHandler final : public http::Handler {
  private:
   common::MetricsRegistry& metrics_;
 };
-
-// The proxy's keys as read from --key-file (and --trust-key-file): built
-// whole at start-up and again on each SIGHUP.
-struct ProxyKeys {
-  std::shared_ptr<const auth::RequestSigner> signer;    // the first key of --key-file signs
-  std::shared_ptr<const auth::RequestSigner> verifier;  // chains only (--trust-proxy), else null
-  std::string summary;                                  // key ids, for the log; no secret
-};
-
-// Errors name the file and the reason, never a secret.
-common::Result<ProxyKeys> LoadProxyKeys(const ProxyCommandOptions& o, bool chain,
-                                        const common::Clock& clock) {
-  auto keys = identity::ReadKeyFile(o.key_file);
-  if (!keys.ok()) return keys.status();
-  auth::RequestSigner::Options so;
-  so.replay_window = std::chrono::seconds(o.replay_window_seconds);
-  ProxyKeys out;
-  out.summary = "signing with key " + keys->front().id;
-  auto signer = auth::RequestSigner::Create(*keys, so, clock);
-  if (!signer.ok()) {
-    return common::Status(signer.status().code(), o.key_file + ": " + signer.status().message());
-  }
-  out.signer = std::make_shared<const auth::RequestSigner>(std::move(signer).value());
-  if (chain) {
-    const std::string& file = o.trust_key_file.empty() ? o.key_file : o.trust_key_file;
-    auto trust_keys = o.trust_key_file.empty() ? keys : identity::ReadKeyFile(o.trust_key_file);
-    if (!trust_keys.ok()) return trust_keys.status();
-    auto v = auth::RequestSigner::Create(*trust_keys, so, clock);
-    if (!v.ok()) return common::Status(v.status().code(), file + ": " + v.status().message());
-    out.verifier = std::make_shared<const auth::RequestSigner>(std::move(v).value());
-    out.summary += "; accepting chained identities signed with";
-    for (size_t i = 0; i < trust_keys->size(); ++i) {
-      out.summary += (i == 0 ? " " : ", ") + (*trust_keys)[i].id;
-    }
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -206,7 +170,10 @@ int RunProxy(const ProxyCommandOptions& o) {
   po.upstream.health_timeout = std::chrono::milliseconds(o.health_timeout_ms);
   po.upstream.health_path = o.health_path;
   po.retry_after_seconds = o.retry_after_seconds;
-  po.forward_headers = o.forward_headers;
+  // What the flavours' guests send (app/flavours.h), then the operator's.
+  po.forward_headers = FlavourGuestHeaders(FlavourModules());
+  po.forward_headers.insert(po.forward_headers.end(), o.forward_headers.begin(),
+                            o.forward_headers.end());
   // Connections are descriptors: stay below the limit by what upstream
   // connections, health checks and files need.
   const size_t descriptors = http::RaiseDescriptorLimit();
@@ -234,7 +201,9 @@ int RunProxy(const ProxyCommandOptions& o) {
 
   common::SystemClock clock;
   const bool chain = !po.trusted_proxies.empty();
-  auto keys = LoadProxyKeys(o, chain, clock);
+  const identity::ProxySigningConfig key_config{o.key_file, o.trust_key_file,
+                                               o.replay_window_seconds};
+  auto keys = identity::LoadProxyKeys(key_config, chain, clock);
   if (!keys.ok()) {
     common::LogError("proxy", keys.status().message());
     // A key file to fix (missing, mode, owner, content) is a usage error, as in serve.
@@ -318,7 +287,7 @@ int RunProxy(const ProxyCommandOptions& o) {
   // SIGHUP: re-read the key files and swap both signers, or neither (the old
   // keys stay in use when a file is bad). On this thread, off the I/O threads.
   auto reload = [&] {
-    auto fresh = LoadProxyKeys(o, chain, clock);
+    auto fresh = identity::LoadProxyKeys(key_config, chain, clock);
     if (!fresh.ok()) {
       reload_error.Inc();
       common::LogError("proxy", "SIGHUP: key reload failed, keeping the keys in use: " +

@@ -7,8 +7,8 @@
 #include <thread>
 
 #include "admin/admin_api.h"
-#include "app/ec2_setup.h"
-#include "auth/token_authority.h"
+#include "app/flavours.h"
+#include "auth/token_key_rotator.h"
 #include "catalog/catalog.h"
 #include "common/clock.h"
 #include "common/log.h"
@@ -20,8 +20,6 @@
 #include "common/thread_priority.h"
 #include "common/time_format.h"
 #include "feed/follower.h"
-#include "flavour/ec2/ec2_flavour.h"
-#include "flavour/openstack/openstack_flavour.h"
 #include "flavour/flavour.h"
 #include "http/bearer_auth.h"
 #include "http/server.h"
@@ -30,6 +28,7 @@
 #include "model/instance_json.h"
 #include "model/record_limits.h"
 #include "service/metadata_service.h"
+#include "service/render_preview.h"
 #include "store/sqlite_store.h"
 #include "store/write_queue.h"
 
@@ -139,6 +138,14 @@ void AddIdentityFlags(CLI::App& serve, identity::ProxyIdentityConfig& f) {
                  "Do not trust mode=proxy listeners on unix sockets by their file mode alone.");
 }
 
+// Stops every flavour's background work when RunServe returns.
+struct StopModulesAtExit {
+  const std::vector<std::unique_ptr<flavour::Module>>& modules;
+  ~StopModulesAtExit() {
+    for (const auto& m : modules) m->Stop();
+  }
+};
+
 }  // namespace
 
 // Connections the admin listener takes at once, and the descriptors kept
@@ -225,8 +232,11 @@ void RegisterServeCommand(CLI::App& app, ServeOptions& o) {
                     "(their connections carry many guests); 0 = answer at once.")
       ->capture_default_str()
       ->check(CLI::Range(0, 60000));
-  RegisterEc2ServeFlags(*serve, o.ec2);
-  RegisterOpenStackServeFlags(*serve, o.openstack);
+  serve->add_option("--token-key-period", o.token_key_period_seconds,
+                    "Seconds between IMDSv2 token key rotations (same on every serve of a store).")
+      ->capture_default_str();
+  o.flavours = FlavourModules();
+  for (const auto& f : o.flavours) f->RegisterOptions(*serve);
   AddIdentityFlags(*serve, o.identity);
   serve->footer(
       "\nExamples:\n"
@@ -306,6 +316,9 @@ int RunServe(const ServeOptions& o) {
   catalog::Catalog catalog;
   feed::Follower::Options follow_options;
   follow_options.poll_interval = std::chrono::milliseconds(o.feed_poll_ms);
+  // Declared before the follower, so that on every return the feed stops
+  // before the flavours' background work, which it calls into.
+  StopModulesAtExit stop_flavours{o.flavours};
   feed::Follower follower(follow_options, **store, catalog, metrics);
   common::Status loaded = follower.Load();
   if (!loaded.ok()) {
@@ -317,58 +330,44 @@ int RunServe(const ServeOptions& o) {
   metrics.AddGauge("catalog_instances", "Instances in the served snapshot.",
                    [&catalog] { return static_cast<double>(catalog.Current()->size()); });
 
-  // EC2: IMDSv2 token keys (in the store, rotating), identity document
-  // signing keys, credential-source command. See app/ec2_setup.h.
-  auto ec2 = Ec2Runtime::Create(o.ec2, **store, catalog, follower, clock, metrics);
-  if (!ec2.ok()) {
-    common::LogError("serve", ec2.status().message());
-    // Bad flags or key files (missing, mode, owner, content) are usage errors.
-    const common::Code code = ec2.status().code();
-    return code == common::Code::kInvalidArgument || code == common::Code::kPermissionDenied ||
-                   code == common::Code::kNotFound
-               ? 2
-               : 1;
-  }
-
-  // OpenStack vendordata: static file, DynamicJSON targets, their HTTP client
-  // and cache. Before the registry: the flavour borrows it.
-  auto openstack_rt = OpenStackRuntime::Create(o.openstack, catalog, follower, clock, metrics);
-  if (!openstack_rt.ok()) {
-    common::LogError("serve", openstack_rt.status().message());
-    return 2;
-  }
-
-  flavour::Registry flavours;
-  // OpenStack: before EC2, which owns "/" and "/latest". Passwords
-  // live in the store's secrets (store::InstancePasswordSecret), whose
-  // GetOrCreateSecret is the atomic first-writer-wins compare-and-set.
-  flavour::openstack::CallbackPasswordStore openstack_passwords(
-      [store_ptr = store->get()](std::string_view id) {
-        return store_ptr->GetSecret(store::InstancePasswordSecret(id));
+  // IMDSv2 token keys: in the store, rotating; every flavour's metadata
+  // options use them.
+  auth::TokenKeyRotator::Options token_options;
+  token_options.period = std::chrono::seconds(o.token_key_period_seconds);
+  auto tokens = auth::TokenKeyRotator::Create(
+      token_options,
+      [store_ptr = store->get()](std::string_view name, std::string_view candidate) {
+        return store_ptr->GetOrCreateSecret(name, candidate);
       },
-      [store_ptr = store->get()](std::string_view id,
-                                 std::string_view value) -> common::Result<bool> {
-        auto stored = store_ptr->GetOrCreateSecret(store::InstancePasswordSecret(id), value);
-        if (!stored.ok()) return stored.status();
-        return *stored == value;
-      });
-  auto openstack = flavour::openstack::OpenStackFlavour::Create(
-      (*openstack_rt)->FlavourOptions(), clock, &openstack_passwords, metrics);
-  if (!openstack.ok()) {
-    common::LogError("serve", openstack.status().ToString());
-    return 1;
+      clock, metrics);
+  if (!tokens.ok()) {
+    common::LogError("serve", tokens.status().message());
+    return tokens.status().code() == common::Code::kInvalidArgument ? 2 : 1;
   }
-  flavours.Add(std::move(*openstack));
-  flavours.Add(std::make_unique<flavour::ec2::Ec2Flavour>(
-      Ec2FlavourOptions(o.ec2), (*ec2)->tokens(), clock, metrics, (*ec2)->signer(),
-      (*ec2)->credentials()));
+
+  // Each flavour's runtime and renderer, in precedence order.
+  flavour::ServeContext context{**store, catalog, follower, (*tokens)->tokens(), clock, metrics};
+  flavour::Registry flavours;
+  for (const auto& module : o.flavours) {
+    auto f = module->Create(context);
+    if (!f.ok()) {
+      common::LogError("serve", f.status().message());
+      // Bad flags or files (missing, mode, owner, content) are usage errors.
+      const common::Code code = f.status().code();
+      return code == common::Code::kInvalidArgument || code == common::Code::kPermissionDenied ||
+                     code == common::Code::kNotFound
+                 ? 2
+                 : 1;
+    }
+    flavours.Add(std::move(*f));
+  }
   identity::Resolver resolver;
   // One limiter for every guest listener: an instance has one budget whether
   // it comes directly or through a proxy.
   service::InstanceLimiter::Options limiter_options = o.instance_limits;
   limiter_options.refusal_delay = std::chrono::milliseconds(o.instance_refusal_delay_ms);
   service::InstanceLimiter limiter(limiter_options, clock, metrics);
-  service::MetadataService metadata(resolver, catalog, flavours, &(*ec2)->tokens(), metrics,
+  service::MetadataService metadata(resolver, catalog, flavours, &(*tokens)->tokens(), metrics,
                                     &limiter);
   // Listeners that face proxies get their own service with a proxy-mode resolver.
   auto proxy_resolver = identity::BuildProxyResolver(o.identity, clock, metrics);
@@ -385,13 +384,13 @@ int RunServe(const ServeOptions& o) {
   }
   std::optional<service::MetadataService> proxied;
   if (proxy_resolver->has_value()) {
-    proxied.emplace(**proxy_resolver, catalog, flavours, &(*ec2)->tokens(), metrics, &limiter);
+    proxied.emplace(**proxy_resolver, catalog, flavours, &(*tokens)->tokens(), metrics, &limiter);
   }
 
   admin::AdminApi::Options admin_options;
   admin_options.render_preview = [&metadata](const model::Instance& i, const common::Request& r,
                                              common::Response& out) {
-    return RenderPreviewWaiting(metadata, i, r, out);  // waits out a deferred render
+    return service::RenderPreviewWaiting(metadata, i, r, out);  // waits out a deferred render
   };
   store::Store* store_ptr = store->get();
   admin_options.store_healthy = [store_ptr, &follower] {
@@ -540,8 +539,8 @@ int RunServe(const ServeOptions& o) {
     common::LowerCurrentThreadPriority();
     admin::ReportInstancesOverLimits(catalog, limits, metrics);
   });
-  (*ec2)->Start();  // token key rotation, credential source
-  (*openstack_rt)->Start();  // vendordata prefetch
+  (*tokens)->Start();
+  for (const auto& module : o.flavours) module->Start();
   // SIGHUP: re-read the proxy keys and the Neutron secret (docs/proxy.md §2).
   std::function<void()> reload;
   if (proxy_resolver->has_value()) {
@@ -568,6 +567,7 @@ int RunServe(const ServeOptions& o) {
   over_limits.join();
   signals.Stop();  // before the resolver and the server it uses go away
   follower.Stop();
+  for (const auto& module : o.flavours) module->Stop();
   common::LogInfo("serve", "stopped");
   return 0;
 }

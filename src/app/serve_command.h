@@ -1,12 +1,12 @@
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
 #include <CLI/CLI.hpp>
 
-#include "app/ec2_setup.h"  // Ec2ServeOptions
-#include "app/openstack_setup.h"  // OpenStackServeOptions: vendordata
+#include "flavour/module.h"  // each flavour's flags and runtime
 #include "identity/identity_config.h"  // ProxyIdentityConfig: mode=proxy listeners
 #include "service/instance_limiter.h"  // per-instance request limits
 
@@ -45,8 +45,13 @@ struct ServeOptions {
   int instance_refusal_delay_ms =
       static_cast<int>(service::InstanceLimiter::Options{}.refusal_delay.count());
   identity::ProxyIdentityConfig identity;  // for mode=proxy listeners
-  Ec2ServeOptions ec2;  // EC2 flags: --identity-keys, --credential-source-command, ...
-  OpenStackServeOptions openstack;  // --vendordata-* flags
+  // --token-key-period SECONDS: a new IMDSv2 token key epoch this often
+  // (auth::TokenKeyRotator). Keys stay valid for the longest token lifetime
+  // (6 h) after they stop issuing. Every serve sharing a store must use the
+  // same period.
+  int token_key_period_seconds = 6 * 3600;
+  // The flavours (app/flavours.h), each holding the values of its own flags.
+  std::vector<std::unique_ptr<flavour::Module>> flavours;
   bool selected = false;  // set when the subcommand was given
 };
 

@@ -26,7 +26,7 @@ enum class Code {
 
 // A Code plus a human-readable message meant for the caller (never a secret).
 // Cheap to copy when ok (empty message).
-class Status {
+class [[nodiscard]] Status {
  public:
   Status() = default;
   Status(Code code, std::string message) : code_(code), message_(std::move(message)) {}

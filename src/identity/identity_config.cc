@@ -99,4 +99,32 @@ common::Result<std::string> ReloadProxyResolver(const ProxyIdentityConfig& f, Re
   return summary;
 }
 
+common::Result<ProxyKeys> LoadProxyKeys(const ProxySigningConfig& o, bool chain,
+                                        const common::Clock& clock) {
+  auto keys = ReadKeyFile(o.key_file);
+  if (!keys.ok()) return keys.status();
+  auth::RequestSigner::Options so;
+  so.replay_window = std::chrono::seconds(o.replay_window_seconds);
+  ProxyKeys out;
+  out.summary = "signing with key " + keys->front().id;
+  auto signer = auth::RequestSigner::Create(*keys, so, clock);
+  if (!signer.ok()) {
+    return common::Status(signer.status().code(), o.key_file + ": " + signer.status().message());
+  }
+  out.signer = std::make_shared<const auth::RequestSigner>(std::move(signer).value());
+  if (chain) {
+    const std::string& file = o.trust_key_file.empty() ? o.key_file : o.trust_key_file;
+    auto trust_keys = o.trust_key_file.empty() ? keys : ReadKeyFile(o.trust_key_file);
+    if (!trust_keys.ok()) return trust_keys.status();
+    auto v = auth::RequestSigner::Create(*trust_keys, so, clock);
+    if (!v.ok()) return common::Status(v.status().code(), file + ": " + v.status().message());
+    out.verifier = std::make_shared<const auth::RequestSigner>(std::move(v).value());
+    out.summary += "; accepting chained identities signed with";
+    for (size_t i = 0; i < trust_keys->size(); ++i) {
+      out.summary += (i == 0 ? " " : ", ") + (*trust_keys)[i].id;
+    }
+  }
+  return out;
+}
+
 }  // namespace openimds::identity

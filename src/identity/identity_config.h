@@ -1,5 +1,6 @@
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -45,5 +46,30 @@ common::Result<std::optional<Resolver>> BuildProxyResolver(const ProxyIdentityCo
 // Neutron secret from PATH"), free of secrets.
 common::Result<std::string> ReloadProxyResolver(const ProxyIdentityConfig& config,
                                                 Resolver& resolver);
+
+// The keys of an `openimds proxy`, which signs the identity of the guests it
+// forwards: the values of proxy's flags, which app/ binds to this struct and
+// which messages name.
+struct ProxySigningConfig {
+  std::string key_file;            // --key-file PATH: the first key signs
+  std::string trust_key_file;      // --trust-key-file PATH; empty: key_file
+  int replay_window_seconds = 30;  // --replay-window SECONDS
+};
+
+// The proxy's keys, read and checked whole: at start-up and again on each
+// SIGHUP, so a bad file replaces neither signer.
+struct ProxyKeys {
+  std::shared_ptr<const auth::RequestSigner> signer;    // the first key of key_file signs
+  std::shared_ptr<const auth::RequestSigner> verifier;  // `chain` only, else null
+  std::string summary;                                  // key ids, for the log; no secret
+};
+
+// Reads key_file (ReadKeyFile) and builds its signer; with `chain` (the
+// proxy trusts other proxies in front of it) also the verifier of their
+// signatures, from trust_key_file or else key_file. Errors: those of
+// ReadKeyFile, or the signer's, prefixed with the file; never a secret.
+// `clock` is borrowed by the signers.
+common::Result<ProxyKeys> LoadProxyKeys(const ProxySigningConfig& config, bool chain,
+                                        const common::Clock& clock);
 
 }  // namespace openimds::identity

@@ -67,16 +67,6 @@ const std::vector<std::string_view>& HeaderPolicy::DefaultAllowed() {
       "Content-Type",
       "If-None-Match",
       "If-Modified-Since",
-      // EC2 IMDSv2
-      "X-aws-ec2-metadata-token",
-      "X-aws-ec2-metadata-token-ttl-seconds",
-      // GCE
-      "Metadata-Flavor",
-      "X-Google-Metadata-Request",
-      // Azure
-      "Metadata",
-      // OCI ("Authorization: Bearer Oracle"), DigitalOcean and others
-      "Authorization",
   };
   return kAllowed;
 }

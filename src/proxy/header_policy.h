@@ -27,11 +27,14 @@ enum class RequestHeaderAction {
 // X-OpenIMDS-* headers (the hop-limit instruction is applied, not passed on).
 class HeaderPolicy {
  public:
-  // The default allow-list: what EC2, OpenStack, GCE, Azure and OCI guests
-  // send that a metadata server may look at.
+  // The headers of plain HTTP that any flavour may look at (Host,
+  // User-Agent, Accept*, Content-Type, If-None-Match, If-Modified-Since).
+  // A cloud's own headers are not here: app/ passes those its flavours
+  // declare (flavour::Module::GuestHeaders, EC2's X-aws-ec2-metadata-token*)
+  // in `extra`, with the operator's --forward-header names.
   static const std::vector<std::string_view>& DefaultAllowed();
 
-  // The default list plus `extra` (case-insensitive names). InvalidArgument
+  // DefaultAllowed() plus `extra` (case-insensitive names). InvalidArgument
   // if an extra name is an identity header, a hop-by-hop header, a framing
   // header, or not a valid token.
   static common::Result<HeaderPolicy> Create(const std::vector<std::string>& extra = {});

@@ -107,5 +107,36 @@ TEST_F(IdentityConfigTest, ReloadSummarisesWithoutSecretsAndNamesABadFile) {
   ExpectNoSecret(failed.status().message());
 }
 
+TEST_F(IdentityConfigTest, ProxyKeysSignAndVerifyChainsFromTheirOwnFiles) {
+  ProxySigningConfig config;
+  config.key_file = Write("proxy", "a " + std::string(kSecretA) + "\n");
+  auto alone = LoadProxyKeys(config, /*chain=*/false, clock_);
+  ASSERT_TRUE(alone.ok()) << alone.status().ToString();
+  EXPECT_NE(alone->signer, nullptr);
+  EXPECT_EQ(alone->verifier, nullptr);
+  EXPECT_EQ(alone->summary, "signing with key a");
+
+  // A chain without --trust-key-file trusts the proxy's own keys.
+  auto own = LoadProxyKeys(config, /*chain=*/true, clock_);
+  ASSERT_TRUE(own.ok()) << own.status().ToString();
+  EXPECT_EQ(own->summary, "signing with key a; accepting chained identities signed with a");
+
+  config.trust_key_file =
+      Write("trust", "b " + std::string(kSecretB) + "\nc " + std::string(kSecretA) + "\n");
+  auto chained = LoadProxyKeys(config, /*chain=*/true, clock_);
+  ASSERT_TRUE(chained.ok()) << chained.status().ToString();
+  ASSERT_NE(chained->verifier, nullptr);
+  EXPECT_EQ(chained->summary, "signing with key a; accepting chained identities signed with b, c");
+  ExpectNoSecret(chained->summary);
+
+  config.trust_key_file = Write("open-trust", "b " + std::string(kSecretB) + "\n", 0644);
+  auto refused = LoadProxyKeys(config, /*chain=*/true, clock_);
+  EXPECT_EQ(refused.status().code(), common::Code::kPermissionDenied);
+  EXPECT_NE(refused.status().message().find(config.trust_key_file), std::string::npos);
+  ExpectNoSecret(refused.status().message());
+  // Without a chain the trust file is not read at all.
+  EXPECT_TRUE(LoadProxyKeys(config, /*chain=*/false, clock_).ok());
+}
+
 }  // namespace
 }  // namespace openimds::identity

@@ -6,7 +6,10 @@ namespace openimds::proxy {
 namespace {
 
 TEST(HeaderPolicyTest, ClassifiesGuestRequestHeaders) {
-  auto policy = HeaderPolicy::Create();
+  // What app/ passes for the flavours of this binary (EC2's module declares
+  // its token headers; no flavour declares GCE's or Azure's yet).
+  auto policy =
+      HeaderPolicy::Create({"X-aws-ec2-metadata-token", "X-aws-ec2-metadata-token-ttl-seconds"});
   ASSERT_TRUE(policy.ok());
   struct Case {
     const char* name;
@@ -16,8 +19,8 @@ TEST(HeaderPolicyTest, ClassifiesGuestRequestHeaders) {
       {"user-agent", RequestHeaderAction::kForward},
       {"X-aws-ec2-metadata-token", RequestHeaderAction::kForward},
       {"X-AWS-EC2-METADATA-TOKEN-TTL-SECONDS", RequestHeaderAction::kForward},
-      {"Metadata-Flavor", RequestHeaderAction::kForward},
-      {"Metadata", RequestHeaderAction::kForward},
+      {"Metadata-Flavor", RequestHeaderAction::kDrop},
+      {"Metadata", RequestHeaderAction::kDrop},
       {"X-Forwarded-For", RequestHeaderAction::kStripIdentity},
       {"x-forwarded-host", RequestHeaderAction::kStripIdentity},
       {"Forwarded", RequestHeaderAction::kStripIdentity},
@@ -39,6 +42,16 @@ TEST(HeaderPolicyTest, ClassifiesGuestRequestHeaders) {
       {"X-Anything", RequestHeaderAction::kDrop},
   };
   for (const auto& c : cases) EXPECT_EQ(policy->Classify(c.name), c.want) << c.name;
+}
+
+TEST(HeaderPolicyTest, TheDefaultListHasNoCloudsOwnHeaders) {
+  auto policy = HeaderPolicy::Create();
+  ASSERT_TRUE(policy.ok());
+  EXPECT_EQ(policy->Classify("Accept"), RequestHeaderAction::kForward);
+  for (const char* cloud : {"X-aws-ec2-metadata-token", "X-aws-ec2-metadata-token-ttl-seconds",
+                            "Metadata-Flavor", "Metadata", "Authorization"}) {
+    EXPECT_EQ(policy->Classify(cloud), RequestHeaderAction::kDrop) << cloud;
+  }
 }
 
 TEST(HeaderPolicyTest, ExtraHeadersCannotBeIdentityOrFraming) {

@@ -79,6 +79,8 @@ class ProxyServerTest : public ::testing::Test {
     o.upstreams = std::move(upstreams);
     o.upstream.health_interval = 100ms;
     o.upstream.health_timeout = 80ms;
+    // What app/ passes for this binary's flavours (EC2's token headers).
+    o.forward_headers = {"X-aws-ec2-metadata-token", "X-aws-ec2-metadata-token-ttl-seconds"};
     return o;
   }
   // Verifies the identity the upstream received; returns (network, source).

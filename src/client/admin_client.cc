@@ -1,4 +1,4 @@
-#include "app/admin_client.h"
+#include "client/admin_client.h"
 
 #include <sys/un.h>
 
@@ -26,7 +26,7 @@
 
 #include "http/bearer_auth.h"
 
-namespace openimds::app {
+namespace openimds::client {
 namespace {
 
 namespace net = boost::asio;
@@ -318,4 +318,4 @@ std::string PercentEncode(std::string_view text, bool keep_slash) {
   return out;
 }
 
-}  // namespace openimds::app
+}  // namespace openimds::client

@@ -1,4 +1,4 @@
-#include "app/instance_command.h"
+#include "client/instance_command.h"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -18,7 +18,7 @@
 #include "store/sqlite_store.h"
 #include "test_http_server.h"
 
-namespace openimds::app {
+namespace openimds::client {
 namespace {
 
 using test_support::TestHttpServer;
@@ -307,4 +307,4 @@ TEST_F(InstanceCommandTest, HelpHasAnExamplePerSubcommand) {
 }
 
 }  // namespace
-}  // namespace openimds::app
+}  // namespace openimds::client

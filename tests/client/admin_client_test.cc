@@ -1,4 +1,4 @@
-#include "app/admin_client.h"
+#include "client/admin_client.h"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -13,7 +13,7 @@
 
 #include "test_http_server.h"
 
-namespace openimds::app {
+namespace openimds::client {
 namespace {
 
 using test_support::TestHttpServer;
@@ -245,4 +245,4 @@ TEST(PercentEncode, Table) {
 }
 
 }  // namespace
-}  // namespace openimds::app
+}  // namespace openimds::client

@@ -1,17 +1,16 @@
-#include "app/openstack_setup.h"
+#include "flavour/openstack/openstack_module.h"
 
 #include <algorithm>
 #include <boost/json.hpp>
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
-#include "common/blocking_wait.h"
 #include "common/log.h"
 
-namespace openimds::app {
+namespace openimds::flavour::openstack {
 namespace {
-
-namespace os = flavour::openstack;
 
 constexpr std::string_view kStatic = "StaticJSON";
 constexpr std::string_view kDynamic = "DynamicJSON";
@@ -40,7 +39,8 @@ bool OpenStackAllowed(const model::Instance& in) {
 
 }  // namespace
 
-void RegisterOpenStackServeFlags(CLI::App& serve, OpenStackServeOptions& o) {
+void OpenStackModule::RegisterOptions(CLI::App& serve) {
+  Options& o = options_;
   serve.add_option("--vendordata-file", o.vendordata_file,
                    "OpenStack StaticJSON vendordata: a JSON object file (Nova's "
                    "vendordata_jsonfile_path), shown in vendor_data.json and as \"static\" in "
@@ -76,12 +76,10 @@ void RegisterOpenStackServeFlags(CLI::App& serve, OpenStackServeOptions& o) {
                  "Fetch dynamic vendordata when an instance appears or changes (default on).");
 }
 
-common::Result<std::unique_ptr<OpenStackRuntime>> OpenStackRuntime::Create(
-    const OpenStackServeOptions& o, const catalog::Catalog& catalog, feed::Follower& follower,
-    const common::Clock& clock, common::MetricsRegistry& metrics) {
-  auto rt = std::unique_ptr<OpenStackRuntime>(new OpenStackRuntime(catalog, follower));
-  os::OpenStackFlavour::Options& fo = rt->flavour_options_;
-
+common::Result<OpenStackFlavour::Options> OpenStackModule::SetUpVendordata(
+    const ServeContext& context) {
+  const Options& o = options_;
+  OpenStackFlavour::Options fo;
   if (!o.vendordata_file.empty()) {
     auto text = ReadStaticFile(o.vendordata_file);
     if (!text.ok()) return text.status();
@@ -116,7 +114,7 @@ common::Result<std::unique_ptr<OpenStackRuntime>> OpenStackRuntime::Create(
     return common::InvalidArgument(
         "--vendordata-target given but DynamicJSON is not in --vendordata-providers");
   }
-  if (!with_dynamic || o.vendordata_targets.empty()) return rt;
+  if (!with_dynamic || o.vendordata_targets.empty()) return fo;
 
   // Nova's limits: connect >= 3 s (the TCP retransmission timeout), read >=
   // 0. Kept as they are: tests on loopback need no shorter connect timeout
@@ -135,9 +133,9 @@ common::Result<std::unique_ptr<OpenStackRuntime>> OpenStackRuntime::Create(
         "--vendordata-cache-ttl and --vendordata-max-ttl must not be negative");
   }
 
-  os::DynamicVendorData::Options dopts;
+  DynamicVendorData::Options dopts;
   for (const auto& spec : o.vendordata_targets) {
-    auto t = os::ParseVendordataTarget(spec);
+    auto t = ParseVendordataTarget(spec);
     if (!t.ok()) return common::InvalidArgument("--vendordata-target: " + t.status().message());
     common::Status url = http::HttpClient::ValidateUrl(t->url);
     if (!url.ok()) {
@@ -160,11 +158,11 @@ common::Result<std::unique_ptr<OpenStackRuntime>> OpenStackRuntime::Create(
   http::HttpClientOptions copts;
   copts.connect_timeout = std::chrono::seconds(o.connect_timeout_seconds);
   copts.read_timeout = std::chrono::seconds(o.read_timeout_seconds);
-  rt->client_ = std::make_unique<http::HttpClient>(copts);
-  http::HttpClient* client = rt->client_.get();
+  client_ = std::make_unique<http::HttpClient>(copts);
+  http::HttpClient* client = client_.get();
   // Nova's request (vendordata_dynamic.py): POST, JSON both ways, its agent.
-  os::FetchFn fetch = [client](const os::VendordataTarget& target, const std::string& body,
-                               std::function<void(os::FetchResult)> done) {
+  FetchFn fetch = [client](const VendordataTarget& target, const std::string& body,
+                           std::function<void(FetchResult)> done) {
     http::ClientRequest req;
     req.method = "POST";
     req.url = target.url;
@@ -173,7 +171,7 @@ common::Result<std::unique_ptr<OpenStackRuntime>> OpenStackRuntime::Create(
                    {"User-Agent", "openstack-nova-vendordata"}};
     req.body = body;
     client->Send(std::move(req), [done = std::move(done)](http::ClientResponse r) {
-      os::FetchResult f;
+      FetchResult f;
       if (!r.ok()) {
         f.error = std::string(http::ClientErrorName(r.error));
         f.detail = std::move(r.detail);
@@ -189,18 +187,36 @@ common::Result<std::unique_ptr<OpenStackRuntime>> OpenStackRuntime::Create(
       done(std::move(f));
     });
   };
-  rt->dynamic_ =
-      std::make_unique<os::DynamicVendorData>(std::move(dopts), std::move(fetch), clock, metrics);
-  fo.dynamic_vendor_data = rt->dynamic_.get();
-  rt->prefetch_ = o.prefetch;
+  dynamic_ = std::make_unique<DynamicVendorData>(std::move(dopts), std::move(fetch), context.clock,
+                                                 context.metrics);
+  fo.dynamic_vendor_data = dynamic_.get();
+  follower_ = &context.follower;
+  prefetch_ = o.prefetch;
   std::string names;
-  for (const auto& t : rt->dynamic_->targets()) names += (names.empty() ? "" : ", ") + t.name;
+  for (const auto& t : dynamic_->targets()) names += (names.empty() ? "" : ", ") + t.name;
   common::LogInfo("serve", "dynamic vendordata targets: " + names +
                                (o.failure_fatal ? " (failure fatal)" : ""));
-  return rt;
+  return fo;
 }
 
-OpenStackRuntime::~OpenStackRuntime() {
+common::Result<std::unique_ptr<Flavour>> OpenStackModule::Create(const ServeContext& context) {
+  auto flavour_options = SetUpVendordata(context);
+  if (!flavour_options.ok()) return flavour_options.status();
+  store::Store* store = &context.store;
+  passwords_ = std::make_unique<CallbackPasswordStore>(
+      [store](std::string_view id) { return store->GetSecret(store::InstancePasswordSecret(id)); },
+      [store](std::string_view id, std::string_view value) -> common::Result<bool> {
+        auto stored = store->GetOrCreateSecret(store::InstancePasswordSecret(id), value);
+        if (!stored.ok()) return stored.status();
+        return *stored == value;
+      });
+  auto flavour = OpenStackFlavour::Create(std::move(*flavour_options), context.clock,
+                                          passwords_.get(), context.metrics);
+  if (!flavour.ok()) return common::Internal(flavour.status().ToString());
+  return std::unique_ptr<Flavour>(std::move(*flavour));
+}
+
+void OpenStackModule::Stop() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
@@ -208,14 +224,14 @@ OpenStackRuntime::~OpenStackRuntime() {
   client_.reset();  // joins the client thread before the cache goes
 }
 
-os::OpenStackFlavour::Options OpenStackRuntime::FlavourOptions() const { return flavour_options_; }
+OpenStackModule::~OpenStackModule() { Stop(); }
 
-void OpenStackRuntime::Start() {
+void OpenStackModule::Start() {
   if (!dynamic_ || !prefetch_) return;
-  follower_.Subscribe([this](const std::vector<feed::Applied>& changes) { Changed(changes); });
+  follower_->Subscribe([this](const std::vector<feed::Applied>& changes) { Changed(changes); });
 }
 
-void OpenStackRuntime::Changed(const std::vector<feed::Applied>& changes) {
+void OpenStackModule::Changed(const std::vector<feed::Applied>& changes) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return;
@@ -229,24 +245,4 @@ void OpenStackRuntime::Changed(const std::vector<feed::Applied>& changes) {
   }
 }
 
-common::Status RenderPreviewWaiting(const service::MetadataService& metadata,
-                                    const model::Instance& instance, const common::Request& request,
-                                    common::Response& out) {
-  common::Status status = metadata.RenderPreview(instance, request, out);
-  if (!out.deferred) return status;
-  std::shared_ptr<common::Deferred> pending = std::move(out.deferred);
-  common::WaitReady(*pending);
-  common::Request again = request;
-  again.resumed = true;
-  out.Clear();
-  status = metadata.RenderPreview(instance, again, out);
-  if (out.deferred) {
-    out.Clear();
-    out.status = 503;
-    out.body = "response not ready; retry\n";
-    return common::Unavailable("response not ready");
-  }
-  return status;
-}
-
-}  // namespace openimds::app
+}  // namespace openimds::flavour::openstack

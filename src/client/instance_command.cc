@@ -1,4 +1,4 @@
-#include "app/instance_command.h"
+#include "client/instance_command.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -19,9 +19,9 @@
 #include <utility>
 #include <vector>
 
-#include "app/admin_client.h"
+#include "client/admin_client.h"
 
-namespace openimds::app {
+namespace openimds::client {
 namespace {
 
 using Headers = std::vector<std::pair<std::string, std::string>>;
@@ -680,4 +680,4 @@ int ExitForParseError(CLI::App& app, const CLI::ParseError& error) {
   return code == static_cast<int>(CLI::ExitCodes::Success) ? kExitOk : kExitUsage;
 }
 
-}  // namespace openimds::app
+}  // namespace openimds::client

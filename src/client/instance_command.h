@@ -4,7 +4,7 @@
 #include <iosfwd>
 #include <optional>
 
-namespace openimds::app {
+namespace openimds::client {
 
 // Where `openimds instance ...` reads and writes; defaults are the process's
 // stdin, stdout and stderr. Tests substitute string streams.
@@ -37,4 +37,4 @@ void RegisterInstanceCommand(CLI::App& app, int& exit_code, InstanceCommandIo io
 // error, so scripts can tell "wrong arguments" (2) from "refused" (1).
 int ExitForParseError(CLI::App& app, const CLI::ParseError& error);
 
-}  // namespace openimds::app
+}  // namespace openimds::client

@@ -11,7 +11,7 @@
 
 #include "common/result.h"
 
-namespace openimds::app {
+namespace openimds::client {
 
 // Where the admin API listens.
 struct AdminEndpoint {
@@ -104,4 +104,4 @@ class AdminClient {
 // `keep_slash`, '/'), for building targets from ids, paths and query values.
 std::string PercentEncode(std::string_view text, bool keep_slash = false);
 
-}  // namespace openimds::app
+}  // namespace openimds::client
