@@ -11,10 +11,10 @@ void Snapshot::Editor::Upsert(Entry entry) {
   // Keeps the replaced instance alive while its index entries are removed
   // (their keys view its strings).
   Entry old;
-  if (const Entry* found = snapshot_.by_id_.Find(entry.instance->id)) old = *found;
+  if (const Entry* found = snapshot_.by_id_.Find(entry.instance->id.view())) old = *found;
   if (old.instance) Unindex(*old.instance);
   const model::Instance& in = *entry.instance;
-  ids_.Set(std::string_view(in.id), std::move(entry));
+  ids_.Set(in.id, std::move(entry));
   Index(in);
 }
 

@@ -65,7 +65,7 @@ class Snapshot {
   // Calls f(const Entry&) for every instance, in no particular order.
   template <typename F>
   void ForEach(F&& f) const {
-    by_id_.ForEach([&f](std::string_view, const Entry& e) { f(e); });
+    by_id_.ForEach([&f](const model::Str&, const Entry& e) { f(e); });
   }
   // Every entry ordered by id: O(N log N), for listings, not the hot path.
   std::vector<const Entry*> EntriesById() const;
@@ -130,7 +130,12 @@ class Snapshot {
     uintptr_t bits_;
   };
 
-  using IdMap = PersistentMap<std::string_view, Entry, std::hash<std::string_view>>;
+  // Keyed by the instance's own id text (8 bytes, shared with the record),
+  // looked up by any view of an id.
+  struct IdHash {
+    size_t operator()(std::string_view id) const { return std::hash<std::string_view>()(id); }
+  };
+  using IdMap = PersistentMap<model::Str, Entry, IdHash, std::equal_to<>>;
   using AddressMap = PersistentMap<AddressKey, const model::Instance*, AddressKeyHash>;
   using DerivedMap = PersistentMap<AddressKey, DerivedHolders, AddressKeyHash>;
 
@@ -153,7 +158,7 @@ class Snapshot {
     DerivedMap::Editor derived_;
   };
 
-  IdMap by_id_;               // key views the entry's instance id
+  IdMap by_id_;               // key shares the entry's instance id
   AddressMap by_address_;     // claimed addresses
   DerivedMap derived_;        // EUI-64 link-local addresses
   uint64_t generation_ = 0;

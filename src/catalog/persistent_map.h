@@ -62,7 +62,10 @@ class PersistentMap {
   bool empty() const { return size_ == 0; }
 
   // The value stored under `key`, or nullptr. No allocation, no lock.
-  const V* Find(const K& key) const {
+  // `key` may be any type Hash and Eq take beside K (a view of a string
+  // key, say), so a lookup builds no K.
+  template <typename L = K>
+  const V* Find(const L& key) const {
     const uint64_t h = Mix(Hash()(key));
     const Node* node = root_;
     for (unsigned shift = 0; node != nullptr; shift += kBits) {
@@ -110,7 +113,8 @@ class PersistentMap {
     }
 
     // Removes `key`; true if it was there.
-    bool Erase(const K& key) {
+    template <typename L = K>
+    bool Erase(const L& key) {
       const uint64_t h = Mix(Hash()(key));
       bool removed = false;
       if (map_.root_ == nullptr) return false;
@@ -251,7 +255,8 @@ class PersistentMap {
 
     // Takes ownership of `node` (non-null); returns its replacement, nullptr
     // once it holds nothing.
-    Node* EraseIn(Node* node, unsigned shift, uint64_t h, const K& key, bool& removed) {
+    template <typename L>
+    Node* EraseIn(Node* node, unsigned shift, uint64_t h, const L& key, bool& removed) {
       if (node->collision()) {
         for (uint32_t i = 0; i < node->data_count; ++i) {
           if (!Eq()(node->data()[i].first, key)) continue;
