@@ -29,6 +29,7 @@ common::Result<ImportBatch> ParseImportBody(std::string_view body,
     int number;
     std::string_view text;
     common::Result<model::Instance> parsed = common::Internal("not parsed");
+    std::shared_ptr<model::Instance> record;  // once `parsed` passed its checks
     std::optional<model::Limit> exceeded;  // the limit `parsed` was refused for
   };
   std::vector<Line> body_lines;
@@ -38,7 +39,8 @@ common::Result<ImportBatch> ParseImportBody(std::string_view body,
     std::string_view line = rest.substr(0, newline);
     rest = newline == std::string_view::npos ? std::string_view() : rest.substr(newline + 1);
     if (IsBlank(line)) continue;
-    body_lines.push_back(Line{line_number, line, common::Internal("not parsed"), std::nullopt});
+    body_lines.push_back(
+        Line{line_number, line, common::Internal("not parsed"), nullptr, std::nullopt});
   }
   common::ParallelFor(
       body_lines.size(), threads,
@@ -56,12 +58,14 @@ common::Result<ImportBatch> ParseImportBody(std::string_view body,
         } else if (Status s = model::CheckLimits(*line.parsed, limits, &over); !s.ok()) {
           line.parsed = std::move(s);
           line.exceeded = over;
+        } else {
+          line.record = std::make_shared<model::Instance>(std::move(*line.parsed));
         }
       },
       /*min_n=*/64, /*chunk=*/16);
 
   ImportBatch batch;
-  std::vector<model::Instance>& instances = batch.instances;
+  std::vector<std::shared_ptr<model::Instance>>& instances = batch.instances;
   std::vector<int>& lines = batch.lines;  // line number of instances[i]
   instances.reserve(body_lines.size());
   lines.reserve(body_lines.size());
@@ -75,7 +79,7 @@ common::Result<ImportBatch> ParseImportBody(std::string_view body,
       exceeded = line.exceeded;
       return Status(line.parsed.status().code(), where + line.parsed.status().message());
     }
-    auto& instance = line.parsed;
+    const std::shared_ptr<model::Instance>& instance = line.record;
     auto [it, inserted] = line_of_id.emplace(instance->id, line_number);
     if (!inserted) {
       return common::InvalidArgument(where + "/id: " + Quote(instance->id) +
@@ -88,10 +92,10 @@ common::Result<ImportBatch> ParseImportBody(std::string_view body,
         return common::Conflict(where + "address " + address + " in network " +
                                 Quote(instance->network) + " is also claimed by line " +
                                 std::to_string(lines[claim->second]) + " (instance " +
-                                Quote(instances[claim->second].id) + ")");
+                                Quote(instances[claim->second]->id) + ")");
       }
     }
-    instances.push_back(std::move(*instance));
+    instances.push_back(std::move(line.record));
     lines.push_back(line_number);
   }
   if (instances.empty()) return common::InvalidArgument("import: the body holds no instances");

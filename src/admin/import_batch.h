@@ -1,5 +1,6 @@
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -16,7 +17,11 @@ namespace openimds::admin {
 // skipped), parsed and checked against each other. Internal to the admin
 // module.
 struct ImportBatch {
-  std::vector<model::Instance> instances;
+  // Each made on the thread that parsed it, beside its own fields: the
+  // records outlive the import (the store writes them and the catalog holds
+  // them), and placed among the import's short-lived allocations they would
+  // leave holes in the heap behind them.
+  std::vector<std::shared_ptr<model::Instance>> instances;
   std::vector<int> lines;  // the body's line number of instances[i]
   std::unordered_map<std::string, int> line_of_id;  // id -> its line
 };

@@ -48,7 +48,7 @@ Status AdminApi::StartImport(const Request& request, Response& out) {
     if (exceeded) limit_refusals_[static_cast<size_t>(*exceeded)]->Inc();
     return batch.status();
   }
-  std::vector<model::Instance>& instances = batch->instances;
+  std::vector<std::shared_ptr<model::Instance>>& instances = batch->instances;
   std::vector<int>& lines = batch->lines;
   const std::unordered_map<std::string, int>& line_of_id = batch->line_of_id;
 
@@ -66,13 +66,13 @@ Status AdminApi::StartImport(const Request& request, Response& out) {
   const bool later_part = part && *part != "1";
   auto snapshot = catalog_.Current();
   for (size_t i = 0; i < instances.size() && !later_part; ++i) {
-    for (const auto& address : model::CallerAddresses(instances[i])) {
+    for (const auto& address : model::CallerAddresses(*instances[i])) {
       auto ip = common::IpAddress::Parse(address);
       if (!ip) continue;
-      const model::Instance* holder = snapshot->FindByAddress(instances[i].network, *ip);
+      const model::Instance* holder = snapshot->FindByAddress(instances[i]->network, *ip);
       if (holder != nullptr && line_of_id.count(holder->id) == 0) {
         return common::Conflict("line " + std::to_string(lines[i]) + ": address " + address +
-                                " in network " + Quote(instances[i].network) +
+                                " in network " + Quote(instances[i]->network) +
                                 " is held by instance " + Quote(holder->id));
       }
     }
@@ -83,12 +83,12 @@ Status AdminApi::StartImport(const Request& request, Response& out) {
   pending->lines = std::move(lines);
   store::Write write;
   write.mutations.reserve(instances.size());
-  for (model::Instance& in : instances) {
+  for (std::shared_ptr<model::Instance>& in : instances) {
     store::Mutation m;
-    m.id = in.id;
+    m.id = in->id;
     // The parsed record itself is what the store writes and the catalog will
     // hold: no copy per instance.
-    m.put = std::make_shared<model::Instance>(std::move(in));
+    m.put = std::move(in);
     HintCurrent(*snapshot, m);
     write.mutations.push_back(std::move(m));
   }

@@ -28,8 +28,8 @@ TEST(ImportBatchTest, RecordsInFileOrderWithTheirLineNumbers) {
   auto batch = ParseImportBody(body, model::RecordLimits(), 4, exceeded);
   ASSERT_TRUE(batch.ok()) << batch.status().ToString();
   ASSERT_EQ(batch->instances.size(), 3u);
-  EXPECT_EQ(batch->instances[0].id, "i-1");
-  EXPECT_EQ(batch->instances[2].id, "i-3");
+  EXPECT_EQ(batch->instances[0]->id, "i-1");
+  EXPECT_EQ(batch->instances[2]->id, "i-3");
   EXPECT_EQ(batch->lines, (std::vector<int>{1, 4, 5}));
   EXPECT_EQ(batch->line_of_id.at("i-2"), 4);
   EXPECT_FALSE(exceeded.has_value());
