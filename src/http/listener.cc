@@ -39,9 +39,10 @@ bool Admit(ListenerState& ls, const common::IpAddress& peer) {
   if (verdict == ConnectionGate::Verdict::kAdmitted) return true;
   if (verdict == ConnectionGate::Verdict::kTooManyFromSource) {
     ls.refused_per_source->Inc();
-    common::LogRefusal("http", "closed a connection from " + peer.ToString() + " on " +
-                                   ls.display + ": " + std::to_string(ls.max_per_source) +
-                                   " connections from that address are open");
+    common::LogRefusal("http", "closed a connection from " + peer.ToString() + " on " + ls.display +
+                                   ": " + std::to_string(ls.max_per_source) +
+                                   (peer.is_v4() ? " connections from that address are open"
+                                                 : " connections from that /64 are open"));
   } else {
     ls.refused_open->Inc();
     common::LogRefusal("http", "closed a connection from " + peer.ToString() + " on " +

@@ -347,7 +347,8 @@ asio::awaitable<void> ProxyServer::Impl::AcceptLoop(tcp::acceptor& acceptor, Lis
           "proxy", "closed a connection from " + peer.ToString() + " on " + ls.config.endpoint +
                        ": " +
                        (per_source ? std::to_string(SourceCap(peer)) +
-                                         " connections from that address are open"
+                                         (peer.is_v4() ? " connections from that address are open"
+                                                       : " connections from that /64 are open")
                                    : std::to_string(gate.max_open()) + " connections are open"));
       boost::system::error_code ignored;
       socket.close(ignored);
