@@ -319,6 +319,7 @@ void ProxyServer::Impl::StartReaper(Worker& w) {
     w.reaper->async_wait([this, &w, tick](boost::system::error_code ec) {
       if (ec) return;
       w.deadlines.Sweep(Clock::now(), draining.load(std::memory_order_relaxed));
+      common::FlushRefusalSummaries();  // held-back refusal lines, summarised
       (*tick)();
     });
   };
