@@ -50,6 +50,9 @@ AdminApi::AdminApi(Options options, store::Store& store, catalog::Catalog& catal
                                        "Admin API requests refused, by reason.",
                                        "reason=\"" + std::string(common::CodeName(code)) + "\"");
   }
+  unexpected_body_ = &metrics.GetCounter(
+      "admin_unexpected_body_total",
+      "Admin GET, HEAD and DELETE requests refused (400) for announcing a body.");
   for (const model::LimitInfo& info : model::kLimits) {
     limit_refusals_[static_cast<size_t>(info.limit)] = &metrics.GetCounter(
         "admin_record_limit_refusals_total",
@@ -71,13 +74,35 @@ Status AdminApi::WithinRecordBytes(size_t bytes) const {
   return s;
 }
 
+// GET, HEAD and DELETE take no body on any admin route: a request that
+// announces one is refused (400) rather than having its body read or ignored.
+bool AdminApi::RefusedForBody(const Request& request, Response& out) {
+  if (request.method != "GET" && request.method != "HEAD" && request.method != "DELETE") {
+    return false;
+  }
+  if (!http::AnnouncesBody(request)) return false;
+  unexpected_body_->Inc();
+  Refuse(request,
+         common::InvalidArgument(std::string(request.method) +
+                                 " requests take no body (send no Content-Length or "
+                                 "Transfer-Encoding)"),
+         out);
+  out.close = true;
+  return true;
+}
+
 void AdminApi::Handle(const Request& request, Response& out) {
   requests_total_.Inc();
+  if (RefusedForBody(request, out)) return;
   Status status = Route(request, out);
   if (!status.ok()) Refuse(request, status, out);
 }
 
 bool AdminApi::Admit(const Request& head, Response& out) {
+  if (RefusedForBody(head, out)) {
+    requests_total_.Inc();
+    return false;
+  }
   if (head.path == "/v1/instances:import" || head.path == "/v1/import") return true;
   auto length = head.Header("Content-Length");
   if (!length) return true;  // chunked: judged once read, against the same limit

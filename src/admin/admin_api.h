@@ -116,7 +116,8 @@ class AdminApi final : public http::Handler {
   // too large, a malformed request) in the API's JSON error shape.
   void ShapeRefusal(int status, std::string_view message, common::Response& out) override;
   // On the header: a body announced larger than its route takes (one
-  // record's limit everywhere but the import) is refused 413 before a byte
+  // record's limit everywhere but the import) is refused 413, and any body
+  // announced on GET, HEAD or DELETE (which take none) 400, before a byte
   // of it is read.
   bool Admit(const common::Request& head, common::Response& out) override;
 
@@ -159,6 +160,8 @@ class AdminApi final : public http::Handler {
   // Writes the JSON error body for `status`, counts and logs the refusal.
   // Keeps headers already in `out` (the Allow header of a 405).
   void Refuse(const common::Request& request, const common::Status& status, common::Response& out);
+  // A GET, HEAD or DELETE that announces a body: refused into `out` (true).
+  bool RefusedForBody(const common::Request& request, common::Response& out);
 
   // Constant after construction.
   const Options options_;
@@ -173,6 +176,7 @@ class AdminApi final : public http::Handler {
   ImportStreams streams_;
   // admin_requests_rejected_total{reason=CodeName(code)}, indexed by Code.
   std::array<common::Counter*, 13> rejected_{};
+  common::Counter* unexpected_body_ = nullptr;  // admin_unexpected_body_total
   // admin_record_limit_refusals_total{limit=LimitInfo::name}, indexed by Limit.
   std::array<common::Counter*, model::kLimitCount> limit_refusals_{};
 };

@@ -127,6 +127,10 @@ void RegisterProxyCommand(CLI::App& app, ProxyCommandOptions& o) {
                 "Open connections from one guest address at most (trusted proxies: no cap); "
                 "0 = no cap.")
       ->capture_default_str();
+  p->add_option("--max-in-flight-per-source", o.max_in_flight_per_source,
+                "Requests from one guest forwarded at once per I/O thread; more get 429; "
+                "0 = no cap.")
+      ->capture_default_str();
   p->add_option("--metrics", o.metrics,
                 "Serve /metrics on unix:/path or ADDRESS:PORT (not on a guest-facing address).");
   p->add_option("--log-level", o.log_level, "debug, info, warn or error.")->capture_default_str();
@@ -181,6 +185,7 @@ int RunProxy(const ProxyCommandOptions& o) {
                                   ? o.max_connections
                                   : http::DefaultConnectionCap(descriptors, 256, 65'536);
   po.limits.max_connections_per_source = o.max_connections_per_source;
+  po.limits.max_in_flight_per_source = o.max_in_flight_per_source;
   for (const auto& text : o.trust_proxies) {
     auto cidr = common::Cidr::Parse(text);
     if (!cidr) {

@@ -26,6 +26,7 @@ struct ProxyCommandOptions {
   std::vector<std::string> forward_headers;
   size_t max_connections = 0;  // 0: from the descriptor limit
   size_t max_connections_per_source = 256;
+  size_t max_in_flight_per_source = 32;
   std::string metrics;  // unix:/path or ADDRESS:PORT; empty: none
   std::string log_level = "info";
   std::string ready_file;

@@ -226,6 +226,12 @@ void RegisterServeCommand(CLI::App& app, ServeOptions& o) {
                     "its record's limits.max_in_flight says otherwise; 0 = no limit.")
       ->capture_default_str()
       ->check(CLI::Range(0, model::kMaxRequestLimit));
+  serve->add_option("--instance-max-connections", o.instance_limits.max_connections,
+                    "Connections one instance keeps open at once on direct listeners, unless "
+                    "its record's limits.max_connections says otherwise; 0 = no limit. Over "
+                    "it: 429 with Retry-After, and the connection closes.")
+      ->capture_default_str()
+      ->check(CLI::Range(0, model::kMaxRequestLimit));
   serve->add_option("--instance-refusal-delay-ms", o.instance_refusal_delay_ms,
                     "Hold a 429 back this long before sending it on direct listeners, so a "
                     "guest that ignores Retry-After waits too; never on mode=proxy listeners "

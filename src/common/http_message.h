@@ -47,6 +47,11 @@ struct Request {
   IpAddress local;
   uint16_t local_port = 0;
   std::string_view listener_network;
+  // State a handler keeps for the connection this request came on, across
+  // its requests (such as a per-instance connection slot): the http core
+  // drops it when the connection closes. Null where there is no connection
+  // (a handler called directly).
+  std::shared_ptr<void>* connection_state = nullptr;
 
   // Case-insensitive header lookup; the first match, or nullopt.
   std::optional<std::string_view> Header(std::string_view name) const;

@@ -1,6 +1,8 @@
 #pragma once
 
+#include <chrono>
 #include <cstddef>
+#include <source_location>
 #include <string_view>
 
 namespace openimds::common {
@@ -19,16 +21,27 @@ void Log(LogLevel level, std::string_view component, std::string_view message);
 
 // For refusals a remote peer can trigger at line rate (bad tokens, unknown
 // callers, malformed requests): logs like Log(kWarn, ...) but at most
-// kRefusalLinesPerSecond lines a second process-wide; the next line that
-// gets through says how many were suppressed. Counters carry the exact
-// numbers; this keeps one line per refusal without letting a guest flood
-// the log. Every byte of the message outside printable ASCII (and the
-// backslash) is written as \xNN, and the result is cut after about
-// kMaxRefusalMessageBytes: such messages echo what a peer sent (paths,
-// header values), which may be 8 KiB of anything.
+// kRefusalLinesPerSitePerSecond lines a second from each call site (`site`,
+// filled in by the compiler) and kRefusalLinesPerSecond from all of them,
+// so one flood neither fills the log nor hides the lines of another kind.
+// What a site's budget held back is not dropped silently: once
+// kRefusalSummaryPeriod has passed since the first line held back, one line
+// per site says "N more refusals of kind K in the last 10 s" (K: the
+// component and the call site). Counters carry the exact numbers. Every byte
+// of the message outside printable ASCII (and the backslash) is written as
+// \xNN, and the result is cut after about kMaxRefusalMessageBytes: such
+// messages echo what a peer sent (paths, header values), which may be 8 KiB
+// of anything.
 inline constexpr int kRefusalLinesPerSecond = 20;
+inline constexpr int kRefusalLinesPerSitePerSecond = 5;
+inline constexpr std::chrono::seconds kRefusalSummaryPeriod{10};
 inline constexpr size_t kMaxRefusalMessageBytes = 512;
-void LogRefusal(std::string_view component, std::string_view message);
+void LogRefusal(std::string_view component, std::string_view message,
+                std::source_location site = std::source_location::current());
+// Writes the summary lines that are due (see LogRefusal); one atomic load
+// when none is. LogRefusal calls it; so do the servers' periodic timers, so
+// that a burst's summary appears even when no refusal follows it.
+void FlushRefusalSummaries();
 
 inline void LogInfo(std::string_view c, std::string_view m) { Log(LogLevel::kInfo, c, m); }
 inline void LogWarn(std::string_view c, std::string_view m) { Log(LogLevel::kWarn, c, m); }

@@ -6,6 +6,16 @@
 
 namespace openimds::http {
 
+common::IpAddress ConnectionGate::SourceKey(const common::IpAddress& source) {
+  if (source.is_v4()) return source;
+  // A guest is routinely given a whole /64 (SLAAC, privacy addresses,
+  // delegated prefixes) and can pick any address in it: capped per address,
+  // it could open 2^64 times the cap.
+  std::array<uint8_t, 16> bytes = source.bytes();
+  std::fill(bytes.begin() + 8, bytes.end(), uint8_t{0});
+  return common::IpAddress::FromV6Bytes(bytes);
+}
+
 ConnectionGate::Verdict ConnectionGate::Admit(const common::IpAddress& source,
                                               size_t max_per_source) {
   const size_t before = open_.fetch_add(1, std::memory_order_relaxed);
@@ -14,9 +24,10 @@ ConnectionGate::Verdict ConnectionGate::Admit(const common::IpAddress& source,
     return Verdict::kTooManyConnections;
   }
   if (max_per_source == 0) return Verdict::kAdmitted;
-  Shard& shard = ShardOf(source);
+  const common::IpAddress key = SourceKey(source);
+  Shard& shard = ShardOf(key);
   std::lock_guard lock(shard.mu);
-  uint32_t& count = shard.open[source];
+  uint32_t& count = shard.open[key];
   if (count >= max_per_source) {
     open_.fetch_sub(1, std::memory_order_relaxed);
     return Verdict::kTooManyFromSource;
@@ -28,9 +39,10 @@ ConnectionGate::Verdict ConnectionGate::Admit(const common::IpAddress& source,
 void ConnectionGate::Release(const common::IpAddress& source, size_t max_per_source) {
   open_.fetch_sub(1, std::memory_order_relaxed);
   if (max_per_source == 0) return;
-  Shard& shard = ShardOf(source);
+  const common::IpAddress key = SourceKey(source);
+  Shard& shard = ShardOf(key);
   std::lock_guard lock(shard.mu);
-  auto it = shard.open.find(source);
+  auto it = shard.open.find(key);
   if (it == shard.open.end()) return;
   if (--it->second == 0) shard.open.erase(it);
 }

@@ -12,7 +12,8 @@
 namespace openimds::http {
 
 // Admission of new connections at accept: a cap on the connections open
-// through this gate, and a cap per source address, so one guest opening
+// through this gate, and a cap per source (an IPv4 address, or an IPv6 /64:
+// one guest commonly owns a whole /64 and may use any address in it), so one guest opening
 // thousands of idle connections cannot use up the process's descriptors and
 // lock out every other guest and the admin API. Over a cap the caller closes
 // the connection at once. Thread-safe: several I/O threads accept through
@@ -36,6 +37,10 @@ class ConnectionGate {
   size_t max_open() const { return max_open_; }
   // Sources with at least one connection open under a per-source cap.
   size_t sources() const;
+
+  // What a connection from `source` counts against: IPv4 addresses as
+  // themselves, IPv6 addresses as their /64 (the rest zeroed).
+  static common::IpAddress SourceKey(const common::IpAddress& source);
 
  private:
   struct Hash {

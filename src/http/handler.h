@@ -1,5 +1,7 @@
 #pragma once
 
+#include <charconv>
+#include <cstdint>
 #include <string_view>
 
 #include "common/http_message.h"
@@ -30,5 +32,19 @@ class Handler {
   virtual void ShapeRefusal(int /*status*/, std::string_view /*message*/,
                             common::Response& /*out*/) {}
 };
+
+// True when `head` says a body follows: a Content-Length other than 0 (one
+// that does not parse counts too), or any Transfer-Encoding. The core has
+// already refused repeated or conflicting framing headers. For handlers
+// whose routes take no body, which refuse such a request in Admit, on the
+// header, before the body is read.
+inline bool AnnouncesBody(const common::Request& head) {
+  if (head.Header("Transfer-Encoding")) return true;
+  auto length = head.Header("Content-Length");
+  if (!length) return false;
+  uint64_t bytes = 0;
+  auto [end, ec] = std::from_chars(length->data(), length->data() + length->size(), bytes);
+  return ec != std::errc() || end != length->data() + length->size() || bytes != 0;
+}
 
 }  // namespace openimds::http

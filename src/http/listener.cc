@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <boost/asio/as_tuple.hpp>
@@ -38,9 +39,10 @@ bool Admit(ListenerState& ls, const common::IpAddress& peer) {
   if (verdict == ConnectionGate::Verdict::kAdmitted) return true;
   if (verdict == ConnectionGate::Verdict::kTooManyFromSource) {
     ls.refused_per_source->Inc();
-    common::LogRefusal("http", "closed a connection from " + peer.ToString() + " on " +
-                                   ls.display + ": " + std::to_string(ls.max_per_source) +
-                                   " connections from that address are open");
+    common::LogRefusal("http", "closed a connection from " + peer.ToString() + " on " + ls.display +
+                                   ": " + std::to_string(ls.max_per_source) +
+                                   (peer.is_v4() ? " connections from that address are open"
+                                                 : " connections from that /64 are open"));
   } else {
     ls.refused_open->Inc();
     common::LogRefusal("http", "closed a connection from " + peer.ToString() + " on " +
@@ -48,6 +50,26 @@ bool Admit(ListenerState& ls, const common::IpAddress& peer) {
                                    " connections are open");
   }
   return false;
+}
+
+// True when something accepts connections on the unix socket at `path`
+// (or its backlog is full, which only a live listener has): connect(2)
+// answers ECONNREFUSED for a socket file whose listener is gone.
+bool UnixSocketAnswers(const std::string& path) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return false;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof(addr.sun_path)) {
+    ::close(fd);
+    return false;
+  }
+  std::memcpy(addr.sun_path, path.data(), path.size());
+  const int rc = ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr));
+  const int err = errno;
+  ::close(fd);
+  if (rc == 0) return true;
+  return err == EAGAIN || err == EINPROGRESS;
 }
 
 }  // namespace
@@ -178,6 +200,14 @@ common::Status BindUnix(ListenerState& ls, Worker& w) {
     if (!S_ISSOCK(st.st_mode)) {
       return common::Unavailable("cannot listen on " + ls.config.endpoint +
                                  ": path exists and is not a socket");
+    }
+    // Unlinking a socket that a live process still listens on would take
+    // its admin API away without either process noticing: only a socket
+    // nobody answers on (left by a process that died) is replaced.
+    if (UnixSocketAnswers(ls.unix_path)) {
+      return common::Unavailable("cannot listen on " + ls.config.endpoint +
+                                 ": address already in use: " + ls.unix_path +
+                                 " (another process listens there)");
     }
     ::unlink(ls.unix_path.c_str());  // a stale socket from an earlier run
   }

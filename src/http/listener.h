@@ -80,8 +80,9 @@ common::Result<std::unique_ptr<boost::asio::ssl::context>> MakeTlsContext(
 // that socket through descriptors of their own.
 common::Status BindTcp(ListenerState& ls, Worker& w, bool first);
 
-// Binds the unix socket listener `ls` (replacing a stale socket file, never
-// another kind of file) on `w`.
+// Binds the unix socket listener `ls` on `w`. A socket file that nobody
+// answers on is stale and replaced; Unavailable ("address already in use:
+// <path>") when a live process listens there, and for any other kind of file.
 common::Status BindUnix(ListenerState& ls, Worker& w);
 
 // Accept loops, run on `w` until the acceptor closes or `draining`; each

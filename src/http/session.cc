@@ -105,6 +105,10 @@ asio::awaitable<void> ServeConnection(Socket socket, Endpoint peer, ListenerStat
   std::unique_ptr<SessionState> state = w.TakeState();
   ParsedRequest& parsed = state->parsed;
   common::Request& req = state->req;
+  // What the handler keeps for this connection (Request::connection_state);
+  // dropped when the connection ends, before the state is reused.
+  std::shared_ptr<void> connection_state;
+  req.connection_state = &connection_state;
   common::Response& resp = state->resp;
   std::string& out = state->out;
   boost::beast::flat_buffer& buffer = state->buffer;
@@ -411,6 +415,8 @@ asio::awaitable<void> ServeConnection(Socket socket, Endpoint peer, ListenerStat
     socket.lowest_layer().close(ignored);
   }
   w.sessions.erase(handle_it);
+  state->req.connection_state = nullptr;
+  connection_state.reset();
   w.ReturnState(std::move(state));
   w.active.fetch_sub(1, std::memory_order_relaxed);
   ls.gate->Release(GatePeer(peer), ls.max_per_source);

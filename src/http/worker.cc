@@ -60,6 +60,9 @@ void StartReaper(Worker& w, const std::atomic<bool>& draining) {
       if (ec) return;
       const auto now = std::chrono::steady_clock::now();
       const bool drain = draining.load(std::memory_order_relaxed);
+      // A burst of refusals whose lines were held back gets its summary
+      // even if nothing is refused after it.
+      common::FlushRefusalSummaries();
       for (auto& s : w.sessions) {
         if (*s.deadline <= now) {
           if (!*s.idle) {

@@ -87,12 +87,14 @@ struct MetadataOptions {
 
 // How much of a server's time one instance may take (docs/instance.md
 // "limits"). An unset field takes the server's default (`serve
-// --instance-rate-limit`, `--instance-rate-burst`, `--instance-max-in-flight`);
+// --instance-rate-limit`, `--instance-rate-burst`, `--instance-max-in-flight`,
+// `--instance-max-connections`);
 // 0 turns that limit off for this instance. Enforced by service::MetadataService.
 struct RequestLimits {
   std::optional<int> requests_per_second;  // sustained rate, 0..kMaxRequestLimit
   std::optional<int> burst;                // admitted at once when rested, 1..kMaxRequestLimit
   std::optional<int> max_in_flight;        // requests served at once, 0..kMaxRequestLimit
+  std::optional<int> max_connections;      // connections open at once, 0..kMaxRequestLimit
   friend bool operator==(const RequestLimits&, const RequestLimits&) = default;
 };
 inline constexpr int kMaxRequestLimit = 1'000'000;

@@ -25,11 +25,13 @@ Status ReadRequestLimits(const json::value& v, const Path& at, Box<RequestLimits
   auto rate = optional_int(limits.requests_per_second);
   auto burst = optional_int(limits.burst);
   auto in_flight = optional_int(limits.max_in_flight);
+  auto connections = optional_int(limits.max_connections);
   if (Status s = ReadObject(v, at,
                             {
                                 {"requests_per_second", rate},
                                 {"burst", burst},
                                 {"max_in_flight", in_flight},
+                                {"max_connections", connections},
                             });
       !s.ok()) {
     return s;
@@ -52,6 +54,10 @@ Status ValidateRequestLimits(const RequestLimits& l) {
     return Err("/limits/max_in_flight",
                std::to_string(*l.max_in_flight) + " not in 0.." + max + " (0: no limit)");
   }
+  if (l.max_connections && (*l.max_connections < 0 || *l.max_connections > kMaxRequestLimit)) {
+    return Err("/limits/max_connections",
+               std::to_string(*l.max_connections) + " not in 0.." + max + " (0: no limit)");
+  }
   return Status::Ok();
 }
 
@@ -61,6 +67,7 @@ void RequestLimitsToJson(const RequestLimits& l, json::object& o) {
   if (l.requests_per_second) limits["requests_per_second"] = *l.requests_per_second;
   if (l.burst) limits["burst"] = *l.burst;
   if (l.max_in_flight) limits["max_in_flight"] = *l.max_in_flight;
+  if (l.max_connections) limits["max_connections"] = *l.max_connections;
   o["limits"] = std::move(limits);
 }
 
@@ -68,9 +75,10 @@ void RequestLimitsToText(const RequestLimits& l, json_writer::Writer& w) {
   if (l == RequestLimits{}) return;
   w.Key("limits");
   w.BeginObject();
-  for (const auto& [key, value] : {std::pair{"requests_per_second", l.requests_per_second},
-                                   std::pair{"burst", l.burst},
-                                   std::pair{"max_in_flight", l.max_in_flight}}) {
+  for (const auto& [key, value] :
+       {std::pair{"requests_per_second", l.requests_per_second}, std::pair{"burst", l.burst},
+        std::pair{"max_in_flight", l.max_in_flight},
+        std::pair{"max_connections", l.max_connections}}) {
     if (!value) continue;
     w.Key(key);
     w.Int(*value);

@@ -17,8 +17,8 @@ namespace openimds::model {
 common::Status ReadRequestLimits(const boost::json::value& v, const json_reader::Path& at,
                                  Box<RequestLimits>& out);
 
-// requests_per_second and max_in_flight in 0..kMaxRequestLimit (0: no
-// limit), burst in 1..kMaxRequestLimit.
+// requests_per_second, max_in_flight and max_connections in
+// 0..kMaxRequestLimit (0: no limit), burst in 1..kMaxRequestLimit.
 common::Status ValidateRequestLimits(const RequestLimits& limits);
 
 // Writes "limits" when any member is set.

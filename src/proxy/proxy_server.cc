@@ -1,9 +1,9 @@
 #include "proxy/proxy_server.h"
 
+#include <fcntl.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <fcntl.h>
 #include <sys/socket.h>
 
 #include <atomic>
@@ -21,6 +21,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <unordered_map>
 
 #include "common/http_message.h"
 #include "common/log.h"
@@ -58,8 +59,21 @@ bool ValidNetworkName(std::string_view n) {
   return true;
 }
 
-
-
+// A GET or HEAD whose header announces a body (a Content-Length other than
+// 0, or a Transfer-Encoding): no guest route takes one, so the proxy refuses
+// it on the header instead of reading the body.
+bool BodylessWithBody(const http::ParsedRequest& req) {
+  const std::string_view method = req.View(req.method);
+  if (!common::EqualsIgnoreCase(method, "GET") && !common::EqualsIgnoreCase(method, "HEAD")) {
+    return false;
+  }
+  if (req.Count("Transfer-Encoding") > 0) return true;
+  std::string_view length;
+  if (!req.Find("Content-Length", length)) return false;
+  uint64_t bytes = 0;
+  auto [end, ec] = std::from_chars(length.data(), length.data() + length.size(), bytes);
+  return ec != std::errc() || end != length.data() + length.size() || bytes != 0;
+}
 
 void AppendHeader(std::string& out, std::string_view name, std::string_view value) {
   out.append(name);
@@ -107,12 +121,51 @@ struct ListenerState {
 // One I/O thread. Destruction order matters: idle pooled sockets first
 // (~Worker), then the io_context and its suspended coroutine frames, then
 // the pool and the deadlines those frames' connections are registered in.
+struct SourceHash {
+  size_t operator()(const common::IpAddress& a) const { return a.Hash(); }
+};
+// Requests being forwarded, by guest (http::ConnectionGate::SourceKey), on
+// one I/O thread; only that thread touches it.
+using InFlightBySource = std::unordered_map<common::IpAddress, uint32_t, SourceHash>;
+
+// One forwarded request's place in its guest's count of requests in flight
+// (GuestLimits::max_in_flight_per_source), given back when it goes.
+class InFlightSlot {
+ public:
+  InFlightSlot(InFlightBySource& counts, const common::IpAddress& key, size_t cap)
+      : counts_(counts), key_(key) {
+    if (cap == 0) return;
+    uint32_t& n = counts_[key_];
+    if (n >= cap) {
+      return;
+    }
+    ++n;
+    held_ = true;
+  }
+  ~InFlightSlot() {
+    if (!held_) return;
+    auto it = counts_.find(key_);
+    if (it != counts_.end() && --it->second == 0) counts_.erase(it);
+  }
+  InFlightSlot(const InFlightSlot&) = delete;
+  InFlightSlot& operator=(const InFlightSlot&) = delete;
+  // False when the guest had `cap` requests in flight already.
+  bool admitted(size_t cap) const { return cap == 0 || held_; }
+
+ private:
+  InFlightBySource& counts_;
+  const common::IpAddress key_;
+  bool held_ = false;
+};
+
 struct Worker {
   ~Worker() {
     // Idle pooled sockets go while the io_context lives; the io_context then
     // destroys suspended coroutines, whose connections report to the pool.
     if (pool) pool->Stop();
   }
+  // Outlives the io_context: suspended coroutines hold InFlightSlots.
+  InFlightBySource in_flight;
   Deadlines deadlines;
   std::unique_ptr<UpstreamPool> pool;
   // One thread runs this context and every socket and acceptor on it is
@@ -208,6 +261,8 @@ struct ProxyServer::Impl {
   common::Counter* rejected_upstream_timeout;
   common::Counter* rejected_upstream_busy;
   common::Counter* rejected_bad_upstream;
+  common::Counter* rejected_unexpected_body;
+  common::Counter* rejected_in_flight;
 
   Impl(ProxyOptions o, std::unique_ptr<auth::SignerHolder> own_s,
        std::unique_ptr<auth::SignerHolder> own_v, const auth::SignerHolder& s,
@@ -243,6 +298,8 @@ struct ProxyServer::Impl {
     rejected_upstream_timeout = rejected("upstream_timeout");
     rejected_upstream_busy = rejected("upstream_busy");
     rejected_bad_upstream = rejected("bad_upstream_response");
+    rejected_unexpected_body = rejected("unexpected_body");
+    rejected_in_flight = rejected("too_many_in_flight_from_source");
   }
 
   // The per-source cap for a peer: none for trusted proxies, which carry
@@ -319,6 +376,7 @@ void ProxyServer::Impl::StartReaper(Worker& w) {
     w.reaper->async_wait([this, &w, tick](boost::system::error_code ec) {
       if (ec) return;
       w.deadlines.Sweep(Clock::now(), draining.load(std::memory_order_relaxed));
+      common::FlushRefusalSummaries();  // held-back refusal lines, summarised
       (*tick)();
     });
   };
@@ -347,7 +405,8 @@ asio::awaitable<void> ProxyServer::Impl::AcceptLoop(tcp::acceptor& acceptor, Lis
           "proxy", "closed a connection from " + peer.ToString() + " on " + ls.config.endpoint +
                        ": " +
                        (per_source ? std::to_string(SourceCap(peer)) +
-                                         " connections from that address are open"
+                                         (peer.is_v4() ? " connections from that address are open"
+                                                       : " connections from that /64 are open")
                                    : std::to_string(gate.max_open()) + " connections are open"));
       boost::system::error_code ignored;
       socket.close(ignored);
@@ -432,6 +491,7 @@ asio::awaitable<void> ProxyServer::Impl::Session(tcp::socket socket, common::IpA
           req, http::RequestLimits{limits.max_header_bytes, limits.max_body_bytes});
       bool sent_continue = false;
       bool closed = false;
+      bool body_refused = false;  // a GET or HEAD that announced a body
       while (!parser.done()) {
         if (buffer.size() > 0) {
           const auto data = buffer.data();
@@ -439,6 +499,10 @@ asio::awaitable<void> ProxyServer::Impl::Session(tcp::socket socket, common::IpA
               parser.Feed(std::string_view(static_cast<const char*>(data.data()), data.size()));
           buffer.consume(n);
           if (parser.refused() || parser.done()) break;
+          if (parser.header_done() && BodylessWithBody(req)) {
+            body_refused = true;  // on the header: the body is never read
+            break;
+          }
           if (parser.header_done() && req.expect_continue && !sent_continue) {
             sent_continue = true;
             static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -461,6 +525,8 @@ asio::awaitable<void> ProxyServer::Impl::Session(tcp::socket socket, common::IpA
         buffer.commit(rn);
       }
       if (closed) break;
+      // A body that came with its header.
+      if (!parser.refused() && parser.done() && BodylessWithBody(req)) body_refused = true;
 
       const bool refused = parser.refused();
       int version = refused ? 11 : req.version;
@@ -482,6 +548,10 @@ asio::awaitable<void> ProxyServer::Impl::Session(tcp::socket socket, common::IpA
                : status == 413 ? rejected_body_size
                                : rejected_malformed,
                status, parser.message());
+      } else if (body_refused) {
+        refuse(rejected_unexpected_body, 400,
+               std::string(req.View(req.method)) +
+                   " requests take no body (send no Content-Length or Transfer-Encoding)");
       } else {
         ls.requests->Inc();
         const std::string_view method = req.View(req.method);
@@ -531,6 +601,28 @@ asio::awaitable<void> ProxyServer::Impl::Session(tcp::socket socket, common::IpA
         } else if (network.empty()) {
           refuse(rejected_no_network, 403, "this listener serves no guest network");
           ok = false;
+        }
+
+        // One guest's requests in flight on this thread are capped, so it
+        // cannot hold every upstream connection the thread has.
+        std::optional<InFlightSlot> slot;
+        if (ok) {
+          const common::IpAddress guest =
+              from_proxy ? common::IpAddress::Parse(source).value_or(peer) : peer;
+          const size_t cap = limits.max_in_flight_per_source;
+          slot.emplace(w.in_flight, http::ConnectionGate::SourceKey(guest), cap);
+          if (!slot->admitted(cap)) {
+            ok = false;
+            rejected_in_flight->Inc();
+            common::LogRefusal("proxy", "429 for " + std::string(source) + " in " +
+                                            std::string(network) + ": " + std::to_string(cap) +
+                                            " of its requests are in flight");
+            SimpleResponse(out, version, 429,
+                           "too many requests from this guest at once: retry after the number "
+                           "of seconds in Retry-After",
+                           keep_alive, common::EqualsIgnoreCase(method, "HEAD"),
+                           options.retry_after_seconds);
+          }
         }
 
         if (ok) {

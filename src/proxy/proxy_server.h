@@ -50,6 +50,16 @@ struct GuestLimits {
   // Open connections from one guest address (0 = no cap); trusted proxies
   // (ProxyOptions::trusted_proxies) have none. More are closed at once.
   size_t max_connections_per_source = 256;
+  // Requests from one guest (an IPv4 address or an IPv6 /64; behind a
+  // trusted proxy, the first hop's guest) forwarded at once by one I/O
+  // thread; more are answered 429 with Retry-After at once, without going
+  // upstream (0 = no cap). Each thread has its own upstream connections
+  // (UpstreamOptions::max_connections_per_upstream, 128): this keeps one
+  // guest whose requests the server holds (long-polls, a slow store) from
+  // taking all of them from the other guests of that thread. The server's
+  // own per-instance limits still apply to what is forwarded, and its 429s
+  // pass through unchanged.
+  size_t max_in_flight_per_source = 32;
 };
 
 struct ProxyOptions {
@@ -102,9 +112,12 @@ struct ProxyOptions {
 //   timeout (connection closed), not_origin_form (400), no_network (403),
 //   untrusted_identity (403: a trusted proxy's identity did not verify),
 //   too_many_connections, too_many_from_source (connection closed at accept),
+//   too_many_in_flight_from_source (429 + Retry-After: GuestLimits::
+//   max_in_flight_per_source),
 //   unavailable (503 + Retry-After), upstream_timeout (503 + Retry-After),
 //   upstream_busy (503 + Retry-After: every allowed upstream connection busy),
-//   bad_upstream_response (502).
+//   bad_upstream_response (502), unexpected_body (400: a GET or HEAD that
+//   announced a body, refused on its header).
 //
 // Thread-safety: Start, Run and Shutdown may be called from different
 // threads; Shutdown is not async-signal-safe.

@@ -63,9 +63,12 @@ struct InstanceLimiter::Entry {
   // without it. An entry is swept only when it reads 0 under the mutex, and
   // no Slot exists then, so a Slot never outlives its entry.
   std::atomic<int32_t> in_flight{0};
+  // Connections open, the same way (AdmitConnection's Slot).
+  std::atomic<int32_t> connections{0};
   // Refusals since this entry was made. Guarded by the shard's mutex.
   uint64_t refused_rate = 0;
   uint64_t refused_concurrency = 0;
+  uint64_t refused_connections = 0;
 };
 
 struct alignas(64) InstanceLimiter::Shard {
@@ -92,6 +95,10 @@ InstanceLimiter::InstanceLimiter(Options options, const common::Clock& clock,
                                               "Guest requests refused (429) over their "
                                               "instance's limits, by which limit.",
                                               "reason=\"concurrency\"")),
+      connections_limited_(metrics.GetCounter("metadata_rate_limited_total",
+                                              "Guest requests refused (429) over their "
+                                              "instance's limits, by which limit.",
+                                              "reason=\"connections\"")),
       untracked_(metrics.GetCounter(
           "metadata_rate_limiter_untracked_total",
           "Guest requests admitted without per-instance limits because the limiter "
@@ -120,6 +127,8 @@ InstanceLimiter::InstanceLimiter(Options options, const common::Clock& clock,
           out.emplace_back("instance=\"" + row.instance + "\",reason=\"rate\"", row.rate);
           out.emplace_back("instance=\"" + row.instance + "\",reason=\"concurrency\"",
                            row.concurrency);
+          out.emplace_back("instance=\"" + row.instance + "\",reason=\"connections\"",
+                           row.connections);
         }
         return out;
       });
@@ -136,6 +145,8 @@ Limits InstanceLimiter::Effective(const model::RequestLimits& record) const {
       std::max<uint32_t>(1, record.burst ? static_cast<uint32_t>(*record.burst) : options_.burst);
   l.max_in_flight =
       record.max_in_flight ? static_cast<uint32_t>(*record.max_in_flight) : options_.max_in_flight;
+  l.max_connections = record.max_connections ? static_cast<uint32_t>(*record.max_connections)
+                                             : options_.max_connections;
   return l;
 }
 
@@ -147,10 +158,10 @@ InstanceLimiter::Shard& InstanceLimiter::ShardFor(uint64_t hash) const {
 void InstanceLimiter::Sweep(Shard& shard, int64_t now_ns) {
   for (auto it = shard.entries.begin(); it != shard.entries.end();) {
     Entry& e = it->second;
-    if (e.tat_ns <= now_ns && e.in_flight.load(std::memory_order_acquire) == 0) {
-      if (e.refused_rate + e.refused_concurrency > 0) {
-        Retire(it->first.id, e.refused_rate, e.refused_concurrency);
-      }
+    if (e.tat_ns <= now_ns && e.in_flight.load(std::memory_order_acquire) == 0 &&
+        e.connections.load(std::memory_order_acquire) == 0) {
+      const Row row{it->first.id, e.refused_rate, e.refused_concurrency, e.refused_connections};
+      if (row.total() > 0) Retire(row);
       it = shard.entries.erase(it);
     } else {
       ++it;
@@ -158,28 +169,75 @@ void InstanceLimiter::Sweep(Shard& shard, int64_t now_ns) {
   }
 }
 
-void InstanceLimiter::Retire(std::string_view id, uint64_t rate, uint64_t concurrency) {
+void InstanceLimiter::Retire(const Row& retired) {
   if (options_.top_instances == 0) return;
   std::lock_guard<std::mutex> lock(retired_->mu);
   auto& rows = retired_->rows;
   for (Row& row : rows) {
-    if (row.instance == id) {
-      row.rate += rate;
-      row.concurrency += concurrency;
+    if (row.instance == retired.instance) {
+      row.rate += retired.rate;
+      row.concurrency += retired.concurrency;
+      row.connections += retired.connections;
       return;
     }
   }
   if (rows.size() < options_.top_instances) {
-    rows.push_back(Row{std::string(id), rate, concurrency});
+    rows.push_back(retired);
     return;
   }
   // Full: the newcomer replaces the row refused least, if it was refused more.
-  auto least = std::min_element(rows.begin(), rows.end(), [](const Row& a, const Row& b) {
-    return a.rate + a.concurrency < b.rate + b.concurrency;
-  });
-  if (least->rate + least->concurrency < rate + concurrency) {
-    *least = Row{std::string(id), rate, concurrency};
+  auto least = std::min_element(rows.begin(), rows.end(),
+                                [](const Row& a, const Row& b) { return a.total() < b.total(); });
+  if (least->total() < retired.total()) *least = retired;
+}
+
+InstanceLimiter::Entry* InstanceLimiter::FindOrMake(std::unique_lock<std::mutex>& lock,
+                                                    Shard& shard, uint64_t hash,
+                                                    std::string_view instance_id, int64_t now) {
+  auto it = shard.entries.find(KeyView{hash, instance_id});
+  if (it != shard.entries.end()) return &it->second;
+  const size_t size = shard.entries.size();
+  if (size >= shard.sweep_at || (size >= per_shard_cap_ && now >= shard.next_full_sweep_ns)) {
+    Sweep(shard, now);
+    shard.sweep_at = std::max(kMinSweepSize, 2 * shard.entries.size());
+    shard.next_full_sweep_ns = now + kFullSweepIntervalNs;
   }
+  if (shard.entries.size() >= per_shard_cap_) {
+    lock.unlock();
+    untracked_.Inc();
+    return nullptr;
+  }
+  return &shard.entries
+              .emplace(std::piecewise_construct,
+                       std::forward_as_tuple(Key{hash, std::string(instance_id)}),
+                       std::forward_as_tuple())
+              .first->second;
+}
+
+InstanceLimiter::Decision InstanceLimiter::AdmitConnection(std::string_view instance_id,
+                                                           const Limits& limits) {
+  Decision d;
+  if (limits.max_connections == 0) return d;
+  const int64_t now = NowNs(clock_);
+  const uint64_t hash = std::hash<std::string_view>()(instance_id);
+  Shard& shard = ShardFor(hash);
+  std::unique_lock<std::mutex> lock(shard.mu);
+  Entry* e = FindOrMake(lock, shard, hash, instance_id, now);
+  if (e == nullptr) return d;
+  if (e->connections.load(std::memory_order_relaxed) >=
+      static_cast<int32_t>(limits.max_connections)) {
+    ++e->refused_connections;
+    lock.unlock();
+    connections_limited_.Inc();
+    d.admitted = false;
+    d.reason = Reason::kConnections;
+    d.retry_after_s = 1;
+    NoteRefusal(now, instance_id, d.reason, limits);
+    return d;
+  }
+  e->connections.fetch_add(1, std::memory_order_relaxed);
+  d.slot = Slot(&e->connections);
+  return d;
 }
 
 InstanceLimiter::Decision InstanceLimiter::Admit(std::string_view instance_id,
@@ -190,26 +248,9 @@ InstanceLimiter::Decision InstanceLimiter::Admit(std::string_view instance_id,
   const uint64_t hash = std::hash<std::string_view>()(instance_id);
   Shard& shard = ShardFor(hash);
   std::unique_lock<std::mutex> lock(shard.mu);
-  auto it = shard.entries.find(KeyView{hash, instance_id});
-  if (it == shard.entries.end()) {
-    const size_t size = shard.entries.size();
-    if (size >= shard.sweep_at || (size >= per_shard_cap_ && now >= shard.next_full_sweep_ns)) {
-      Sweep(shard, now);
-      shard.sweep_at = std::max(kMinSweepSize, 2 * shard.entries.size());
-      shard.next_full_sweep_ns = now + kFullSweepIntervalNs;
-    }
-    if (shard.entries.size() >= per_shard_cap_) {
-      lock.unlock();
-      untracked_.Inc();
-      return d;
-    }
-    it = shard.entries
-             .emplace(std::piecewise_construct,
-                      std::forward_as_tuple(Key{hash, std::string(instance_id)}),
-                      std::forward_as_tuple())
-             .first;
-  }
-  Entry& e = it->second;
+  Entry* found = FindOrMake(lock, shard, hash, instance_id, now);
+  if (found == nullptr) return d;
+  Entry& e = *found;
 
   int64_t new_tat = 0;
   if (limits.requests_per_second > 0) {
@@ -264,13 +305,20 @@ void InstanceLimiter::NoteRefusal(int64_t now_ns, std::string_view id, Reason re
   const uint64_t rate_since = rate - logged_rate_.exchange(rate, std::memory_order_relaxed);
   const uint64_t concurrency_since =
       concurrency - logged_concurrency_.exchange(concurrency, std::memory_order_relaxed);
-  std::string line = "refused " + std::to_string(rate_since + concurrency_since) +
+  const uint64_t connections = connections_limited_.Value();
+  const uint64_t connections_since =
+      connections - logged_connections_.exchange(connections, std::memory_order_relaxed);
+  std::string line = "refused " +
+                     std::to_string(rate_since + concurrency_since + connections_since) +
                      " requests over per-instance limits since the last such line (rate " +
                      std::to_string(rate_since) + ", concurrency " +
-                     std::to_string(concurrency_since) + "); latest: instance " + std::string(id);
+                     std::to_string(concurrency_since) + ", connections " +
+                     std::to_string(connections_since) + "); latest: instance " + std::string(id);
   if (reason == Reason::kRate) {
     line += " over " + std::to_string(limits.requests_per_second) + " requests/s (burst " +
             std::to_string(limits.burst) + ")";
+  } else if (reason == Reason::kConnections) {
+    line += " over " + std::to_string(limits.max_connections) + " open connections";
   } else {
     line += " over " + std::to_string(limits.max_in_flight) + " requests in flight";
   }
@@ -296,8 +344,8 @@ std::vector<InstanceLimiter::Row> InstanceLimiter::TopLimited() const {
   for (size_t i = 0; i < shard_count_; ++i) {
     std::lock_guard<std::mutex> lock(shards_[i].mu);
     for (const auto& [key, e] : shards_[i].entries) {
-      if (e.refused_rate + e.refused_concurrency == 0) continue;
-      rows.push_back(Row{key.id, e.refused_rate, e.refused_concurrency});
+      const Row row{key.id, e.refused_rate, e.refused_concurrency, e.refused_connections};
+      if (row.total() > 0) rows.push_back(row);
     }
   }
   {
@@ -310,11 +358,12 @@ std::vector<InstanceLimiter::Row> InstanceLimiter::TopLimited() const {
       } else {
         same->rate += old.rate;
         same->concurrency += old.concurrency;
+        same->connections += old.connections;
       }
     }
   }
   auto more = [](const Row& a, const Row& b) {
-    const uint64_t ta = a.rate + a.concurrency, tb = b.rate + b.concurrency;
+    const uint64_t ta = a.total(), tb = b.total();
     return ta != tb ? ta > tb : a.instance < b.instance;
   };
   if (rows.size() > options_.top_instances) {

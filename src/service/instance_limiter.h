@@ -22,6 +22,7 @@ struct Limits {
   uint32_t requests_per_second = 0;  // 0: no rate limit
   uint32_t burst = 1;                // requests a full bucket admits at once (>= 1)
   uint32_t max_in_flight = 0;        // 0: no limit on requests served at once
+  uint32_t max_connections = 0;      // 0: no limit on connections open at once
 };
 
 // Fairness between guests: a per-instance token bucket (sustained rate plus a
@@ -44,7 +45,8 @@ struct Limits {
 // requests_per_second with `burst` tokens, without a token count to refill.
 // A refused request takes no token and no slot.
 //
-// Metrics: metadata_rate_limited_total{reason="rate"|"concurrency"} (exact),
+// Metrics: metadata_rate_limited_total{reason="rate"|"concurrency"|"connections"}
+// (exact),
 // metadata_rate_limited_instance_total{instance,reason} (the
 // Options::top_instances instances with the most refusals among those tracked
 // now or refused recently: a bounded view, see TopLimited), and
@@ -69,6 +71,12 @@ class InstanceLimiter {
     // I/O thread, so only parked (deferred) requests push this past the
     // number of threads.
     uint32_t max_in_flight = 64;
+    // Connections one instance keeps open at once (direct listeners only:
+    // a proxy's connection carries many guests). The per-source cap at
+    // accept (256 by default) already bounds one address; this holds an
+    // instance with several addresses to one budget. Keep-alive clients
+    // use one or two; 0: no limit.
+    uint32_t max_connections = 256;
     // Instances tracked at once, all shards together.
     size_t max_tracked = 256 * 1024;
     // Hash maps (each with its own mutex); a power of two.
@@ -88,7 +96,7 @@ class InstanceLimiter {
     std::chrono::milliseconds refusal_delay{1000};
   };
 
-  enum class Reason { kRate, kConcurrency };
+  enum class Reason { kRate, kConcurrency, kConnections };
 
   // One admitted request's place among its instance's requests in flight;
   // given back when destroyed. Move-only; empty when no limit applies.
@@ -161,6 +169,13 @@ class InstanceLimiter {
   // the refusal. Hot path: no allocation except an instance's first entry.
   Decision Admit(std::string_view instance_id, const Limits& limits);
 
+  // Admits or refuses one more open connection of `instance_id` under
+  // `limits.max_connections` (kConnections when refused, Retry-After 1),
+  // and counts the refusal. The Slot stands for the connection: hold it
+  // until the connection closes. Not charged against the rate or in-flight
+  // limits.
+  Decision AdmitConnection(std::string_view instance_id, const Limits& limits);
+
   // Instances with state now (for tests and the tracked-instances gauge).
   size_t tracked() const;
 
@@ -176,6 +191,8 @@ class InstanceLimiter {
     std::string instance;
     uint64_t rate = 0;
     uint64_t concurrency = 0;
+    uint64_t connections = 0;
+    uint64_t total() const { return rate + concurrency + connections; }
   };
   std::vector<Row> TopLimited() const;
 
@@ -184,7 +201,10 @@ class InstanceLimiter {
   struct Shard;
   Shard& ShardFor(uint64_t hash) const;
   void Sweep(Shard& shard, int64_t now_ns);
-  void Retire(std::string_view id, uint64_t rate, uint64_t concurrency);
+  void Retire(const Row& row);
+  // The entry of `instance_id`, made if need be (null: untracked, counted).
+  Entry* FindOrMake(std::unique_lock<std::mutex>& lock, Shard& shard, uint64_t hash,
+                    std::string_view instance_id, int64_t now);
   void NoteRefusal(int64_t now_ns, std::string_view id, Reason reason, const Limits& limits);
 
   // Constant after construction.
@@ -195,6 +215,7 @@ class InstanceLimiter {
   std::unique_ptr<Shard[]> shards_;
   common::Counter& rate_limited_;
   common::Counter& concurrency_limited_;
+  common::Counter& connections_limited_;
   common::Counter& untracked_;
 
   // The summary log line: the first refusal at or after next_log_ns_ writes
@@ -202,6 +223,7 @@ class InstanceLimiter {
   std::atomic<int64_t> next_log_ns_{0};
   std::atomic<uint64_t> logged_rate_{0};         // rate_limited_ at the last line
   std::atomic<uint64_t> logged_concurrency_{0};  // concurrency_limited_ at the last line
+  std::atomic<uint64_t> logged_connections_{0};  // connections_limited_ at the last line
 
   // Refusal counts of swept entries (at most top_instances rows).
   struct Retired;

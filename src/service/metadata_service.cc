@@ -66,11 +66,19 @@ class HeldRefusal final : public common::Deferred {
   InstanceLimiter::Hold hold_;
 };
 
+// A connection's place among its instance's open connections, kept in the
+// connection's state (Request::connection_state) until the connection closes.
+struct ConnectionHold {
+  ConnectionHold(std::string id, InstanceLimiter::Slot s)
+      : instance(std::move(id)), slot(std::move(s)) {}
+  std::string instance;
+  InstanceLimiter::Slot slot;
+};
+
 }  // namespace
 
 MetadataService::MetadataService(const identity::Resolver& resolver,
-                                 const catalog::Catalog& catalog,
-                                 const flavour::Registry& flavours,
+                                 const catalog::Catalog& catalog, const flavour::Registry& flavours,
                                  const auth::TokenAuthority* tokens,
                                  common::MetricsRegistry& metrics, InstanceLimiter* limiter)
     : resolver_(resolver),
@@ -84,6 +92,9 @@ MetadataService::MetadataService(const identity::Resolver& resolver,
       over_in_flight_(common::ResourceExhausted(
           "too many requests from this instance at once: retry after the number of seconds "
           "in Retry-After")),
+      over_connections_(common::ResourceExhausted(
+          "too many connections from this instance: close some, or retry after the number of "
+          "seconds in Retry-After")),
       no_flavour_(metrics.GetCounter("metadata_rejected_total",
                                      "Guest requests refused before a flavour rendered them.",
                                      "reason=\"no_flavour\"")),
@@ -99,9 +110,40 @@ MetadataService::MetadataService(const identity::Resolver& resolver,
       endpoint_disabled_(metrics.GetCounter(
           "metadata_rejected_total", "Guest requests refused before a flavour rendered them.",
           "reason=\"endpoint_disabled\"")),
-      token_required_(metrics.GetCounter(
-          "metadata_rejected_total", "Guest requests refused before a flavour rendered them.",
-          "reason=\"token_required\"")) {}
+      token_required_(metrics.GetCounter("metadata_rejected_total",
+                                         "Guest requests refused before a flavour rendered them.",
+                                         "reason=\"token_required\"")),
+      unexpected_body_(metrics.GetCounter("metadata_rejected_total",
+                                          "Guest requests refused before a flavour rendered them.",
+                                          "reason=\"unexpected_body\"")) {}
+
+bool MetadataService::RefusedForBody(const common::Request& request, common::Response& out) {
+  const bool head = request.method == "HEAD";
+  if (!head && request.method != "GET") return false;
+  if (!http::AnnouncesBody(request)) return false;
+  unexpected_body_.Inc();
+  common::LogRefusal("metadata", std::string(request.method) + " " + std::string(request.path) +
+                                     " from " + request.peer.ToString() +
+                                     " announced a body: refused");
+  const common::Status error =
+      common::InvalidArgument(std::string(request.method) +
+                              " requests take no body (send no Content-Length or "
+                              "Transfer-Encoding)");
+  if (const flavour::Flavour* flavour = flavours_.Find(request)) {
+    flavour->RenderError(error, request, out);
+  } else {
+    out.status = 400;
+    out.content_type = "text/plain";
+    out.body.assign(error.message()).append("\n");
+  }
+  out.head = head;
+  out.close = true;  // whatever the body was, it is not read
+  return true;
+}
+
+bool MetadataService::Admit(const common::Request& head, common::Response& out) {
+  return !RefusedForBody(head, out);
+}
 
 bool MetadataService::AllowedByMetadataOptions(const model::Instance& instance,
                                                const flavour::Flavour& flavour,
@@ -170,10 +212,37 @@ bool MetadataService::AdmittedByLimits(const model::Instance& instance,
   return false;
 }
 
+bool MetadataService::AdmittedConnection(const model::Instance& instance,
+                                         const flavour::Flavour& flavour,
+                                         const common::Request& request, common::Response& out) {
+  // A proxy's connection carries many guests: the proxy caps each of them.
+  if (limiter_ == nullptr || request.connection_state == nullptr || resolver_.proxy_mode()) {
+    return true;
+  }
+  std::shared_ptr<void>& state = *request.connection_state;
+  if (state != nullptr &&
+      static_cast<const ConnectionHold*>(state.get())->instance == instance.id) {
+    return true;  // this connection already counts against the instance
+  }
+  state.reset();  // the connection now serves another instance (records changed)
+  const Limits limits = limiter_->Effective(*instance.limits);
+  InstanceLimiter::Decision d = limiter_->AdmitConnection(instance.id, limits);
+  if (!d.admitted) {
+    // Counted and summarised in the log by the limiter.
+    RenderRefusal(flavour, d.reason, d.retry_after_s, request, out);
+    out.close = true;  // a connection over the limit is not kept
+    return false;
+  }
+  if (d.slot.held()) state = std::make_shared<ConnectionHold>(instance.id, std::move(d.slot));
+  return true;
+}
+
 void MetadataService::RenderRefusal(const flavour::Flavour& flavour, InstanceLimiter::Reason reason,
                                     int64_t retry_after_s, const common::Request& request,
                                     common::Response& out) const {
-  flavour.RenderError(reason == InstanceLimiter::Reason::kRate ? over_rate_ : over_in_flight_,
+  flavour.RenderError(reason == InstanceLimiter::Reason::kRate          ? over_rate_
+                      : reason == InstanceLimiter::Reason::kConnections ? over_connections_
+                                                                        : over_in_flight_,
                       request, out);
   char seconds[24];
   const int n =
@@ -216,6 +285,8 @@ void MetadataService::HandleRequest(const common::Request& request, common::Resp
   // No answer to HEAD has a body, refusals included; a flavour that renders
   // sets this again.
   out.head = request.method == "HEAD";
+  // A body that arrived with its header, too early for Admit.
+  if (RefusedForBody(request, out)) return;
   // Proxies health-check their upstreams here; answer without identity or logs.
   if (resolver_.proxy_mode() && request.path == "/healthz") {
     out.body.assign("ok\n");
@@ -247,6 +318,7 @@ void MetadataService::HandleRequest(const common::Request& request, common::Resp
     return;
   }
   const model::Instance* instance = *found;
+  if (!AdmittedConnection(*instance, *flavour, request, out)) return;
   InstanceLimiter::Slot slot;  // given back when this call returns, unless parked below
   if (!AdmittedByLimits(*instance, *flavour, request, out, slot)) return;
   // Per-instance flavour pinning: an image that expects only some dialects

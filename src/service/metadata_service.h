@@ -45,6 +45,10 @@ class MetadataService final : public http::Handler {
                   common::MetricsRegistry& metrics, InstanceLimiter* limiter = nullptr);
 
   void Handle(const common::Request& request, common::Response& out) override;
+  // GET and HEAD take no body on any guest route: one that announces a body
+  // (http::AnnouncesBody) is refused with 400 on its header, before the body
+  // is read, and the connection closes.
+  bool Admit(const common::Request& head, common::Response& out) override;
 
   // Renders `request` as if `instance` had asked (admin "render" preview):
   // the flavour's own rendering, without the service's checks above.
@@ -62,6 +66,11 @@ class MetadataService final : public http::Handler {
   bool AdmittedByLimits(const model::Instance& instance, const flavour::Flavour& flavour,
                         const common::Request& request, common::Response& out,
                         InstanceLimiter::Slot& slot);
+  // The instance's limit on open connections (direct listeners): admitted
+  // (the connection's slot kept in Request::connection_state until it
+  // closes), or the 429 already rendered into `out`, with Connection: close.
+  bool AdmittedConnection(const model::Instance& instance, const flavour::Flavour& flavour,
+                          const common::Request& request, common::Response& out);
   // The 429 for a refusal: the flavour's error format and Retry-After.
   void RenderRefusal(const flavour::Flavour& flavour, InstanceLimiter::Reason reason,
                      int64_t retry_after_s, const common::Request& request,
@@ -77,12 +86,17 @@ class MetadataService final : public http::Handler {
   // What a refused guest reads, made once (no allocation per refusal).
   const common::Status over_rate_;
   const common::Status over_in_flight_;
+  const common::Status over_connections_;
   common::Counter& no_flavour_;
   common::Counter& unknown_caller_;
   common::Counter& unidentified_;
   common::Counter& flavour_not_allowed_;
   common::Counter& endpoint_disabled_;
   common::Counter& token_required_;
+  common::Counter& unexpected_body_;
+
+  // A GET or HEAD that announces a body: refused into `out` (and true).
+  bool RefusedForBody(const common::Request& request, common::Response& out);
 };
 
 }  // namespace openimds::service

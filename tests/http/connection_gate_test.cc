@@ -27,6 +27,23 @@ TEST(ConnectionGateTest, CapsEachSourceAndCountsReleases) {
   EXPECT_EQ(gate.sources(), 0u);  // no entry outlives its last connection
 }
 
+TEST(ConnectionGateTest, CountsAnIpv6SourcePerSlash64AndIpv4PerAddress) {
+  ConnectionGate gate(0);
+  EXPECT_EQ(gate.Admit(Ip("2001:db8:1:2::1"), 2), ConnectionGate::Verdict::kAdmitted);
+  EXPECT_EQ(gate.Admit(Ip("2001:db8:1:2:ffff::9"), 2), ConnectionGate::Verdict::kAdmitted);
+  // A third address of the same /64 shares its cap; the next /64 has its own.
+  EXPECT_EQ(gate.Admit(Ip("2001:db8:1:2::3"), 2), ConnectionGate::Verdict::kTooManyFromSource);
+  EXPECT_EQ(gate.Admit(Ip("2001:db8:1:3::1"), 2), ConnectionGate::Verdict::kAdmitted);
+  EXPECT_EQ(gate.Admit(Ip("10.0.0.1"), 2), ConnectionGate::Verdict::kAdmitted);
+  EXPECT_EQ(gate.Admit(Ip("10.0.0.2"), 2), ConnectionGate::Verdict::kAdmitted);
+  EXPECT_EQ(gate.sources(), 4u);
+  // Any address of the /64 gives its slot back.
+  gate.Release(Ip("2001:db8:1:2::77"), 2);
+  EXPECT_EQ(gate.Admit(Ip("2001:db8:1:2::3"), 2), ConnectionGate::Verdict::kAdmitted);
+  EXPECT_EQ(ConnectionGate::SourceKey(Ip("2001:db8:1:2:aaaa::1")).ToString(), "2001:db8:1:2::");
+  EXPECT_EQ(ConnectionGate::SourceKey(Ip("10.1.2.3")).ToString(), "10.1.2.3");
+}
+
 TEST(ConnectionGateTest, CapsAllConnectionsWhateverTheirSource) {
   ConnectionGate gate(2);
   EXPECT_EQ(gate.Admit(Ip("10.0.0.1"), 0), ConnectionGate::Verdict::kAdmitted);

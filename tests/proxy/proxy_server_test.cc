@@ -256,6 +256,8 @@ TEST_F(ProxyServerTest, PipelinedGuestsEachGetTheirOwnAnswer) {
   o.upstream.max_connections_per_upstream = 3;
   o.upstream_timeout = 5s;
   o.upstream.health_interval = 10s;
+  // The 40 clients stand for 40 guests but share one loopback address.
+  o.limits.max_in_flight_per_source = 0;
   RunningProxy proxy(o, signer_);
   ASSERT_TRUE(proxy.status.ok());
   std::vector<std::unique_ptr<Client>> guests;

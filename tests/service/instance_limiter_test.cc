@@ -174,8 +174,10 @@ TEST_F(InstanceLimiterTest, EffectiveLimitsAreTheRecordsOverTheDefaults) {
   EXPECT_EQ(d.requests_per_second, 7u);
   EXPECT_EQ(d.burst, 70u);
   EXPECT_EQ(d.max_in_flight, 3u);
-  Limits r = l.Effective(
-      model::RequestLimits{.requests_per_second = 0, .burst = 2, .max_in_flight = std::nullopt});
+  Limits r = l.Effective(model::RequestLimits{.requests_per_second = 0,
+                                              .burst = 2,
+                                              .max_in_flight = std::nullopt,
+                                              .max_connections = std::nullopt});
   EXPECT_EQ(r.requests_per_second, 0u);  // 0 in the record: no rate limit
   EXPECT_EQ(r.burst, 2u);
   EXPECT_EQ(r.max_in_flight, 3u);
@@ -246,6 +248,40 @@ TEST_F(InstanceLimiterTest, AnEntryWithRequestsInFlightIsNeverSwept) {
   EXPECT_FALSE(l.Admit("i-parked", InFlightOnly(1)).admitted);  // its entry, its count
   held.slot.Release();
   EXPECT_TRUE(l.Admit("i-parked", InFlightOnly(1)).admitted);
+}
+
+TEST_F(InstanceLimiterTest, ConnectionsAreCappedPerInstanceAndNeverSweptWhileOpen) {
+  InstanceLimiter::Options o;
+  o.shards = 1;
+  o.max_tracked = 2;
+  InstanceLimiter& l = Make(o);
+  const Limits limits{
+      .requests_per_second = 0, .burst = 1, .max_in_flight = 0, .max_connections = 2};
+  auto a = l.AdmitConnection("i-a", limits);
+  auto b = l.AdmitConnection("i-a", limits);
+  ASSERT_TRUE(a.admitted && b.admitted && a.slot.held() && b.slot.held());
+  auto c = l.AdmitConnection("i-a", limits);
+  EXPECT_FALSE(c.admitted);
+  EXPECT_EQ(c.reason, Reason::kConnections);
+  EXPECT_EQ(c.retry_after_s, 1);
+  EXPECT_EQ(Refused("reason=\"connections\""), 1u);
+  // Requests are not connections: the request limits are untouched.
+  EXPECT_TRUE(l.Admit("i-a", InFlightOnly(1)).admitted);
+  // Open connections keep the entry through sweeps.
+  clock_.Advance(1h);
+  for (int i = 0; i < 10; ++i) {
+    (void)l.Admit("i-" + std::to_string(i), RateOnly(1000, 1));
+    clock_.Advance(2s);
+  }
+  EXPECT_FALSE(l.AdmitConnection("i-a", limits).admitted);
+  a.slot.Release();
+  EXPECT_TRUE(l.AdmitConnection("i-a", limits).admitted);
+  // 0: no limit and no state.
+  EXPECT_TRUE(l.AdmitConnection("i-z", Limits{}).admitted);
+  const auto rows = l.TopLimited();
+  ASSERT_FALSE(rows.empty());
+  EXPECT_EQ(rows[0].instance, "i-a");
+  EXPECT_EQ(rows[0].connections, 2u);
 }
 
 TEST_F(InstanceLimiterTest, TheLimitHoldsUnderConcurrentCallers) {
