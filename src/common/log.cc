@@ -55,7 +55,7 @@ namespace {
 
 // One call site of LogRefusal and what its budget held back.
 struct RefusalSite {
-  const char* file = nullptr;  // source_location::file_name(): one pointer per site
+  const char* file = nullptr;  // CallSite::file_name(): one pointer per site
   uint32_t line = 0;
   std::string component;
   int64_t second = 0;  // the second `used` counts in
@@ -95,7 +95,7 @@ std::string_view BaseName(const char* file) {
 
 // Under state.mu: the entry of `site`, made on its first line.
 RefusalSite& SiteOf(RefusalState& state, std::string_view component,
-                    const std::source_location& site) {
+                    const CallSite& site) {
   for (size_t i = 0; i < state.count; ++i) {
     RefusalSite& s = state.sites[i];
     if (s.line == site.line() &&
@@ -135,7 +135,7 @@ void FlushRefusalSummaries() {
   for (const auto& [component, text] : lines) Log(LogLevel::kWarn, component, text);
 }
 
-void LogRefusal(std::string_view component, std::string_view message, std::source_location site) {
+void LogRefusal(std::string_view component, std::string_view message, CallSite site) {
   if (static_cast<int>(LogLevel::kWarn) < g_level.load(std::memory_order_relaxed)) return;
   RefusalState& state = Refusals();
   const int64_t now = SteadyNs();

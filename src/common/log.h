@@ -2,7 +2,7 @@
 
 #include <chrono>
 #include <cstddef>
-#include <source_location>
+#include <cstdint>
 #include <string_view>
 
 namespace openimds::common {
@@ -36,8 +36,21 @@ inline constexpr int kRefusalLinesPerSecond = 20;
 inline constexpr int kRefusalLinesPerSitePerSecond = 5;
 inline constexpr std::chrono::seconds kRefusalSummaryPeriod{10};
 inline constexpr size_t kMaxRefusalMessageBytes = 512;
+// Where LogRefusal was called from. Not std::source_location: clang 14 (the
+// fuzz build's compiler) has no <source_location> with libstdc++ 12, while
+// both compilers have these builtins.
+struct CallSite {
+  static constexpr CallSite Here(const char* file = __builtin_FILE(),
+                                 int line = __builtin_LINE()) {
+    return CallSite{file, line};
+  }
+  const char* file_name() const { return file; }
+  uint32_t line() const { return static_cast<uint32_t>(line_number); }
+  const char* file;
+  int line_number;
+};
 void LogRefusal(std::string_view component, std::string_view message,
-                std::source_location site = std::source_location::current());
+                CallSite site = CallSite::Here());
 // Writes the summary lines that are due (see LogRefusal); one atomic load
 // when none is. LogRefusal calls it; so do the servers' periodic timers, so
 // that a burst's summary appears even when no refusal follows it.
