@@ -15,13 +15,19 @@ using json_reader::Path;
 void CanonicalAddresses(StrList& list) {
   for (auto& a : list) {
     if (IsCanonicalIpv4(a)) continue;
-    if (auto ip = common::IpAddress::Parse(a)) a = ip->ToString();
+    if (auto ip = common::IpAddress::Parse(a)) {
+      std::string canonical = ip->ToString();
+      if (canonical != a.view()) a = canonical;  // an equal text stays shared
+    }
   }
 }
 
 void CanonicalCidr(Str& c) {
   if (IsCanonicalIpv4Cidr(c)) return;
-  if (auto cidr = common::Cidr::Parse(c)) c = cidr->ToString();
+  if (auto cidr = common::Cidr::Parse(c)) {
+    std::string canonical = cidr->ToString();
+    if (canonical != c.view()) c = canonical;  // an equal text stays shared (interned, packed)
+  }
 }
 
 void CanonicalCidrs(StrList& list) {

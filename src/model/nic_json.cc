@@ -61,8 +61,14 @@ Status ReadNics(const json::value& v, const Path& at, std::vector<Nic>& out) {
   return Status::Ok();
 }
 
+// Every step leaves a field that is canonical already as it is, so
+// canonicalising a parsed record again (the store normalises what it is
+// given) allocates nothing and keeps packed and interned text shared.
 void CanonicaliseNic(Nic& nic) {
-  if (IsMac(nic.mac)) nic.mac = Lower(nic.mac);
+  if (IsMac(nic.mac)) {
+    std::string lower = Lower(nic.mac);
+    if (lower != nic.mac.view()) nic.mac = lower;
+  }
   CanonicalAddresses(nic.private_ipv4s);
   CanonicalAddresses(nic.public_ipv4s);
   CanonicalAddresses(nic.ipv6s);

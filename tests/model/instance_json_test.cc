@@ -505,6 +505,30 @@ INSTANTIATE_TEST_SUITE_P(
             "/iam/credentials/expiration: has a fraction of a second"}),
     [](const auto& info) { return std::string(info.param.name); });
 
+// The store normalises the records it is given, which FromJson already
+// canonicalised: text that is canonical must keep its (packed or interned)
+// block, or every write leaves a copy of the MAC and the addresses behind.
+TEST(InstanceJsonTest, NormalizingACanonicalRecordKeepsItsText) {
+  auto parsed = FromJson(ToJson(Rich()));
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  Instance in = *parsed;  // a copy shares every Str's block
+  ASSERT_FALSE(in.nics.empty());
+  ASSERT_FALSE(in.nics[0].ipv6s.empty());
+  ASSERT_FALSE(in.nics[0].vpc_ipv6_cidrs.empty());
+  Normalize(in);
+  EXPECT_EQ(in, *parsed);
+  for (size_t i = 0; i < in.nics.size(); ++i) {
+    EXPECT_EQ(in.nics[i].mac.data(), parsed->nics[i].mac.data()) << "nic " << i;
+    for (size_t j = 0; j < in.nics[i].ipv6s.size(); ++j) {
+      EXPECT_EQ(in.nics[i].ipv6s[j].data(), parsed->nics[i].ipv6s[j].data()) << i << " " << j;
+    }
+    for (size_t j = 0; j < in.nics[i].vpc_ipv6_cidrs.size(); ++j) {
+      EXPECT_EQ(in.nics[i].vpc_ipv6_cidrs[j].data(), parsed->nics[i].vpc_ipv6_cidrs[j].data());
+    }
+    EXPECT_EQ(in.nics[i].subnet_ipv4_cidr.data(), parsed->nics[i].subnet_ipv4_cidr.data());
+  }
+}
+
 TEST(InstanceJsonTest, ValidateRefusesWhatJsonCannotCarry) {
   Instance bad_utf8 = Minimal();
   bad_utf8.tags["k"] = "\xc3\x28";
