@@ -177,6 +177,11 @@ void GuestToText(const Instance& in, json_writer::Writer& w) {
   w.PutArray("flavours", in.flavours);
 }
 
+// The vendor data is the one member that can be large (up to its limit).
+size_t GuestTextSize(const Instance& in) {
+  return in.guest->vendor_data ? in.guest->vendor_data->size() : 0;
+}
+
 }  // namespace
 
 constinit const RecordPart kGuestConfigPart = {
@@ -187,6 +192,7 @@ constinit const RecordPart kGuestConfigPart = {
     .check_limits = CheckGuestLimits,
     .to_json = GuestToJson,
     .to_text = GuestToText,
+    .text_size = GuestTextSize,
 };
 
 }  // namespace openimds::model

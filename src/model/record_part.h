@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstddef>
 #include <span>
 #include <string_view>
 
@@ -53,7 +54,10 @@ struct NicPartField {
 //   ToJson, ToJsonText  `nic_to_json`/`nic_to_text` at the end of each NIC
 //                 object, `to_json`/`to_text` after the record's own members;
 //                 both writers write the same members in the same order and
-//                 omit what is at its default.
+//                 omit what is at its default; `text_size` (beside ToJsonText's
+//                 own guess) is how many bytes `to_text` may write beyond a
+//                 few hundred, for a part with large members, so the output
+//                 string grows once.
 // Parts are called in the order of RecordParts(). A part's member names share
 // the record's namespace: they differ from the record's own and from every
 // other part's (tests/model/record_part_test.cc checks). Hooks a part does
@@ -76,6 +80,7 @@ struct RecordPart {
   void (*nic_to_text)(const Nic& nic, json_writer::Writer& w) = nullptr;
   void (*to_json)(const Instance& in, boost::json::object& o) = nullptr;
   void (*to_text)(const Instance& in, json_writer::Writer& w) = nullptr;
+  size_t (*text_size)(const Instance& in) = nullptr;
 };
 
 // Every part of the record, in the order their members are written and their
