@@ -78,9 +78,8 @@ std::vector<GoldenCase> LoadCases() {
   for (const fs::path& dir : dirs) {
     const std::string text = testdata::ReadFile((dir / "cases.json").string());
     const json::object file = json::parse(text).as_object();
-    const json::object* defaults = file.if_contains("defaults") != nullptr
-                                       ? &file.at("defaults").as_object()
-                                       : nullptr;
+    const json::object* defaults =
+        file.if_contains("defaults") != nullptr ? &file.at("defaults").as_object() : nullptr;
     for (const json::value& c : file.at("cases").as_array()) {
       GoldenCase g;
       g.flavour = dir.filename().string();
@@ -132,8 +131,8 @@ class Server {
             .value());
     const json::value* options = c.fields.if_contains("options");
     BuildFlavours(options != nullptr ? options->as_object() : json::object());
-    service_ = std::make_unique<MetadataService>(resolver_, Catalog(), flavours_, tokens_.get(),
-                                                 metrics_);
+    service_ =
+        std::make_unique<MetadataService>(resolver_, Catalog(), flavours_, tokens_.get(), metrics_);
   }
 
   // Publishes the record as the only one; empty string when it loads, else
