@@ -177,6 +177,24 @@ void GuestToText(const Instance& in, json_writer::Writer& w) {
   w.PutArray("flavours", in.flavours);
 }
 
+// The static networks' addresses: the guest configures them, so it calls
+// from them even when no NIC lists them. DHCP and SLAAC choose theirs.
+void GuestCallerAddresses(const Instance& in, void* context,
+                          void (*fn)(void* context, const common::IpAddress& ip)) {
+  for (const IpNetwork& n : in.guest->network_config.networks) {
+    if (n.mode != AddressMode::kStatic || n.address.empty()) continue;
+    if (auto ip = common::IpAddress::Parse(
+            std::string_view(n.address).substr(0, n.address.find('/')))) {
+      fn(context, *ip);
+    }
+  }
+}
+
+// The vendor data is the one member that can be large (up to its limit).
+size_t GuestTextSize(const Instance& in) {
+  return in.guest->vendor_data ? in.guest->vendor_data->size() : 0;
+}
+
 }  // namespace
 
 constinit const RecordPart kGuestConfigPart = {
@@ -187,6 +205,8 @@ constinit const RecordPart kGuestConfigPart = {
     .check_limits = CheckGuestLimits,
     .to_json = GuestToJson,
     .to_text = GuestToText,
+    .text_size = GuestTextSize,
+    .caller_addresses = GuestCallerAddresses,
 };
 
 }  // namespace openimds::model

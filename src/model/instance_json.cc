@@ -78,7 +78,9 @@ size_t EstimatedTextSize(const Instance& in) {
   size_t n = 1024 + 512 * in.nics.size() + 256 * in.ssh_keys.size();
   if (in.user_data) n += (in.user_data->size() + 2) / 3 * 4;
   if (in.iam && in.iam->credentials) n += in.iam->credentials->token.size();
-  if (in.guest->vendor_data) n += in.guest->vendor_data->size();
+  for (const RecordPart* part : RecordParts()) {
+    if (part->text_size != nullptr) n += part->text_size(in);
+  }
   return n;
 }
 

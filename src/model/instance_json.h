@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "common/result.h"
@@ -72,6 +73,11 @@ void Normalize(Instance& instance);
 // address) index and the catalog's lookup index.
 std::vector<std::string> CallerAddresses(const Instance& instance);
 
+// Where a record part's own fields name caller addresses (RecordPart::
+// caller_addresses), in the order of RecordParts(): calls fn(context, ip).
+void ForEachPartCallerAddress(const Instance& instance, void* context,
+                              void (*fn)(void* context, const common::IpAddress& ip));
+
 // The same addresses as CallerAddresses, parsed, without allocating: calls
 // fn(const common::IpAddress&) for each, in the same order. An address listed
 // twice is passed twice, and one that does not parse is skipped (Validate
@@ -86,13 +92,9 @@ void ForEachCallerAddress(const Instance& instance, F&& fn) {
       if (auto ip = common::IpAddress::Parse(a)) fn(*ip);
     }
   }
-  for (const IpNetwork& n : instance.guest->network_config.networks) {
-    if (n.mode != AddressMode::kStatic || n.address.empty()) continue;
-    if (auto ip = common::IpAddress::Parse(
-            std::string_view(n.address).substr(0, n.address.find('/')))) {
-      fn(*ip);
-    }
-  }
+  ForEachPartCallerAddress(instance, &fn, [](void* context, const common::IpAddress& ip) {
+    (*static_cast<std::remove_reference_t<F>*>(context))(ip);
+  });
 }
 
 }  // namespace openimds::model

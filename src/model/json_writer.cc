@@ -89,7 +89,10 @@ void Writer::PutMap(std::string_view key, const StringMap& m) {
   EndObject();
 }
 
-void Writer::Quoted(std::string_view s) {
+// Half of ToJsonText's time is spent here. Aligned to a cache line, so that
+// where the linker places it does not change the writer's speed (an
+// unrelated function added elsewhere in the model cost ToJsonText 15%).
+[[gnu::aligned(64)]] void Writer::Quoted(std::string_view s) {
   // boost::json's serializer table: these bytes get a short escape, the other
   // control characters \u00xx, everything else (UTF-8 included) is copied.
   static constexpr char kHex[] = "0123456789abcdef";

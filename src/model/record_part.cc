@@ -41,6 +41,13 @@ const Field* Find(std::span<const Field> RecordPart::*table, std::string_view ke
 
 std::span<const RecordPart* const> RecordParts() { return kParts; }
 
+void ForEachPartCallerAddress(const Instance& instance, void* context,
+                              void (*fn)(void* context, const common::IpAddress& ip)) {
+  for (const RecordPart* part : kParts) {
+    if (part->caller_addresses != nullptr) part->caller_addresses(instance, context, fn);
+  }
+}
+
 bool PartFieldReader::Read(std::string_view key, const boost::json::value& value,
                            const json_reader::Path& at, common::Status& status) {
   const PartField* f = Find(&RecordPart::fields, key, part_, field_);

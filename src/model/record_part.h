@@ -1,10 +1,12 @@
 #pragma once
 
+#include <cstddef>
 #include <span>
 #include <string_view>
 
 #include <boost/json/fwd.hpp>
 
+#include "common/ip_address.h"
 #include "common/status.h"
 #include "model/instance.h"
 #include "model/instance_json.h"  // ParseOptions
@@ -50,10 +52,15 @@ struct NicPartField {
 //   CheckLimits   `check_nic_limits` after each NIC's address lists (a part's
 //                 NIC lists are address lists), `check_limits` after the
 //                 record's own fields.
+//   CallerAddresses, ForEachCallerAddress  `caller_addresses` after the
+//                 NICs' addresses.
 //   ToJson, ToJsonText  `nic_to_json`/`nic_to_text` at the end of each NIC
 //                 object, `to_json`/`to_text` after the record's own members;
 //                 both writers write the same members in the same order and
-//                 omit what is at its default.
+//                 omit what is at its default; `text_size` (beside ToJsonText's
+//                 own guess) is how many bytes `to_text` may write beyond a
+//                 few hundred, for a part with large members, so the output
+//                 string grows once.
 // Parts are called in the order of RecordParts(). A part's member names share
 // the record's namespace: they differ from the record's own and from every
 // other part's (tests/model/record_part_test.cc checks). Hooks a part does
@@ -76,6 +83,14 @@ struct RecordPart {
   void (*nic_to_text)(const Nic& nic, json_writer::Writer& w) = nullptr;
   void (*to_json)(const Instance& in, boost::json::object& o) = nullptr;
   void (*to_text)(const Instance& in, json_writer::Writer& w) = nullptr;
+  size_t (*text_size)(const Instance& in) = nullptr;
+
+  // The addresses the part's fields say the instance calls from (a static
+  // address the guest is told to configure), parsed, each passed to
+  // fn(context, ip) in order; after the NICs' (ForEachCallerAddress). They
+  // join the store's unique (network, address) index and the catalog's.
+  void (*caller_addresses)(const Instance& in, void* context,
+                           void (*fn)(void* context, const common::IpAddress& ip)) = nullptr;
 };
 
 // Every part of the record, in the order their members are written and their

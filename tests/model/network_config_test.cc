@@ -45,6 +45,26 @@ TEST(NetworkConfigJson, FixtureParsesAndRoundTrips) {
   EXPECT_EQ(*again, *in);
 }
 
+// A static network's address is one the guest calls from: after the NICs'
+// addresses, each once in CallerAddresses; DHCP and SLAAC networks add none.
+TEST(NetworkConfigJson, StaticAddressesAreCallerAddresses) {
+  auto in = FromJsonText(Fixture());
+  ASSERT_TRUE(in.ok()) << in.status().ToString();
+  EXPECT_EQ(CallerAddresses(*in), (std::vector<std::string>{"127.0.0.1", "10.1.0.5",
+                                                            "172.16.100.5", "2001:db8:100::5"}));
+  std::vector<std::string> each;
+  ForEachCallerAddress(*in, [&each](const common::IpAddress& ip) {
+    each.push_back(ip.ToString());
+  });
+  EXPECT_EQ(each, CallerAddresses(*in));
+
+  in->nics.clear();
+  EXPECT_EQ(CallerAddresses(*in),
+            (std::vector<std::string>{"10.1.0.5", "172.16.100.5", "2001:db8:100::5"}));
+  in->guest.mut().network_config = {};
+  EXPECT_TRUE(CallerAddresses(*in).empty());
+}
+
 TEST(NetworkConfigJson, CanonicalisesSpellings) {
   auto in = FromJsonText(R"({"id":"i-1","network_config":{
       "links":[{"name":"e0","type":"physical","mac":"FA:16:3E:00:00:0A"}],

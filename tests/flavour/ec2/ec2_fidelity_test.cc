@@ -44,9 +44,6 @@ constexpr std::string_view kTtlHeader = "X-aws-ec2-metadata-token-ttl-seconds";
 
 using testdata::ReadFile;
 
-void ExpectGolden(const std::string& name, const std::string& actual) {
-  testdata::ExpectGolden("ec2/" + name, actual);
-}
 
 // A provider the test fills in; counts its lookups.
 class FakeCredentials final : public CredentialProvider {
@@ -133,32 +130,8 @@ class Ec2FidelityTest : public ::testing::Test {
 
 // --- the tree ---
 
-TEST_F(Ec2FidelityTest, GoldenBodies) {
-  clock_.Set(At("2024-05-01T13:45:00Z"));  // every event due; event A not yet over
-  instance_.options.tags_enabled = true;
-  const std::vector<std::pair<std::string, std::string>> cases = {
-      {"full-meta-data", "/latest/meta-data/"},
-      {"full-nic-eth0", "/latest/meta-data/network/interfaces/macs/0e:49:61:0f:c3:11/"},
-      {"full-placement", "/latest/meta-data/placement/"},
-      {"full-identity-document", "/latest/dynamic/instance-identity/document"},
-      {"full-dynamic", "/latest/dynamic/"},
-      {"full-instance-identity", "/latest/dynamic/instance-identity/"},
-      {"events-scheduled", "/latest/meta-data/events/maintenance/scheduled"},
-      {"events-history", "/latest/meta-data/events/maintenance/history"},
-      {"events-rebalance", "/latest/meta-data/events/recommendations/rebalance"},
-      {"spot-instance-action", "/latest/meta-data/spot/instance-action"},
-      {"identity-credentials-info", "/latest/meta-data/identity-credentials/ec2/info"},
-      {"identity-credentials-ec2-instance",
-       "/latest/meta-data/identity-credentials/ec2/security-credentials/ec2-instance"},
-  };
-  for (const auto& [golden, path] : cases) {
-    SCOPED_TRACE(path);
-    Reply r = Get(path);
-    EXPECT_EQ(r.code(), 200);
-    EXPECT_EQ(r.response.content_type, "text/plain");  // JSON included, as EC2 does
-    ExpectGolden(golden, r.body());
-  }
-}
+// Golden bodies of FullTestInstance(): tests/testdata/ec2/cases.json, "full-*" and
+// after (tests/service/golden_test.cc).
 
 TEST_F(Ec2FidelityTest, Leaves) {
   const std::string mac = "/latest/meta-data/network/interfaces/macs/0e:49:61:0f:c3:11/";

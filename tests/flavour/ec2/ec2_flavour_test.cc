@@ -45,10 +45,6 @@ constexpr std::string_view kNotFoundPage =
 
 using testdata::ReadFile;
 
-void ExpectGolden(const std::string& name, const std::string& actual) {
-  testdata::ExpectGolden("ec2/" + name, actual);
-}
-
 std::optional<std::string> HeaderOf(const common::Response& r, std::string_view name) {
   for (const auto& [n, v] : r.headers) {
     if (common::EqualsIgnoreCase(n, name)) return v;
@@ -141,27 +137,7 @@ TEST_F(Ec2FlavourTest, Owns) {
   EXPECT_EQ(flavour_->Name(), "ec2");
 }
 
-// --- golden bodies ---
-
-TEST_F(Ec2FlavourTest, GoldenBodies) {
-  instance_.options.tags_enabled = true;
-  const std::vector<std::pair<std::string, std::string>> cases = {
-      {"root", "/"},
-      {"latest", "/latest/"},
-      {"meta-data", "/latest/meta-data/"},
-      {"nic-eth0", "/latest/meta-data/network/interfaces/macs/0e:49:61:0f:c3:11/"},
-      {"public-keys", "/latest/meta-data/public-keys/"},
-      {"iam-credentials", "/latest/meta-data/iam/security-credentials/web-role"},
-      {"iam-info", "/latest/meta-data/iam/info"},
-      {"identity-document", "/latest/dynamic/instance-identity/document"},
-      {"not-found", "/latest/meta-data/no-such-thing"},
-  };
-  for (const auto& [golden, path] : cases) {
-    SCOPED_TRACE(path);
-    Result r = Get(path);
-    ExpectGolden(golden, r.response.body);
-  }
-}
+// Golden bodies: tests/testdata/ec2/cases.json (tests/service/golden_test.cc).
 
 TEST_F(Ec2FlavourTest, NotFoundIsExactXhtml) {
   Result r = Get("/latest/meta-data/no-such-thing");

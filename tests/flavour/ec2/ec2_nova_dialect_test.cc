@@ -30,9 +30,6 @@ using test_support::TestInstance;
 
 using testdata::ReadFile;
 
-void ExpectGolden(const std::string& name, const std::string& actual) {
-  testdata::ExpectGolden("ec2/" + name, actual);
-}
 
 std::set<std::string> Lines(const std::string& body) {
   std::set<std::string> out;
@@ -116,21 +113,7 @@ TEST_F(Ec2NovaDialectTest, OwnsNovasVersionsOnly) {
   EXPECT_FALSE(NovaOwns("/openstack/latest/meta_data.json"));
 }
 
-TEST_F(Ec2NovaDialectTest, GoldenListings) {
-  const std::vector<std::pair<std::string, std::string>> cases = {
-      {"nova-root", "/"},
-      {"nova-version-root", "/2009-04-04/"},
-      {"nova-meta-data-1.0", "/1.0/meta-data/"},
-      {"nova-meta-data-2007-12-15", "/2007-12-15/meta-data/"},
-      {"nova-meta-data-2009-04-04", "/2009-04-04/meta-data/"},
-  };
-  for (const auto& [golden, path] : cases) {
-    SCOPED_TRACE(path);
-    common::Response r = Nova(path);
-    EXPECT_EQ(r.status, 200);
-    ExpectGolden(golden, r.body);
-  }
-}
+// Golden listings: tests/testdata/ec2/cases.json, "nova-*" (tests/service/golden_test.cc).
 
 // Every path of the 2009-04-04 tree answers the same under "latest".
 TEST_F(Ec2NovaDialectTest, LatestIs2009_04_04) {
