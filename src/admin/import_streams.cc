@@ -35,13 +35,19 @@ struct ImportStreams::Stream {
   // parked parts out; the caller refuses them once mu_ is released.
   // Parts after `part` that were already handed to the store are refused
   // there (the store broke the chain); parts before it still commit.
+  // Parts before it that are parked stay parked: they still commit, in
+  // order, whenever the parts before them arrive.
   std::vector<std::shared_ptr<PendingWrite>> Stop(int64_t part) {
     if (refused == 0 || part < refused) refused = part;
     std::vector<std::shared_ptr<PendingWrite>> out;
-    for (auto& entry : parked) out.push_back(std::move(entry.second.pending));
-    parked.clear();
+    for (auto it = parked.upper_bound(refused); it != parked.end();) {
+      out.push_back(std::move(it->second.pending));
+      it = parked.erase(it);
+    }
     return out;
   }
+  // True when `part` comes after the refused part and must not be applied.
+  bool AfterRefusal(int64_t part) const { return refused != 0 && part > refused; }
 };
 
 namespace {
@@ -119,7 +125,7 @@ Status ImportStreams::SubmitPart(std::string_view stream_name, std::string_view 
     }
     std::shared_ptr<Stream> stream = it->second;
     stream->touched = now;
-    if (stream->refused != 0) return NotApplied(stream->refused);
+    if (stream->AfterRefusal(part)) return NotApplied(stream->refused);
     if (part <= stream->submitted || stream->parked.count(part) != 0) {
       return common::Conflict("part " + std::to_string(part) + " of import stream " +
                               Quote(stream_name) + " was already sent");
@@ -157,9 +163,10 @@ void ImportStreams::Stop(const Request& request) {
     std::lock_guard lock(mu_);
     auto it = streams_.find(std::string(*name));
     if (it == streams_.end()) {
-      // Part 1 refused before its stream began: the parts after it must
-      // hear why they are not applied, not that the stream is unknown.
-      if (*part != 1 || streams_.size() >= kMaxImportStreams) return;
+      // Refused before any other part of its stream arrived (the parts
+      // travel on different connections, in any order): the parts after it
+      // must hear why they are not applied, and must not wait for it.
+      if (streams_.size() >= kMaxImportStreams) return;
       it = streams_.emplace(std::string(*name), std::make_shared<Stream>()).first;
     }
     Stream& stream = *it->second;
@@ -196,7 +203,7 @@ void ImportStreams::ForgetParked(const Request& request) {
 void ImportStreams::Advance(const std::shared_ptr<Stream>& stream,
                             std::vector<std::function<void()>>& later) {
   for (;;) {
-    if (stream->refused != 0) return;
+    if (stream->AfterRefusal(stream->submitted + 1)) return;
     auto next = stream->parked.find(stream->submitted + 1);
     if (next == stream->parked.end()) return;
     const int64_t part = next->first;

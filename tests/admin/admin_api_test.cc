@@ -682,6 +682,34 @@ TEST_F(AdminApiTest, ImportStreamPartsQueuedTogetherKeepTheRules) {
   EXPECT_FALSE(store_->Get("d").ok());
 }
 
+// The parts travel on different connections and arrive in any order. A part
+// refused before the parts around it arrive stops the later ones, which must
+// not wait for it, and the earlier ones still commit, whenever they come.
+TEST_F(AdminApiTest, AnImportPartRefusedBeforeTheOthersArriveStopsOnlyTheLaterOnes) {
+  common::Response r = Do(*api_, StreamPart("o", 2, "{\"id\":7}\n"));  // refused first
+  EXPECT_EQ(r.status, 400) << r.body;
+  auto third = Start(*api_, StreamPart("o", 3, InstanceJson("c", "n", "10.0.0.3")));
+  ASSERT_FALSE(third->out.deferred) << "part 3 waits for part 2, which will never come";
+  EXPECT_EQ(third->out.status, 409) << third->out.body;
+  EXPECT_NE(ErrorMessage(third->out).find("part 2 was refused"), std::string::npos);
+  r = Do(*api_, StreamPart("o", 1, InstanceJson("a", "n", "10.0.0.1")));
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_TRUE(store_->Get("a").ok());
+  EXPECT_FALSE(store_->Get("c").ok());
+
+  // A part parked behind a gap stays parked when a later part is refused.
+  auto fourth = Start(*api_, StreamPart("p", 2, InstanceJson("d", "n", "10.0.0.4")));
+  ASSERT_TRUE(fourth->out.deferred);
+  r = Do(*api_, StreamPart("p", 3, "{\"id\":7}\n"));
+  EXPECT_EQ(r.status, 400) << r.body;
+  r = Do(*api_, StreamPart("p", 1, InstanceJson("e", "n", "10.0.0.5")));
+  EXPECT_EQ(r.status, 200) << r.body;
+  r = Finish(*api_, *fourth);
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_TRUE(store_->Get("d").ok());
+  EXPECT_TRUE(store_->Get("e").ok());
+}
+
 TEST_F(AdminApiTest, ImportStreamHeaderRefusals) {
   const std::string body = InstanceJson("a", "n", "10.0.0.1");
   struct Case {
