@@ -227,16 +227,24 @@ InstanceLimiter::Decision InstanceLimiter::AdmitConnection(std::string_view inst
   if (e->connections.load(std::memory_order_relaxed) >=
       static_cast<int32_t>(limits.max_connections)) {
     ++e->refused_connections;
-    lock.unlock();
-    connections_limited_.Inc();
-    d.admitted = false;
-    d.reason = Reason::kConnections;
-    d.retry_after_s = 1;
-    NoteRefusal(now, instance_id, d.reason, limits);
-    return d;
+    return Refuse(lock, connections_limited_, Reason::kConnections, 1, now, instance_id, limits);
   }
   e->connections.fetch_add(1, std::memory_order_relaxed);
   d.slot = Slot(&e->connections);
+  return d;
+}
+
+InstanceLimiter::Decision InstanceLimiter::Refuse(std::unique_lock<std::mutex>& lock,
+                                                  common::Counter& counter, Reason reason,
+                                                  int64_t retry_after_s, int64_t now_ns,
+                                                  std::string_view id, const Limits& limits) {
+  lock.unlock();
+  counter.Inc();
+  Decision d;
+  d.admitted = false;
+  d.reason = reason;
+  d.retry_after_s = retry_after_s;
+  NoteRefusal(now_ns, id, reason, limits);
   return d;
 }
 
@@ -263,27 +271,17 @@ InstanceLimiter::Decision InstanceLimiter::Admit(std::string_view instance_id,
     const int64_t tat = std::max(e.tat_ns, now);
     if (tat - now > tolerance) {
       ++e.refused_rate;
-      lock.unlock();
-      rate_limited_.Inc();
-      d.admitted = false;
-      d.reason = Reason::kRate;
       const int64_t wait = tat - tolerance - now;
-      d.retry_after_s = std::max<int64_t>(1, (wait + kNsPerSecond - 1) / kNsPerSecond);
-      NoteRefusal(now, instance_id, d.reason, limits);
-      return d;
+      return Refuse(lock, rate_limited_, Reason::kRate,
+                    std::max<int64_t>(1, (wait + kNsPerSecond - 1) / kNsPerSecond), now,
+                    instance_id, limits);
     }
     new_tat = tat + interval;
   }
   if (limits.max_in_flight > 0) {
     if (e.in_flight.load(std::memory_order_relaxed) >= static_cast<int32_t>(limits.max_in_flight)) {
       ++e.refused_concurrency;
-      lock.unlock();
-      concurrency_limited_.Inc();
-      d.admitted = false;
-      d.reason = Reason::kConcurrency;
-      d.retry_after_s = 1;
-      NoteRefusal(now, instance_id, d.reason, limits);
-      return d;
+      return Refuse(lock, concurrency_limited_, Reason::kConcurrency, 1, now, instance_id, limits);
     }
     e.in_flight.fetch_add(1, std::memory_order_relaxed);
     d.slot = Slot(&e.in_flight);

@@ -206,6 +206,11 @@ class InstanceLimiter {
   Entry* FindOrMake(std::unique_lock<std::mutex>& lock, Shard& shard, uint64_t hash,
                     std::string_view instance_id, int64_t now);
   void NoteRefusal(int64_t now_ns, std::string_view id, Reason reason, const Limits& limits);
+  // The refusal every limit answers with: releases `lock` (the shard's),
+  // counts it in `counter` and notes it for the summary.
+  Decision Refuse(std::unique_lock<std::mutex>& lock, common::Counter& counter, Reason reason,
+                  int64_t retry_after_s, int64_t now_ns, std::string_view id,
+                  const Limits& limits);
 
   // Constant after construction.
   const Options options_;
